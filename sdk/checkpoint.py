@@ -1,0 +1,200 @@
+"""The checkpoint directory contract (training -> export), readable without torch.
+
+A checkpoint directory holds ``checkpoint.json`` and safetensors weight files. Loading
+never unpickles. ``facesdk.training.load_checkpoint`` turns it into a torch module;
+this module only describes and validates it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, ManifestError
+from .manifest_io import FileEntry, atomic_write_json, read_manifest_json
+from .preprocess import Preprocess
+from .tasks import TaskSpec, tasks_from_json, tasks_to_json
+
+__all__ = [
+    "CHECKPOINT_MANIFEST",
+    "CHECKPOINT_SCHEMA_VERSION",
+    "BackboneSpec",
+    "HeadSpec",
+    "MethodSpec",
+    "CheckpointManifest",
+    "load_checkpoint_manifest",
+]
+
+CHECKPOINT_MANIFEST = "checkpoint.json"
+CHECKPOINT_SCHEMA_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True, slots=True)
+class BackboneSpec:
+    """The timm backbone: its name, where its pretrained weights came from, and build kwargs.
+
+    ``weights`` is ``"random"`` (random init), ``"hub"`` (timm ``pretrained=True``) or
+    ``"file:<path>"`` (a local safetensors file).
+    """
+
+    name: str
+    weights: str = "random"
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("backbone name must not be empty")
+        if not (self.weights in ("random", "hub") or self.weights.startswith("file:")):
+            raise ConfigError(f"backbone weights must be 'random', 'hub' or 'file:<path>', got {self.weights!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "weights": self.weights, "kwargs": dict(self.kwargs)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BackboneSpec:
+        return cls(name=str(data["name"]), weights=str(data.get("weights", "random")), kwargs=dict(data.get("kwargs", {})))
+
+
+@dataclass(frozen=True, slots=True)
+class HeadSpec:
+    """A classifier head: ``linear`` or ``mlp`` (one hidden layer with GELU)."""
+
+    kind: str = "linear"
+    hidden: int = 0
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("linear", "mlp"):
+            raise ConfigError(f"head kind must be 'linear' or 'mlp', got {self.kind!r}")
+        if self.kind == "mlp" and self.hidden <= 0:
+            raise ConfigError(f"an 'mlp' head needs hidden > 0, got {self.hidden}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"head dropout must be within [0, 1), got {self.dropout}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "hidden": self.hidden, "dropout": self.dropout}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> HeadSpec:
+        return cls(kind=str(data.get("kind", "linear")), hidden=int(data.get("hidden", 0)), dropout=float(data.get("dropout", 0.0)))
+
+
+@dataclass(frozen=True, slots=True)
+class MethodSpec:
+    """The adaptation method (``lora``, ``dora``, ``full``, ...) with its full config."""
+
+    name: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "config": dict(self.config)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MethodSpec:
+        return cls(name=str(data["name"]), config=dict(data.get("config", {})))
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointManifest:
+    """Everything ``checkpoint.json`` records.
+
+    Attributes:
+        backbone: timm name, weights source and build kwargs.
+        preprocess: How crops are made and normalised (from the backbone's pretrained config).
+        tasks: The tasks and their labels, in head order.
+        method: Adaptation method and its config.
+        heads: Head spec per task name.
+        files: Weight files with sha256 and size (``model.safetensors`` holds the full state dict).
+        training: Summary: epochs, steps, best epoch, final validation metrics per task.
+        params: ``{"total": n, "trainable": n}``.
+        versions: Library versions used to train.
+        created: ISO 8601 time of writing.
+    """
+
+    backbone: BackboneSpec
+    preprocess: Preprocess
+    tasks: tuple[TaskSpec, ...]
+    method: MethodSpec
+    heads: Mapping[str, HeadSpec]
+    files: Mapping[str, FileEntry] = field(default_factory=dict)
+    training: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, int] = field(default_factory=dict)
+    versions: Mapping[str, str] = field(default_factory=dict)
+    created: str = ""
+    schema_version: int = CHECKPOINT_SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        missing = [t.name for t in self.tasks if t.name not in self.heads]
+        if missing:
+            raise ConfigError(f"no head spec for task(s) {missing}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "checkpoint",
+            "schema_version": self.schema_version,
+            "created": self.created,
+            "backbone": self.backbone.to_json(),
+            "preprocess": self.preprocess.to_json(),
+            "tasks": tasks_to_json(self.tasks),
+            "method": self.method.to_json(),
+            "heads": {name: head.to_json() for name, head in self.heads.items()},
+            "files": {name: entry.to_json() for name, entry in self.files.items()},
+            "params": dict(self.params),
+            "training": dict(self.training),
+            "versions": dict(self.versions),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CheckpointManifest:
+        try:
+            return cls(
+                schema_version=int(data["schema_version"]),
+                created=str(data.get("created", "")),
+                backbone=BackboneSpec.from_json(data["backbone"]),
+                preprocess=Preprocess.from_json(data["preprocess"]),
+                tasks=tasks_from_json(data["tasks"]),
+                method=MethodSpec.from_json(data["method"]),
+                heads={k: HeadSpec.from_json(v) for k, v in data["heads"].items()},
+                files={k: FileEntry.from_json(v) for k, v in data.get("files", {}).items()},
+                params=dict(data.get("params", {})),
+                training=dict(data.get("training", {})),
+                versions=dict(data.get("versions", {})),
+            )
+        except KeyError as exc:
+            raise ManifestError(f"checkpoint manifest lacks the field {exc.args[0]!r}") from exc
+
+    def write(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``checkpoint.json`` atomically into ``directory``."""
+        path = Path(directory) / CHECKPOINT_MANIFEST
+        atomic_write_json(path, self.to_json())
+        return path
+
+
+def load_checkpoint_manifest(directory: str | os.PathLike[str], verify: bool = True) -> CheckpointManifest:
+    """Read and validate a checkpoint directory's manifest.
+
+    Args:
+        directory: The checkpoint directory.
+        verify: Also check each listed file's size and sha256.
+
+    Raises:
+        MissingFileError: The directory, its manifest or a listed file is missing.
+        SchemaVersionError: The manifest's schema version is not understood.
+        IntegrityError: A file's size or hash differs from the manifest.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        from .errors import MissingFileError
+
+        raise MissingFileError(f"checkpoint directory {directory} does not exist")
+    data = read_manifest_json(directory / CHECKPOINT_MANIFEST, "checkpoint", (CHECKPOINT_SCHEMA_VERSION,))
+    manifest = CheckpointManifest.from_json(data)
+    if WEIGHTS_FILE not in manifest.files:
+        raise ManifestError(f"{directory / CHECKPOINT_MANIFEST} lists no {WEIGHTS_FILE}")
+    for entry in manifest.files.values():
+        entry.verify(directory, check_hash=verify)
+    return manifest

@@ -1,0 +1,76 @@
+"""The ``facesdk`` command: one console script whose subcommands live in their stages.
+
+Each subcommand's module is imported only when it runs, so ``facesdk analyze`` never
+imports torch and a missing extra is reported by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from .errors import DependencyError, FaceSdkError
+
+__all__ = ["main", "COMMANDS"]
+
+# name -> (module with main(argv, prog), argv prefix, extra it needs, one-line help)
+COMMANDS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
+    "train": ("facesdk.training.cli", ("train",), "train", "train a model from a YAML config"),
+    "data": ("facesdk.training.cli", ("data",), "train", "prepare datasets into facesdk manifests"),
+    "eval": ("facesdk.training.cli", ("eval",), "train", "evaluate a checkpoint or export on manifests"),
+    "export": ("facesdk.export.cli", (), "export", "merge adapters, export ONNX and TensorRT engines"),
+    "calibrate": ("facesdk.calibration.cli", (), "", "collect INT8 calibration crops"),
+    "analyze": ("facesdk.analyze_cli", (), "", "analyse images and videos, print JSON lines"),
+    "demo": ("facesdk.demo", (), "", "webcam/video demo: boxes, labels, track ids, FPS"),
+    "bench": ("facesdk.bench", (), "", "parameters, GFLOPs and latency report"),
+    "models": ("facesdk.models_cli", (), "", "locate or fetch the face detector model"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: facesdk <command> [options]", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {help_}" for name, (_, _, _, help_) in COMMANDS.items()]
+    lines += ["", "Run 'facesdk <command> --help' for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``facesdk`` console script; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0 if args else 2
+    if args[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(f"facesdk {__version__}")
+        return 0
+    name = args[0]
+    if name not in COMMANDS:
+        print(f"facesdk: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name, prefix, extra, _ = COMMANDS[name]
+    try:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            if isinstance(exc, DependencyError) or not extra:
+                raise
+            raise DependencyError(
+                f"'facesdk {name}' needs the [{extra}] extra ({exc}). Install it with: pip install 'facesdk[{extra}]'"
+            ) from exc
+        return int(module.main([*prefix, *args[1:]], prog=f"facesdk {name}") or 0)
+    except FaceSdkError as exc:
+        print(f"facesdk {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"facesdk {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

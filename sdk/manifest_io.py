@@ -1,0 +1,120 @@
+"""Reading and writing the JSON manifests that join the stages: hashes, atomic writes, versions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import IntegrityError, ManifestError, MissingFileError, SchemaVersionError
+
+__all__ = ["FileEntry", "sha256_file", "atomic_write_bytes", "atomic_write_json", "read_manifest_json"]
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Return the hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """A file of a checkpoint or export directory with its size and sha256."""
+
+    path: str
+    sha256: str
+    size: int
+
+    @classmethod
+    def of(cls, directory: str | os.PathLike[str], name: str) -> FileEntry:
+        """Describe the existing file ``directory/name``."""
+        full = Path(directory) / name
+        return cls(path=name, sha256=sha256_file(full), size=full.stat().st_size)
+
+    def verify(self, directory: str | os.PathLike[str], check_hash: bool = True) -> Path:
+        """Check that the file exists with the recorded size (and hash); return its path."""
+        full = Path(directory) / self.path
+        if not full.is_file():
+            raise MissingFileError(f"{full} is missing; the manifest in {directory} lists it")
+        size = full.stat().st_size
+        if size != self.size:
+            raise IntegrityError(
+                f"{full} has {size} bytes but its manifest records {self.size}: the file is corrupt or was "
+                "replaced; rebuild the directory"
+            )
+        if check_hash:
+            digest = sha256_file(full)
+            if digest != self.sha256:
+                raise IntegrityError(
+                    f"{full} has sha256 {digest[:16]}… but its manifest records {self.sha256[:16]}…: the file is "
+                    "corrupt or was replaced; rebuild the directory"
+                )
+        return full
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "size": self.size}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FileEntry:
+        try:
+            return cls(path=str(data["path"]), sha256=str(data["sha256"]), size=int(data["size"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ManifestError(f"a file entry needs path, sha256 and size; got {dict(data)!r}") from exc
+
+
+def read_manifest_json(path: str | os.PathLike[str], kind: str, supported: tuple[int, ...]) -> dict[str, Any]:
+    """Read a manifest, check its ``kind`` and ``schema_version``, and return the raw mapping.
+
+    Args:
+        path: The manifest file.
+        kind: Expected value of the manifest's ``kind`` field (``"checkpoint"`` or ``"export"``).
+        supported: Schema versions this release reads.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path} does not exist: expected a facesdk {kind} manifest there")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{path} is not valid JSON ({exc}); the {kind} directory is corrupt") from exc
+    if not isinstance(data, dict):
+        raise ManifestError(f"{path} must hold a JSON object, found {type(data).__name__}")
+    found_kind = data.get("kind")
+    if found_kind != kind:
+        raise ManifestError(f"{path} is a {found_kind!r} manifest; expected a {kind!r} manifest")
+    version = data.get("schema_version")
+    if version not in supported:
+        raise SchemaVersionError(
+            f"{path} has {kind} schema version {version!r}; this facesdk reads version(s) "
+            f"{', '.join(map(str, supported))}. Upgrade facesdk or re-create the {kind} with this release."
+        )
+    return data
