@@ -1,0 +1,214 @@
+"""Adaptation methods: which parameters train, how adapters attach, how optimizer groups are built.
+
+A method is registered by name (:data:`METHODS`); the training config picks it and the
+checkpoint records its name and full config, so a loader can rebuild the same module tree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from facesdk.errors import ConfigError
+from torch import nn
+
+__all__ = [
+    "DEFAULT_TARGET",
+    "AdapterConfig",
+    "Method",
+    "METHODS",
+    "get_method",
+    "register_method",
+    "count_parameters",
+]
+
+DEFAULT_TARGET = r"blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc1|fc2))"
+"""Full-path regex for the transformer blocks' linear layers only.
+
+peft full-matches a string pattern against each module's whole dotted path, so the
+block prefix keeps the patch embedding and the attention pool (``attn_pool.*``) out.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterConfig:
+    """LoRA / DoRA settings.
+
+    Attributes:
+        rank: Rank r of the low-rank update (> 0).
+        alpha: Scaling numerator; the update is scaled by alpha / rank.
+        dropout: Dropout on the adapter input.
+        target: Regex full-matched against module paths of the backbone.
+        lora_plus_ratio: LoRA+ ratio λ: the B matrices train at λ·lr (1 = plain LoRA).
+    """
+
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target: str = DEFAULT_TARGET
+    lora_plus_ratio: float = 1.0
+
+    def __post_init__(self) -> None:
+        if int(self.rank) <= 0:
+            raise ConfigError(f"adapter rank must be > 0, got {self.rank}; try rank: 8")
+        if float(self.alpha) <= 0:
+            raise ConfigError(f"adapter alpha must be > 0, got {self.alpha}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ConfigError(f"adapter dropout must be within [0, 1), got {self.dropout}")
+        if float(self.lora_plus_ratio) <= 0:
+            raise ConfigError(f"lora_plus_ratio must be > 0 (1 disables LoRA+), got {self.lora_plus_ratio}")
+        try:
+            re.compile(self.target)
+        except re.error as exc:
+            raise ConfigError(f"adapter target {self.target!r} is not a valid regex: {exc}") from exc
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> AdapterConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown adapter option(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(data))
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """Total and trainable parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total": total, "trainable": trainable}
+
+
+class Method:
+    """Base of every adaptation method.
+
+    Subclasses set :attr:`name` and :attr:`mergeable` and override :meth:`normalize`,
+    :meth:`apply` and, if they need special optimizer groups, :meth:`param_groups`.
+    """
+
+    name = "base"
+    mergeable = True
+
+    def normalize(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate a user config and return it complete with defaults."""
+        if config:
+            raise ConfigError(f"method {self.name!r} takes no options, got {sorted(config)}")
+        return {}
+
+    def apply(self, model: nn.Module, config: Mapping[str, Any]) -> nn.Module:
+        """Set what trains and attach adapters; ``model`` is a MultiTaskModel."""
+        raise NotImplementedError
+
+    def param_groups(
+        self, model: nn.Module, config: Mapping[str, Any], lr: float, weight_decay: float
+    ) -> list[dict[str, Any]]:
+        """Optimizer groups: decay on matrices, none on vectors (biases, norms, magnitudes)."""
+        decay, no_decay = [], []
+        for _, param in model.named_parameters():
+            if param.requires_grad:
+                (decay if param.ndim >= 2 else no_decay).append(param)
+        groups = [
+            {"name": "decay", "params": decay, "lr": lr, "weight_decay": weight_decay},
+            {"name": "no_decay", "params": no_decay, "lr": lr, "weight_decay": 0.0},
+        ]
+        return [g for g in groups if g["params"]]
+
+
+class FullFineTune(Method):
+    """Every weight trains."""
+
+    name = "full"
+
+    def apply(self, model: nn.Module, config: Mapping[str, Any]) -> nn.Module:
+        model.requires_grad_(True)
+        return model
+
+
+class LinearProbe(Method):
+    """Backbone frozen; only the heads train."""
+
+    name = "linear_probe"
+
+    def apply(self, model: nn.Module, config: Mapping[str, Any]) -> nn.Module:
+        model.requires_grad_(False)
+        model.heads.requires_grad_(True)
+        return model
+
+
+class LowRankAdapter(Method):
+    """LoRA or DoRA through peft on the backbone's linear layers, with LoRA+ groups."""
+
+    def __init__(self, use_dora: bool) -> None:
+        self.use_dora = use_dora
+        self.name = "dora" if use_dora else "lora"
+
+    def normalize(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        return asdict(AdapterConfig.from_mapping(config))
+
+    def apply(self, model: nn.Module, config: Mapping[str, Any]) -> nn.Module:
+        from peft import LoraConfig, get_peft_model
+
+        cfg = AdapterConfig.from_mapping(config)
+        backbone = model.backbone
+        pattern = re.compile(cfg.target)
+        linear = [n for n, m in backbone.named_modules() if isinstance(m, nn.Linear)]
+        hits = [n for n in linear if pattern.fullmatch(n)]
+        if not hits:
+            raise ConfigError(
+                f"adapter target {cfg.target!r} matches no linear layer of the backbone; "
+                f"its linear layers include {linear[:6]}"
+            )
+        backbone.requires_grad_(False)
+        peft_config = LoraConfig(
+            r=int(cfg.rank),
+            lora_alpha=float(cfg.alpha),
+            lora_dropout=float(cfg.dropout),
+            target_modules=cfg.target,
+            use_dora=self.use_dora,
+            bias="none",
+        )
+        model.backbone = get_peft_model(backbone, peft_config)
+        model.heads.requires_grad_(True)
+        return model
+
+    def param_groups(
+        self, model: nn.Module, config: Mapping[str, Any], lr: float, weight_decay: float
+    ) -> list[dict[str, Any]]:
+        ratio = float(AdapterConfig.from_mapping(config).lora_plus_ratio)
+        lora_b, decay, no_decay = [], [], []
+        for name, param in model.named_parameters():
+            if not param.requires_grad:
+                continue
+            if ".lora_B." in name:
+                lora_b.append(param)
+            elif param.ndim >= 2:
+                decay.append(param)
+            else:
+                no_decay.append(param)
+        groups = [
+            {"name": "lora_B", "params": lora_b, "lr": lr * ratio, "weight_decay": weight_decay},
+            {"name": "decay", "params": decay, "lr": lr, "weight_decay": weight_decay},
+            {"name": "no_decay", "params": no_decay, "lr": lr, "weight_decay": 0.0},
+        ]
+        return [g for g in groups if g["params"]]
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register_method(method: Method) -> Method:
+    """Add a method to the registry under its name."""
+    METHODS[method.name] = method
+    return method
+
+
+for _method in (LowRankAdapter(use_dora=False), LowRankAdapter(use_dora=True), FullFineTune(), LinearProbe()):
+    register_method(_method)
+
+
+def get_method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ConfigError(f"unknown adaptation method {name!r}; choose one of {sorted(METHODS)}") from None

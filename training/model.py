@@ -1,0 +1,109 @@
+"""The multi-task model: one timm backbone, one classifier head per task."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import timm
+import torch
+from facesdk.checkpoint import BackboneSpec, HeadSpec
+from facesdk.errors import ConfigError
+from facesdk.preprocess import CropPolicy, Preprocess
+from facesdk.tasks import TaskSpec
+from torch import nn
+
+__all__ = ["MultiTaskModel", "create_backbone", "preprocess_from_backbone", "build_head", "DEFAULT_BACKBONE"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BACKBONE = "vit_pe_core_tiny_patch16_384"
+
+
+def create_backbone(spec: BackboneSpec, load_weights: bool = True) -> nn.Module:
+    """Build a timm backbone without its classifier (``num_classes=0``: forward gives pooled features).
+
+    Args:
+        spec: timm name, weights source and extra ``create_model`` kwargs.
+        load_weights: Load the pretrained weights named by ``spec.weights``; a checkpoint
+            loader passes False because the checkpoint holds every weight itself.
+    """
+    if not timm.is_model(spec.name):
+        close = timm.list_models(f"*{spec.name.split('_')[0]}*")[:8]
+        raise ConfigError(f"unknown timm backbone {spec.name!r}; similar names: {close or 'none'}")
+    kwargs: dict[str, Any] = {"num_classes": 0, "exportable": True, **dict(spec.kwargs)}
+    pretrained = load_weights and spec.weights != "random"
+    if pretrained and spec.weights.startswith("file:"):
+        kwargs["pretrained_cfg_overlay"] = {"file": spec.weights[len("file:") :]}
+    try:
+        return timm.create_model(spec.name, pretrained=pretrained, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"backbone {spec.name!r} rejected its kwargs {dict(spec.kwargs)}: {exc}") from exc
+
+
+def preprocess_from_backbone(backbone: nn.Module, crop: CropPolicy | None = None) -> Preprocess:
+    """Take input size, mean, std and interpolation from the backbone's pretrained config.
+
+    The input size follows the built model (``img_size`` overrides change it), not the
+    config of the weights it was named after.
+    """
+    cfg = timm.data.resolve_data_config({}, model=backbone)
+    size = tuple(cfg["input_size"][1:])
+    patch_embed = getattr(backbone, "patch_embed", None)
+    if patch_embed is not None and getattr(patch_embed, "img_size", None):
+        size = tuple(int(v) for v in patch_embed.img_size)
+    interpolation = cfg.get("interpolation", "bicubic")
+    if interpolation not in ("bicubic", "bilinear", "nearest", "area"):
+        interpolation = "bicubic"
+    return Preprocess(
+        input_size=size,  # type: ignore[arg-type]
+        mean=tuple(cfg["mean"]),  # type: ignore[arg-type]
+        std=tuple(cfg["std"]),  # type: ignore[arg-type]
+        interpolation=interpolation,
+        crop=crop or CropPolicy(),
+    )
+
+
+def build_head(in_features: int, num_classes: int, spec: HeadSpec) -> nn.Module:
+    """A linear head, or an MLP with one GELU hidden layer."""
+    layers: list[nn.Module] = [nn.Dropout(spec.dropout)] if spec.dropout > 0 else []
+    if spec.kind == "linear":
+        layers.append(nn.Linear(in_features, num_classes))
+    else:
+        layers += [nn.Linear(in_features, spec.hidden), nn.GELU(), nn.Linear(spec.hidden, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def _num_features(backbone: nn.Module) -> int:
+    features = getattr(backbone, "num_features", None)
+    if isinstance(features, int) and features > 0:
+        return features
+    base = getattr(backbone, "get_base_model", None)
+    if base is not None:
+        return _num_features(base())
+    raise ConfigError(f"cannot tell the feature width of backbone {type(backbone).__name__}")
+
+
+class MultiTaskModel(nn.Module):
+    """A backbone with one head per task; ``forward(x)`` returns ``{task: logits}``.
+
+    Attributes:
+        backbone: The timm model (possibly wrapped by peft with adapters).
+        heads: One head per task, in task order.
+        task_names: Task names in output order.
+    """
+
+    def __init__(self, backbone: nn.Module, tasks: Sequence[TaskSpec], heads: Mapping[str, HeadSpec]) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.task_names = [t.name for t in tasks]
+        width = _num_features(backbone)
+        self.heads = nn.ModuleDict({t.name: build_head(width, t.num_classes, heads[t.name]) for t in tasks})
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.backbone(x)
+        return {name: self.heads[name](features) for name in self.task_names}
