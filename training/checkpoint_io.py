@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+
 from facesdk.checkpoint import (
     WEIGHTS_FILE,
     BackboneSpec,
@@ -24,8 +27,6 @@ from facesdk.errors import ManifestError
 from facesdk.manifest_io import FileEntry
 from facesdk.preprocess import CropPolicy, Preprocess
 from facesdk.tasks import TaskSpec
-from safetensors.torch import load_file, save_file
-from torch import nn
 
 from .methods import count_parameters, get_method
 from .model import MultiTaskModel, create_backbone, preprocess_from_backbone
@@ -44,9 +45,10 @@ log = logging.getLogger(__name__)
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape a checkpoint."""
-    import facesdk
     import peft
     import timm
+
+    import facesdk
 
     return {
         "facesdk": facesdk.__version__,
@@ -106,8 +108,9 @@ def save_checkpoint(
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        # save_model drops the duplicate names of shared tensors (VeRA's projections); the
+        # loader rebuilds the same module tree, which shares them again.
+        save_model(model, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         manifest = CheckpointManifest(
             backbone=backbone,
             preprocess=preprocess,
@@ -141,12 +144,11 @@ def load_checkpoint_with_manifest(
         load_weights=False,
         crop=manifest.preprocess.crop,
     )
-    state = load_file(str(Path(path) / WEIGHTS_FILE))
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
+    missing, unexpected = load_model(model, str(Path(path) / WEIGHTS_FILE), strict=False, device="cpu")
+    if missing or unexpected:
         raise ManifestError(
             f"{path}: weights do not fit the model its manifest describes "
-            f"(missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}); "
+            f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}); "
             "the checkpoint is corrupt or was written by an incompatible facesdk"
         )
     model.eval()

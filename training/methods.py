@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from facesdk.errors import ConfigError
 from torch import nn
+
+from facesdk.errors import ConfigError
 
 __all__ = [
     "DEFAULT_TARGET",
@@ -151,14 +152,7 @@ class LowRankAdapter(Method):
 
         cfg = AdapterConfig.from_mapping(config)
         backbone = model.backbone
-        pattern = re.compile(cfg.target)
-        linear = [n for n, m in backbone.named_modules() if isinstance(m, nn.Linear)]
-        hits = [n for n in linear if pattern.fullmatch(n)]
-        if not hits:
-            raise ConfigError(
-                f"adapter target {cfg.target!r} matches no linear layer of the backbone; "
-                f"its linear layers include {linear[:6]}"
-            )
+        _require_linear_targets(backbone, cfg.target)
         backbone.requires_grad_(False)
         peft_config = LoraConfig(
             r=int(cfg.rank),
@@ -194,6 +188,156 @@ class LowRankAdapter(Method):
         return [g for g in groups if g["params"]]
 
 
+class PartialFineTune(Method):
+    """The last ``blocks`` transformer blocks, the final norm and the attention pool train.
+
+    The backbone part trains at ``backbone_lr_mult`` times the heads' learning rate (the
+    reference recipe: last four blocks plus the attention pool at a tenth of the heads' rate).
+    """
+
+    name = "partial"
+
+    def normalize(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(config) - {"blocks", "backbone_lr_mult"})
+        if unknown:
+            raise ConfigError(
+                f"unknown option(s) {unknown} for method 'partial'; known: blocks, backbone_lr_mult"
+            )
+        out = {
+            "blocks": int(config.get("blocks", 4)),
+            "backbone_lr_mult": float(config.get("backbone_lr_mult", 0.1)),
+        }
+        if out["blocks"] < 0:
+            raise ConfigError(f"partial: blocks must be >= 0, got {out['blocks']}")
+        if out["backbone_lr_mult"] <= 0:
+            raise ConfigError(f"partial: backbone_lr_mult must be > 0, got {out['backbone_lr_mult']}")
+        return out
+
+    def apply(self, model: nn.Module, config: Mapping[str, Any]) -> nn.Module:
+        cfg = self.normalize(config)
+        backbone = model.backbone
+        backbone.requires_grad_(False)
+        blocks = getattr(backbone, "blocks", None)
+        if blocks is None:
+            raise ConfigError(
+                f"method 'partial' needs a backbone with .blocks; {type(backbone).__name__} has none"
+            )
+        if cfg["blocks"] > len(blocks):
+            raise ConfigError(f"partial: blocks={cfg['blocks']} but the backbone has only {len(blocks)}")
+        for block in list(blocks)[len(blocks) - cfg["blocks"] :]:
+            block.requires_grad_(True)
+        for name in ("norm", "fc_norm", "attn_pool", "head_drop"):
+            part = getattr(backbone, name, None)
+            if isinstance(part, nn.Module):
+                part.requires_grad_(True)
+        model.heads.requires_grad_(True)
+        return model
+
+    def param_groups(
+        self, model: nn.Module, config: Mapping[str, Any], lr: float, weight_decay: float
+    ) -> list[dict[str, Any]]:
+        mult = self.normalize(config)["backbone_lr_mult"]
+        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                groups.setdefault((name.startswith("backbone."), param.ndim >= 2), []).append(param)
+        out = []
+        for (in_backbone, decays), params in sorted(groups.items()):
+            out.append(
+                {
+                    "name": f"{'backbone' if in_backbone else 'heads'}_{'decay' if decays else 'no_decay'}",
+                    "params": params,
+                    "lr": lr * (mult if in_backbone else 1.0),
+                    "weight_decay": weight_decay if decays else 0.0,
+                }
+            )
+        return out
+
+
+NORM_TYPES: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
+
+
+class NormTuning(Method):
+    """Only normalisation weights and biases (and the heads) train."""
+
+    name = "norm"
+
+    def apply(self, model: nn.Module, config: Mapping[str, Any]) -> nn.Module:
+        model.requires_grad_(False)
+        found = 0
+        for module in model.backbone.modules():
+            if isinstance(module, NORM_TYPES):
+                module.requires_grad_(True)
+                found += sum(p.numel() for p in module.parameters(recurse=False))
+        if not found:
+            raise ConfigError("method 'norm' found no normalisation layer with parameters in the backbone")
+        model.heads.requires_grad_(True)
+        return model
+
+
+@dataclass(frozen=True, slots=True)
+class VeraOptions:
+    """VeRA settings: shared frozen random projections of rank ``rank``, trained scaling vectors."""
+
+    rank: int = 256
+    target: str = DEFAULT_TARGET
+    dropout: float = 0.0
+    d_initial: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if int(self.rank) <= 0:
+            raise ConfigError(f"vera rank must be > 0, got {self.rank}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ConfigError(f"vera dropout must be within [0, 1), got {self.dropout}")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> VeraOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown vera option(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(data))
+
+
+class Vera(Method):
+    """VeRA through peft: frozen shared random A/B, trained per-layer scaling vectors d and b."""
+
+    name = "vera"
+
+    def normalize(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        return asdict(VeraOptions.from_mapping(config))
+
+    def apply(self, model: nn.Module, config: Mapping[str, Any]) -> nn.Module:
+        from peft import VeraConfig, get_peft_model
+
+        cfg = VeraOptions.from_mapping(config)
+        _require_linear_targets(model.backbone, cfg.target)
+        model.backbone.requires_grad_(False)
+        peft_config = VeraConfig(
+            r=int(cfg.rank),
+            target_modules=cfg.target,
+            vera_dropout=float(cfg.dropout),
+            d_initial=float(cfg.d_initial),
+            projection_prng_key=int(cfg.seed),
+            save_projection=True,
+        )
+        model.backbone = get_peft_model(model.backbone, peft_config)
+        model.heads.requires_grad_(True)
+        return model
+
+
+def _require_linear_targets(backbone: nn.Module, target: str) -> list[str]:
+    pattern = re.compile(target)
+    linear = [n for n, m in backbone.named_modules() if isinstance(m, nn.Linear)]
+    hits = [n for n in linear if pattern.fullmatch(n)]
+    if not hits:
+        raise ConfigError(
+            f"adapter target {target!r} matches no linear layer of the backbone; its linear layers include {linear[:6]}"
+        )
+    return hits
+
+
 METHODS: dict[str, Method] = {}
 
 
@@ -203,7 +347,15 @@ def register_method(method: Method) -> Method:
     return method
 
 
-for _method in (LowRankAdapter(use_dora=False), LowRankAdapter(use_dora=True), FullFineTune(), LinearProbe()):
+for _method in (
+    LowRankAdapter(use_dora=False),
+    LowRankAdapter(use_dora=True),
+    FullFineTune(),
+    LinearProbe(),
+    PartialFineTune(),
+    NormTuning(),
+    Vera(),
+):
     register_method(_method)
 
 

@@ -8,11 +8,12 @@ from typing import Any
 
 import timm
 import torch
+from torch import nn
+
 from facesdk.checkpoint import BackboneSpec, HeadSpec
 from facesdk.errors import ConfigError
 from facesdk.preprocess import CropPolicy, Preprocess
 from facesdk.tasks import TaskSpec
-from torch import nn
 
 __all__ = ["MultiTaskModel", "create_backbone", "preprocess_from_backbone", "build_head", "DEFAULT_BACKBONE"]
 

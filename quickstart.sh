@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# One command on a fresh machine, offline: install, train the smoke model on synthetic faces,
+# collect an INT8 calibration set from real photos, export ONNX (FP32 + INT8), analyse a real
+# photo and a short video, and print the bench table. Outputs land in runs/quickstart/.
+#
+# The smoke model is a tiny random-init ViT trained for ~2 minutes on SYNTHETIC images:
+# its predictions on real faces are meaningless. See docs/training.md for real models.
+set -euo pipefail
+cd "$(dirname "$0")"
+OUT=${OUT:-runs/quickstart}
+VENV=${FACESDK_VENV:-.venv}
+
+if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
+. "$VENV/bin/activate"
+python -m pip install -q --upgrade pip
+python -m pip install -q -c constraints.txt -e ".[dev]"
+
+# The face detector: the SDK looks in $FACESDK_HOME/models (default ~/.cache/facesdk/models).
+# Offline, install it from a local copy when one is beside the checkout; online, fetch it.
+if ! facesdk models path >/dev/null 2>&1; then
+  if [ -f ../shared/models/face_detection_yunet_2026may.onnx ]; then
+    facesdk models fetch --from ../shared/models/face_detection_yunet_2026may.onnx
+  else
+    facesdk models fetch
+  fi
+fi
+
+mkdir -p "$OUT/media"
+python - "$OUT/media" <<'PY'
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+from skimage import data
+
+out = Path(sys.argv[1])
+photo = np.ascontiguousarray(data.astronaut()[..., ::-1])
+cv2.imwrite(str(out / "astronaut.png"), photo)
+faces = out / "lfw"
+faces.mkdir(exist_ok=True)
+for i, crop in enumerate(data.lfw_subset()[:100]):
+    cv2.imwrite(str(faces / f"face_{i:03d}.png"), (crop * 255).astype(np.uint8))
+writer = cv2.VideoWriter(str(out / "astronaut.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 15, photo.shape[1::-1])
+for shift in range(45):  # a slow pan, so the tracker has something to follow
+    writer.write(np.roll(photo, shift * 2, axis=1))
+writer.release()
+PY
+
+if [ ! -f "$OUT/train/checkpoint/checkpoint.json" ]; then
+  facesdk train --config configs/smoke.yaml --out "$OUT/train"
+fi
+facesdk calibrate collect --source "$OUT/media/astronaut.png" "$OUT/media/astronaut.avi" "$OUT/media/lfw" \
+  --model "$OUT/train/checkpoint" --out "$OUT/calib" --count 256
+facesdk export build --ckpt "$OUT/train/checkpoint" --out "$OUT/export" --precision fp32,int8 \
+  --calib "$OUT/calib" --force
+facesdk analyze "$OUT/media/astronaut.png" "$OUT/media/astronaut.avi" --model "$OUT/export" --json "$OUT/analysis.jsonl"
+facesdk bench --ckpt "$OUT/train/checkpoint" --model "$OUT/export" --video "$OUT/media/astronaut.avi" --out "$OUT/bench"
+echo
+echo "Done. Outputs in $OUT/: checkpoint, export (model.onnx, model.int8.onnx, export.json), analysis.jsonl, bench/."
+echo "Reminder: the smoke model was trained on synthetic images; its predictions on real faces are meaningless."
