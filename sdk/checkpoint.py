@@ -49,14 +49,20 @@ class BackboneSpec:
         if not self.name:
             raise ConfigError("backbone name must not be empty")
         if not (self.weights in ("random", "hub") or self.weights.startswith("file:")):
-            raise ConfigError(f"backbone weights must be 'random', 'hub' or 'file:<path>', got {self.weights!r}")
+            raise ConfigError(
+                f"backbone weights must be 'random', 'hub' or 'file:<path>', got {self.weights!r}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "weights": self.weights, "kwargs": dict(self.kwargs)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BackboneSpec:
-        return cls(name=str(data["name"]), weights=str(data.get("weights", "random")), kwargs=dict(data.get("kwargs", {})))
+        return cls(
+            name=str(data["name"]),
+            weights=str(data.get("weights", "random")),
+            kwargs=dict(data.get("kwargs", {})),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +86,11 @@ class HeadSpec:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> HeadSpec:
-        return cls(kind=str(data.get("kind", "linear")), hidden=int(data.get("hidden", 0)), dropout=float(data.get("dropout", 0.0)))
+        return cls(
+            kind=str(data.get("kind", "linear")),
+            hidden=int(data.get("hidden", 0)),
+            dropout=float(data.get("dropout", 0.0)),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,9 @@ class TensorSpec:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TensorSpec:
-        return cls(name=str(data["name"]), shape=tuple(data["shape"]), dtype=str(data.get("dtype", "float32")))
+        return cls(
+            name=str(data["name"]), shape=tuple(data["shape"]), dtype=str(data.get("dtype", "float32"))
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,11 @@ class ModelEntry:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"file": self.file.to_json(), "format": self.format, "precision": self.precision}
+        out: dict[str, Any] = {
+            "file": self.file.to_json(),
+            "format": self.format,
+            "precision": self.precision,
+        }
         if self.tensorrt is not None:
             out["tensorrt"] = dict(self.tensorrt)
         if self.extra:

@@ -84,7 +84,9 @@ class Preprocess:
         if min(self.std) <= 0:
             raise ConfigError(f"std values must be > 0, got {self.std}")
         if self.interpolation not in INTERPOLATIONS:
-            raise ConfigError(f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {self.interpolation!r}")
+            raise ConfigError(
+                f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {self.interpolation!r}"
+            )
 
     @property
     def height(self) -> int:
@@ -118,7 +120,9 @@ class Preprocess:
                 crop=CropPolicy.from_json(data.get("crop", {})),
             )
         except (KeyError, TypeError) as exc:
-            raise ConfigError(f"preprocessing spec needs input_size, mean and std; got {dict(data)!r}") from exc
+            raise ConfigError(
+                f"preprocessing spec needs input_size, mean and std; got {dict(data)!r}"
+            ) from exc
 
     def fingerprint(self) -> str:
         """sha256 of the canonical JSON form: equal specs make equal crops."""
@@ -133,7 +137,9 @@ def to_input_tensor(crops_bgr: Sequence[np.ndarray], spec: Preprocess) -> np.nda
     """
     out = np.empty((len(crops_bgr), 3, spec.height, spec.width), dtype=np.float32)
     scale = (1.0 / (255.0 * np.asarray(spec.std, dtype=np.float32))).reshape(3, 1, 1)
-    shift = (np.asarray(spec.mean, dtype=np.float32) / np.asarray(spec.std, dtype=np.float32)).reshape(3, 1, 1)
+    shift = (np.asarray(spec.mean, dtype=np.float32) / np.asarray(spec.std, dtype=np.float32)).reshape(
+        3, 1, 1
+    )
     for i, crop in enumerate(crops_bgr):
         if crop.ndim != 3 or crop.shape[2] != 3 or crop.dtype != np.uint8:
             raise ConfigError(f"crops must be H x W x 3 uint8 BGR, got shape {crop.shape} dtype {crop.dtype}")

@@ -51,7 +51,11 @@ class Prediction:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Prediction:
-        return cls(label=str(data["label"]), confidence=float(data["confidence"]), probs={k: float(v) for k, v in data["probs"].items()})
+        return cls(
+            label=str(data["label"]),
+            confidence=float(data["confidence"]),
+            probs={k: float(v) for k, v in data["probs"].items()},
+        )
 
     @classmethod
     def from_probs(cls, labels: tuple[str, ...], probs: Any) -> Prediction:

@@ -8,7 +8,16 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["TaskSpec", "AGE", "GENDER", "EMOTION", "DEFAULT_TASKS", "MISSING", "tasks_to_json", "tasks_from_json"]
+__all__ = [
+    "TaskSpec",
+    "AGE",
+    "GENDER",
+    "EMOTION",
+    "DEFAULT_TASKS",
+    "MISSING",
+    "tasks_to_json",
+    "tasks_from_json",
+]
 
 MISSING = -1
 """Label value that marks a missing label in manifests and tensors."""
@@ -39,7 +48,9 @@ class TaskSpec:
         try:
             return self.labels.index(label)
         except ValueError:
-            raise ConfigError(f"{label!r} is not a label of task {self.name!r}; expected one of {list(self.labels)}") from None
+            raise ConfigError(
+                f"{label!r} is not a label of task {self.name!r}; expected one of {list(self.labels)}"
+            ) from None
 
     def check_index(self, value: int) -> int:
         """Validate a class index; ``MISSING`` (-1) passes through."""
