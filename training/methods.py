@@ -101,6 +101,12 @@ class Method:
         """Set what trains and attach adapters; ``model`` is a MultiTaskModel."""
         raise NotImplementedError
 
+    def optimizer(self, groups: list[dict[str, Any]], config: Mapping[str, Any], **kwargs: Any) -> Any:
+        """The optimizer over ``groups`` (AdamW; GaLore overrides this)."""
+        import torch
+
+        return torch.optim.AdamW(groups, **kwargs)
+
     def param_groups(
         self, model: nn.Module, config: Mapping[str, Any], lr: float, weight_decay: float
     ) -> list[dict[str, Any]]:
@@ -338,6 +344,64 @@ def _require_linear_targets(backbone: nn.Module, target: str) -> list[str]:
     return hits
 
 
+class GaLore(Method):
+    """GaLore: an optimizer choice over ``full`` or ``partial`` training.
+
+    The chosen base method decides what trains; every trainable backbone matrix then gets
+    its Adam moments in a rank-``rank`` projection of its gradient (see ``galore.py``).
+    """
+
+    name = "galore"
+    BASES = ("full", "partial")
+
+    def normalize(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        config = dict(config)
+        base = str(config.pop("base", "full"))
+        if base not in self.BASES:
+            raise ConfigError(f"galore: base must be one of {self.BASES}, got {base!r}")
+        own = {"rank": 128, "update_proj_gap": 200, "scale": 0.25}
+        for key in list(own):
+            if key in config:
+                own[key] = type(own[key])(config.pop(key))
+        if own["rank"] <= 0 or own["update_proj_gap"] <= 0 or own["scale"] <= 0:
+            raise ConfigError(f"galore: rank, update_proj_gap and scale must be > 0, got {own}")
+        return {"base": base, **own, **METHODS[base].normalize(config)}
+
+    @staticmethod
+    def _split(config: Mapping[str, Any]) -> tuple[Method, dict[str, Any]]:
+        base = METHODS[config["base"]]
+        rest = {k: v for k, v in config.items() if k not in ("base", "rank", "update_proj_gap", "scale")}
+        return base, rest
+
+    def apply(self, model: nn.Module, config: Mapping[str, Any]) -> nn.Module:
+        base, rest = self._split(self.normalize(config))
+        return base.apply(model, rest)
+
+    def param_groups(
+        self, model: nn.Module, config: Mapping[str, Any], lr: float, weight_decay: float
+    ) -> list[dict[str, Any]]:
+        cfg = self.normalize(config)
+        base, rest = self._split(cfg)
+        options = {"rank": cfg["rank"], "update_proj_gap": cfg["update_proj_gap"], "scale": cfg["scale"]}
+        heads = {id(p) for p in model.heads.parameters()}
+        groups = []
+        for group in base.param_groups(model, rest, lr, weight_decay):
+            projected = [p for p in group["params"] if p.ndim >= 2 and id(p) not in heads]
+            others = [p for p in group["params"] if not (p.ndim >= 2 and id(p) not in heads)]
+            if projected:
+                groups.append(
+                    {**group, "name": f"{group['name']}_galore", "params": projected, "galore": options}
+                )
+            if others:
+                groups.append({**group, "params": others})
+        return groups
+
+    def optimizer(self, groups: list[dict[str, Any]], config: Mapping[str, Any], **kwargs: Any) -> Any:
+        from .galore import GaLoreAdamW
+
+        return GaLoreAdamW(groups, **kwargs)
+
+
 METHODS: dict[str, Method] = {}
 
 
@@ -355,6 +419,7 @@ for _method in (
     PartialFineTune(),
     NormTuning(),
     Vera(),
+    GaLore(),
 ):
     register_method(_method)
 
