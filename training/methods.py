@@ -429,3 +429,6 @@ def get_method(name: str) -> Method:
         return METHODS[name]
     except KeyError:
         raise ConfigError(f"unknown adaptation method {name!r}; choose one of {sorted(METHODS)}") from None
+
+
+from . import mtlora  # noqa: E402, F401  (registers MTLoRA, which builds on the classes above)

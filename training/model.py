@@ -107,4 +107,6 @@ class MultiTaskModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.backbone(x)
+        if isinstance(features, dict):  # a branched backbone (MTLoRA) gives one feature path per task
+            return {name: self.heads[name](features[name]) for name in self.task_names}
         return {name: self.heads[name](features) for name in self.task_names}

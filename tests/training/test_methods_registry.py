@@ -129,3 +129,45 @@ def test_galore_keeps_low_rank_moments_and_descends() -> None:
 def test_bad_method_options_are_refused(name: str, config: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         _build(name, config)
+
+
+def test_mtlora_has_one_branch_per_task_and_merges(tmp_path: Path) -> None:
+    from facesdk.training.mtlora import BranchedBackbone
+
+    backbone = BackboneSpec("vit_pe_core_tiny_patch16_384", "random", {"img_size": 32, "depth": 3})
+    torch.manual_seed(0)
+    model, preprocess, spec = build_model(
+        backbone, DEFAULT_TASKS, HEADS, MethodSpec("mtlora", {"rank": 4, "task_rank": 2})
+    )
+    assert isinstance(model.backbone, BranchedBackbone)
+    assert set(model.backbone.branches) == {"age", "gender", "emotion"}
+    trainable = _trainable(model)
+    assert any(".trunk." in n and "lora_magnitude_vector" in n for n in trainable)  # DoRA on the trunk
+    for task in ("age", "gender", "emotion"):
+        assert any(f".branches.{task}." in n and "attn_pool" in n and "lora_A" in n for n in trainable)
+    assert not any("magnitude" in n for n in trainable if ".branches." in n)  # plain LoRA on branches
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(std=0.1)
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    out = model(x)
+    assert not torch.allclose(
+        out["age"],
+        build_model(backbone, DEFAULT_TASKS, HEADS, MethodSpec("linear_probe"))[0].eval()(x)["age"],
+    )
+    save_checkpoint(
+        model,
+        tmp_path / "ck",
+        backbone=backbone,
+        preprocess=preprocess,
+        tasks=DEFAULT_TASKS,
+        method=spec,
+        heads=HEADS,
+    )
+    again = load_checkpoint(tmp_path / "ck")
+    for key, value in out.items():
+        torch.testing.assert_close(again(x)[key], value, rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="below the backbone depth"):
+        build_model(backbone, DEFAULT_TASKS, HEADS, MethodSpec("mtlora", {"branch_blocks": 3}))
