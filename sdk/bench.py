@@ -292,10 +292,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     if e2e:
         lines += ["", f"## End to end ({e2e['frames']} frames of {Path(e2e['video']).name})", ""]
         lines += ["| stage | mean ms | share |", "|---|---|---|"]
-        stages = {k: v for k, v in e2e["stages"].items() if isinstance(v, dict) and "mean_ms" in v}
-        total = sum(v["mean_ms"] for v in stages.values()) or 1.0
+        stages = {k: v for k, v in e2e["stages"].items() if isinstance(v, dict) and "mean" in v}
+        total = sum(v["mean"] for v in stages.values()) or 1.0
         for name, value in stages.items():
-            lines.append(f"| {name} | {value['mean_ms']:.2f} | {100 * value['mean_ms'] / total:.1f}% |")
+            lines.append(f"| {name} | {value['mean']:.2f} | {100 * value['mean'] / total:.1f}% |")
     return "\n".join(lines) + "\n"
 
 

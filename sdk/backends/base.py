@@ -1,0 +1,150 @@
+"""The inference backend protocol, the backend registry and shared checks.
+
+A backend runs the attribute model on a preprocessed batch (N x 3 x H x W float32) and
+returns one logits array per task. Backends are context managers that own their resources
+(like Polygraphy runners) and check the model's own tensors against the manifest on load.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import BackendError, ConfigError
+from ..export_manifest import ExportManifest
+
+__all__ = [
+    "Backend",
+    "BACKENDS",
+    "check_io",
+    "create_backend",
+    "register_backend",
+    "run_batched",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the Analyzer needs from an inference backend.
+
+    Attributes:
+        name: Short name (``"onnxruntime"``, ``"tensorrt"``, ``"torch"``) with details
+            (providers, precision) available through ``describe()`` where implemented.
+        max_batch: Largest batch one :meth:`run` call accepts.
+    """
+
+    name: str
+    max_batch: int
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Run one batch (``1 <= N <= max_batch``); return ``{task: N x classes logits}``."""
+        ...
+
+    def close(self) -> None:
+        """Free the backend's resources; further calls to :meth:`run` are errors."""
+        ...
+
+
+Factory = Callable[..., Backend]
+
+# kind -> "module:attribute" of a factory(manifest, path, **opts); imported on first use so
+# that selecting onnxruntime never imports tensorrt or torch.
+BACKENDS: dict[str, str] = {
+    "onnxruntime": "facesdk.backends.onnxruntime:OnnxRuntimeBackend",
+    "tensorrt": "facesdk.backends.tensorrt:TensorRTBackend",
+    "torch": "facesdk.backends.torch_backend:TorchBackend",
+}
+
+
+def register_backend(kind: str, target: str | Factory) -> None:
+    """Register a backend factory under ``kind`` ("module:attr" string or a callable)."""
+    _EXTRA[kind] = target
+
+
+_EXTRA: dict[str, str | Factory] = {}
+
+
+def _resolve(kind: str) -> Factory:
+    target = _EXTRA.get(kind) or BACKENDS.get(kind)
+    if target is None:
+        known = sorted({*BACKENDS, *_EXTRA})
+        raise ConfigError(f"unknown backend {kind!r}; expected one of {known} or 'auto'")
+    if callable(target):
+        return target
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def create_backend(kind: str, manifest: ExportManifest, path: str | os.PathLike[str], **opts: Any) -> Backend:
+    """Build a backend of ``kind`` for the model file (or checkpoint dir) at ``path``."""
+    backend = _resolve(kind)(manifest, path, **opts)
+    logger.info("backend %s for %s", backend.name, path)
+    return backend
+
+
+def _dims_match(found: Sequence[Any], expected: Sequence[Any]) -> bool:
+    if len(found) != len(expected):
+        return False
+    for f, e in zip(found, expected, strict=True):
+        if isinstance(e, int) and isinstance(f, int) and f >= 0 and f != e:
+            return False
+    return True
+
+
+def check_io(
+    source: str,
+    manifest: ExportManifest,
+    inputs: Mapping[str, Sequence[Any]],
+    outputs: Mapping[str, Sequence[Any]],
+) -> None:
+    """Check a model's tensor names and static dims against its manifest.
+
+    Args:
+        source: The model file, for messages.
+        manifest: The export manifest.
+        inputs: Input name -> shape as the runtime reports it (symbolic or -1 dims pass).
+        outputs: Output name -> shape.
+
+    Raises:
+        BackendError: A name is missing or a static dimension differs.
+    """
+    want = manifest.input
+    if list(inputs) != [want.name]:
+        raise BackendError(
+            f"{source} has inputs {list(inputs)}; its manifest expects one input {want.name!r}"
+        )
+    expected_in = list(want.shape)
+    if not _dims_match(list(inputs[want.name]), expected_in):
+        raise BackendError(
+            f"{source} input {want.name!r} has shape {list(inputs[want.name])}; the manifest expects {expected_in}"
+        )
+    for spec in manifest.outputs:
+        if spec.name not in outputs:
+            raise BackendError(
+                f"{source} lacks output {spec.name!r} (it has {sorted(outputs)}); the manifest lists "
+                f"{[o.name for o in manifest.outputs]}: re-export the model"
+            )
+        if not _dims_match(list(outputs[spec.name]), list(spec.shape)):
+            raise BackendError(
+                f"{source} output {spec.name!r} has shape {list(outputs[spec.name])}; manifest says {list(spec.shape)}"
+            )
+
+
+def run_batched(backend: Backend, batch: np.ndarray) -> dict[str, np.ndarray]:
+    """Run a batch of any size through ``backend``, split at its ``max_batch``, and concatenate.
+
+    An empty batch returns empty arrays without calling the backend (with 0 classes when
+    the backend was never run); callers handle zero faces before this.
+    """
+    if len(batch) == 0:
+        return {}
+    step = max(1, int(backend.max_batch))
+    parts = [backend.run(np.ascontiguousarray(batch[i : i + step])) for i in range(0, len(batch), step)]
+    return {name: np.concatenate([p[name] for p in parts], axis=0) for name in parts[0]}

@@ -1,0 +1,140 @@
+"""ONNX Runtime backend. :func:`create_session` is the one place ORT sessions are made."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendError, ConfigError, require
+from ..export_manifest import ExportManifest
+from .base import check_io
+
+__all__ = ["OnnxRuntimeBackend", "available_providers", "choose_providers", "create_session"]
+
+logger = logging.getLogger(__name__)
+
+PROVIDER_NAMES = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+
+
+def available_providers() -> list[str]:
+    """ONNX Runtime execution providers present in this installation."""
+    ort = require("onnxruntime", "", "running ONNX models")
+    return list(ort.get_available_providers())
+
+
+def choose_providers(prefer: Sequence[str] = ("cuda", "cpu")) -> list[str]:
+    """Pick execution providers in preference order among those present; CPU is always last.
+
+    Args:
+        prefer: Short names from ``"tensorrt"``, ``"cuda"``, ``"cpu"``.
+    """
+    unknown = [p for p in prefer if p not in PROVIDER_NAMES]
+    if unknown:
+        raise ConfigError(f"unknown providers {unknown}; expected names from {sorted(PROVIDER_NAMES)}")
+    present = set(available_providers())
+    chosen = [PROVIDER_NAMES[p] for p in prefer if PROVIDER_NAMES[p] in present]
+    if PROVIDER_NAMES["cpu"] not in chosen:
+        chosen.append(PROVIDER_NAMES["cpu"])
+    return chosen
+
+
+def create_session(
+    path: str | os.PathLike[str],
+    providers: Sequence[str] | None = None,
+    intra_op_threads: int | None = None,
+    inter_op_threads: int | None = None,
+) -> Any:
+    """Create an ``onnxruntime.InferenceSession`` with facesdk's session options.
+
+    Args:
+        path: The ONNX file.
+        providers: Full ORT provider names; ``None`` picks CUDA when present, else CPU.
+        intra_op_threads: Threads inside one op (``None``: ORT's default, all cores).
+        inter_op_threads: Threads across ops (``None``: ORT's default).
+    """
+    ort = require("onnxruntime", "", "running ONNX models")
+    if not Path(path).is_file():
+        raise BackendError(f"ONNX model {path} does not exist")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if intra_op_threads is not None:
+        if intra_op_threads < 1:
+            raise ConfigError(f"intra_op_threads must be >= 1, got {intra_op_threads}")
+        options.intra_op_num_threads = int(intra_op_threads)
+    if inter_op_threads is not None:
+        options.inter_op_num_threads = int(inter_op_threads)
+    providers = list(providers) if providers is not None else choose_providers()
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:  # ORT raises its own exception types
+        raise BackendError(f"ONNX Runtime could not load {path}: {exc}") from exc
+    logger.info("onnxruntime session for %s on %s", path, session.get_providers())
+    return session
+
+
+class OnnxRuntimeBackend:
+    """Runs an exported ONNX model with ONNX Runtime.
+
+    Args:
+        manifest: The export manifest (names, shapes, max batch).
+        path: The ``.onnx`` file.
+        providers: ORT provider names, or ``None`` for :func:`choose_providers`.
+        intra_op_threads: See :func:`create_session`.
+        inter_op_threads: See :func:`create_session`.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        manifest: ExportManifest,
+        path: str | os.PathLike[str],
+        providers: Sequence[str] | None = None,
+        intra_op_threads: int | None = None,
+        inter_op_threads: int | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.path = Path(path)
+        self.max_batch = manifest.max_batch
+        self._session = create_session(path, providers, intra_op_threads, inter_op_threads)
+        check_io(
+            str(path),
+            manifest,
+            {i.name: i.shape for i in self._session.get_inputs()},
+            {o.name: o.shape for o in self._session.get_outputs()},
+        )
+        self._outputs = [o.name for o in manifest.outputs]
+        self.providers: list[str] = list(self._session.get_providers())
+
+    def describe(self) -> str:
+        return f"onnxruntime ({', '.join(self.providers)})"
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        if self._session is None:
+            raise BackendError("this backend was closed")
+        if batch.ndim != 4 or not 1 <= len(batch) <= self.max_batch:
+            raise BackendError(
+                f"batch must be N x C x H x W with 1 <= N <= {self.max_batch}, got {batch.shape}"
+            )
+        values = self._session.run(
+            self._outputs, {self.manifest.input.name: batch.astype(np.float32, copy=False)}
+        )
+        return dict(zip(self._outputs, values, strict=True))
+
+    def close(self) -> None:
+        self._session = None
+
+    def __enter__(self) -> OnnxRuntimeBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

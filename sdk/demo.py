@@ -1,0 +1,125 @@
+"""``facesdk demo``: live view of boxes, labels with confidences, track ids and FPS.
+
+A window opens only where OpenCV's highgui works. ``opencv-python-headless`` (the SDK's
+dependency) has none, so the demo then runs headless and says so in a log line; ``--save``
+writes the annotated video either way. Press ``q`` in the window to quit; Ctrl-C works too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .errors import ConfigError, SourceError
+from .results import FrameResult
+
+__all__ = ["draw_results", "highgui_available", "main", "open_writer"]
+
+logger = logging.getLogger(__name__)
+
+WINDOW = "facesdk demo"
+FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}
+
+
+def highgui_available() -> bool:
+    """True when OpenCV can open a window here (False for opencv-python-headless or no display)."""
+    try:
+        cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL)
+        cv2.destroyWindow(WINDOW)
+        return True
+    except cv2.error:
+        return False
+
+
+def draw_results(frame: np.ndarray, result: FrameResult, fps: float | None = None) -> np.ndarray:
+    """Return a copy of ``frame`` with boxes, ``#track label conf`` lines and FPS drawn."""
+    out = frame.copy()
+    for face in result.faces:
+        x, y, w, h = (int(round(v)) for v in face.box)
+        cv2.rectangle(out, (x, y), (x + w, y + h), (0, 220, 0), 2)
+        lines = [f"#{face.track_id}" if face.track_id is not None else f"{face.score:.2f}"]
+        lines += [f"{name}: {p.label} {p.confidence:.2f}" for name, p in face.attributes.items()]
+        for i, text in enumerate(lines):
+            org = (x, max(12, y - 6 - 14 * (len(lines) - 1 - i)))
+            cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
+            cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    if fps is not None:
+        cv2.putText(
+            out, f"{fps:.1f} FPS", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2, cv2.LINE_AA
+        )
+    return out
+
+
+def open_writer(path: str | Path, size: tuple[int, int], fps: float) -> Any:
+    """Open a ``cv2.VideoWriter`` (mp4v for .mp4/.mov/.mkv, MJPG for .avi) of ``size`` (w, h)."""
+    path = Path(path)
+    fourcc = FOURCC.get(path.suffix.lower())
+    if fourcc is None:
+        raise ConfigError(f"--save must end in one of {sorted(FOURCC)}, got {path.name!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+    if not writer.isOpened():
+        raise SourceError(f"OpenCV cannot write {path} with codec {fourcc}")
+    return writer
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Webcam/video demo with boxes, labels and track ids."
+    )
+    parser.add_argument("--source", default="0", help="camera index, video file or URL (default: 0)")
+    parser.add_argument("--model", required=True, help="export directory, .onnx or .engine file")
+    parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "torch"))
+    parser.add_argument("--detector", default=None, help="YuNet model path (default: documented lookup)")
+    parser.add_argument("--save", default=None, help="write the annotated video here (.mp4 or .avi)")
+    parser.add_argument("--fps", type=float, default=15.0, help="frame rate of the saved video")
+    parser.add_argument("--no-window", action="store_true", help="never open a window")
+    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    parser.add_argument("--smoothing", type=float, default=None, help="probability smoothing (0 = off)")
+    return parser
+
+
+def main(argv: Sequence[str], prog: str = "facesdk demo") -> int:
+    """Run the demo; returns the exit code."""
+    args = _parser(prog).parse_args(list(argv))
+    from .analyzer import Analyzer
+
+    window = not args.no_window and highgui_available()
+    if not args.no_window and not window:
+        logger.info("OpenCV has no working highgui here (opencv-python-headless?); running headless")
+    if not window and args.save is None:
+        logger.info("no window and no --save: results are only logged")
+    writer, frames, fps, last = None, 0, None, time.perf_counter()
+    try:
+        with Analyzer(args.model, args.backend, args.detector) as analyzer:
+            for frame, result in analyzer.stream_frames(args.source, smoothing=args.smoothing):
+                now = time.perf_counter()
+                rate = 1.0 / max(now - last, 1e-6)
+                fps, last = rate if fps is None else 0.9 * fps + 0.1 * rate, now
+                image = draw_results(frame, result, fps)
+                if args.save is not None:
+                    writer = writer or open_writer(args.save, (image.shape[1], image.shape[0]), args.fps)
+                    writer.write(image)
+                if window:
+                    cv2.imshow(WINDOW, image)
+                    if cv2.waitKey(1) & 0xFF == ord("q"):
+                        break
+                frames += 1
+                if args.max_frames is not None and frames >= args.max_frames:
+                    break
+    except KeyboardInterrupt:
+        logger.info("interrupted")
+    finally:
+        if writer is not None:
+            writer.release()
+        if window:
+            cv2.destroyAllWindows()
+    logger.info("demo processed %d frame(s)%s", frames, f", saved {args.save}" if args.save else "")
+    return 0

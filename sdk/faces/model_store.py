@@ -1,0 +1,152 @@
+"""Where the face detector model lives, and how ``facesdk models fetch`` downloads it.
+
+Lookup order (first hit wins):
+
+1. an explicit path (``Analyzer(detector=PATH)``, ``--detector PATH``);
+2. ``$FACESDK_HOME/models/face_detection_yunet_2026may.onnx``;
+3. the cache: ``$XDG_CACHE_HOME/facesdk/models/`` or ``~/.cache/facesdk/models/``.
+
+Nothing here touches the network unless :func:`fetch_detector_model` is called.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import DetectorNotFoundError, IntegrityError, SourceError
+
+__all__ = [
+    "DETECTOR_FILENAME",
+    "DETECTOR_SHA256",
+    "DETECTOR_URL",
+    "cache_dir",
+    "candidate_paths",
+    "default_fetch_dir",
+    "fetch_detector_model",
+    "find_detector_model",
+]
+
+logger = logging.getLogger(__name__)
+
+DETECTOR_FILENAME = "face_detection_yunet_2026may.onnx"
+DETECTOR_SHA256 = "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
+DETECTOR_URL = (
+    "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/" + DETECTOR_FILENAME
+)
+_CHUNK = 1 << 16
+
+
+def cache_dir() -> Path:
+    """The per-user model cache: ``$XDG_CACHE_HOME/facesdk/models`` or ``~/.cache/facesdk/models``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "facesdk" / "models"
+
+
+def default_fetch_dir() -> Path:
+    """Where ``facesdk models fetch`` writes: ``$FACESDK_HOME/models`` when set, else :func:`cache_dir`."""
+    home = os.environ.get("FACESDK_HOME")
+    return Path(home) / "models" if home else cache_dir()
+
+
+def candidate_paths() -> list[Path]:
+    """The implicit lookup locations, in order (without an explicit path)."""
+    paths = []
+    home = os.environ.get("FACESDK_HOME")
+    if home:
+        paths.append(Path(home) / "models" / DETECTOR_FILENAME)
+    paths.append(cache_dir() / DETECTOR_FILENAME)
+    return paths
+
+
+def find_detector_model(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Return the detector model path, following the documented lookup order.
+
+    Raises:
+        DetectorNotFoundError: The explicit path does not exist, or no location holds the
+            model; the message lists where it looked and what to do.
+    """
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise DetectorNotFoundError(
+                f"face detector model {path} does not exist; pass the path of {DETECTOR_FILENAME}, "
+                "or leave detector unset to use the cache (fill it with 'facesdk models fetch')"
+            )
+        return path
+    candidates = candidate_paths()
+    for path in candidates:
+        if path.is_file():
+            return path
+    looked = ", ".join(str(p) for p in candidates)
+    raise DetectorNotFoundError(
+        f"face detector model {DETECTOR_FILENAME} not found (looked in: {looked}). "
+        "Run 'facesdk models fetch' (needs internet once), or set FACESDK_HOME to a folder whose "
+        f"models/ holds {DETECTOR_FILENAME}, or pass detector=PATH (--detector PATH on the command line)."
+    )
+
+
+def _download(opener: Callable[..., Any], url: str, dest: Path, sha256: str, timeout: float) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            try:
+                with opener(url, timeout=timeout) as response:
+                    while block := response.read(_CHUNK):
+                        digest.update(block)
+                        fh.write(block)
+            except OSError as exc:
+                raise SourceError(f"could not download {url}: {exc}") from exc
+            fh.flush()
+            os.fsync(fh.fileno())
+        found = digest.hexdigest()
+        if found != sha256:
+            raise IntegrityError(
+                f"{url} downloaded with sha256 {found} but {sha256} was expected; refusing to install it. "
+                "Retry later, or download the file by hand and pass its path."
+            )
+        os.replace(tmp, dest)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def fetch_detector_model(
+    dest_dir: str | os.PathLike[str] | None = None,
+    url: str = DETECTOR_URL,
+    sha256: str = DETECTOR_SHA256,
+    force: bool = False,
+    opener: Callable[..., Any] = urllib.request.urlopen,
+    timeout: float = 60.0,
+) -> Path:
+    """Download the YuNet detector, verify its sha256 and write it atomically.
+
+    Args:
+        dest_dir: Target folder; defaults to :func:`default_fetch_dir`.
+        url: Where to download from (``file://`` URLs work, for tests and mirrors).
+        sha256: Expected hex digest; a mismatch leaves nothing behind.
+        force: Download even when a file with the right hash is already there.
+        opener: ``urllib.request.urlopen``-like callable (injectable for tests).
+        timeout: Socket timeout in seconds.
+
+    Returns:
+        The installed file's path.
+    """
+    dest = Path(dest_dir or default_fetch_dir()) / DETECTOR_FILENAME
+    if dest.is_file() and not force:
+        from ..manifest_io import sha256_file
+
+        if sha256_file(dest) == sha256:
+            logger.info("detector model already present at %s", dest)
+            return dest
+        logger.warning("%s has a different sha256; downloading it again", dest)
+    logger.info("downloading %s to %s", url, dest)
+    _download(opener, url, dest, sha256, timeout)
+    return dest

@@ -1,0 +1,154 @@
+"""Resolve what ``Analyzer(model, backend=...)`` names into a manifest, a backend kind and a file.
+
+``model`` may be an export directory (``export.json``), a lone ``.onnx`` file (its manifest
+is read from the ONNX metadata), an ``.engine`` file (needs ``export.json`` beside it) or, for
+``backend="torch"``, a training checkpoint directory (``checkpoint.json``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checkpoint import CHECKPOINT_MANIFEST, load_checkpoint_manifest
+from .errors import BackendError, ConfigError, ManifestError, MissingFileError, require
+from .export_manifest import (
+    EXPORT_MANIFEST,
+    ExportManifest,
+    TensorSpec,
+    load_export_manifest,
+    manifest_from_onnx_metadata,
+)
+
+__all__ = ["BACKEND_KINDS", "ResolvedModel", "gpu_available", "ort_cuda_available", "resolve_model"]
+
+logger = logging.getLogger(__name__)
+
+BACKEND_KINDS = ("auto", "onnxruntime", "tensorrt", "torch")
+ENGINE_ORDER = ("engine-fp16", "engine-int8", "engine-fp32")
+ONNX_ORDER = ("onnx-fp32", "onnx-int8", "onnx-fp16")
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedModel:
+    """A model ready to hand to :func:`facesdk.backends.create_backend`."""
+
+    manifest: ExportManifest
+    backend: str
+    path: Path
+
+
+def gpu_available() -> bool:
+    """True when TensorRT and cuda-python import and a CUDA device is present."""
+    try:
+        import tensorrt  # noqa: F401
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        return False
+    try:
+        err, count = cudart.cudaGetDeviceCount()
+    except Exception:  # a driver problem is "no GPU" here
+        return False
+    return int(err) == 0 and count > 0
+
+
+def ort_cuda_available() -> bool:
+    """True when ONNX Runtime offers the CUDA execution provider."""
+    ort = require("onnxruntime", "", "running ONNX models")
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def _pick(manifest: ExportManifest, order: tuple[str, ...], precision: str | None, fmt: str) -> str | None:
+    if precision is not None:
+        key = ExportManifest.model_key(fmt, precision)
+        return key if key in manifest.models else None
+    return next((k for k in order if k in manifest.models), None)
+
+
+def _from_export_dir(directory: Path, backend: str, precision: str | None, verify: bool) -> ResolvedModel:
+    manifest = load_export_manifest(directory, verify=verify)
+    engine = _pick(manifest, ENGINE_ORDER, precision, "engine")
+    onnx = _pick(manifest, ONNX_ORDER, precision, "onnx")
+    if backend == "auto":
+        backend = "tensorrt" if engine is not None and gpu_available() else "onnxruntime"
+        detail = " (CUDA execution provider)" if backend == "onnxruntime" and ort_cuda_available() else ""
+        logger.info("backend auto: chose %s%s", backend, detail)
+    key = engine if backend == "tensorrt" else onnx
+    if backend == "torch":
+        raise ConfigError("backend 'torch' runs a checkpoint directory, not an export directory")
+    if key is None:
+        fmt = "engine" if backend == "tensorrt" else "onnx"
+        manifest.model(fmt, precision or "fp32")  # raises MissingFileError listing what exists
+        raise MissingFileError(f"{directory} has no {fmt} model")
+    return ResolvedModel(manifest, backend, directory / manifest.models[key].file.path)
+
+
+def _from_onnx(path: Path, backend: str) -> ResolvedModel:
+    if backend not in ("auto", "onnxruntime"):
+        raise ConfigError(f"a lone .onnx file runs on backend 'onnxruntime' (or 'auto'), not {backend!r}")
+    ort = require("onnxruntime", "", "reading ONNX metadata")
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise BackendError(f"ONNX Runtime could not load {path}: {exc}") from exc
+    metadata = session.get_modelmeta().custom_metadata_map
+    return ResolvedModel(manifest_from_onnx_metadata(metadata, str(path)), "onnxruntime", path)
+
+
+def _from_checkpoint(directory: Path, max_batch: int) -> ResolvedModel:
+    ckpt = load_checkpoint_manifest(directory)
+    h, w = ckpt.preprocess.input_size
+    manifest = ExportManifest(
+        tasks=ckpt.tasks,
+        preprocess=ckpt.preprocess,
+        input=TensorSpec("input", ("batch", 3, h, w)),
+        outputs=tuple(TensorSpec(t.name, ("batch", t.num_classes)) for t in ckpt.tasks),
+        batch=(1, max_batch),
+        opset=0,
+    )
+    return ResolvedModel(manifest, "torch", directory)
+
+
+def resolve_model(
+    model: str | os.PathLike[str],
+    backend: str = "auto",
+    precision: str | None = None,
+    verify: bool = True,
+    max_batch: int = 32,
+) -> ResolvedModel:
+    """Find the manifest and model file for ``model`` and settle the backend kind.
+
+    Args:
+        model: Export directory, ``.onnx`` file, ``.engine`` file or (torch) checkpoint dir.
+        backend: ``"auto"``, ``"onnxruntime"``, ``"tensorrt"`` or ``"torch"``.
+        precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` to choose among an export's models.
+        verify: Check model files' sha256 against the manifest.
+        max_batch: Max batch for checkpoint directories (exports carry their own).
+    """
+    if backend not in BACKEND_KINDS:
+        raise ConfigError(f"backend must be one of {BACKEND_KINDS}, got {backend!r}")
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise MissingFileError(
+            f"model {path} does not exist: expected an export directory, .onnx or .engine file"
+        )
+    if path.is_dir():
+        if (path / EXPORT_MANIFEST).is_file():
+            return _from_export_dir(path, backend, precision, verify)
+        if (path / CHECKPOINT_MANIFEST).is_file():
+            if backend != "torch":
+                raise ConfigError(
+                    f"{path} is a training checkpoint; run it with backend='torch' or export it first"
+                )
+            return _from_checkpoint(path, max_batch)
+        raise ManifestError(f"{path} holds neither {EXPORT_MANIFEST} nor {CHECKPOINT_MANIFEST}")
+    if path.suffix == ".onnx":
+        return _from_onnx(path, backend)
+    if path.suffix in (".engine", ".plan"):
+        if backend not in ("auto", "tensorrt"):
+            raise ConfigError(f"an engine file runs on backend 'tensorrt', not {backend!r}")
+        manifest = load_export_manifest(path.parent, verify=verify)
+        return ResolvedModel(manifest, "tensorrt", path)
+    raise ConfigError(f"cannot tell what {path} is: expected an export directory, .onnx or .engine file")

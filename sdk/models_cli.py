@@ -1,0 +1,50 @@
+"""``facesdk models``: locate (``path``) or download (``fetch``) the YuNet face detector."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+from .errors import DetectorNotFoundError
+from .faces.model_store import (
+    DETECTOR_SHA256,
+    DETECTOR_URL,
+    candidate_paths,
+    default_fetch_dir,
+    fetch_detector_model,
+    find_detector_model,
+)
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Locate or download the face detector model.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    fetch = sub.add_parser("fetch", help="download the YuNet model, verify its sha256, install it")
+    fetch.add_argument("--dir", default=None, help=f"target folder (default: {default_fetch_dir()})")
+    fetch.add_argument("--url", default=DETECTOR_URL, help="download URL (file:// works for mirrors)")
+    fetch.add_argument("--sha256", default=DETECTOR_SHA256, help="expected sha256 of the file")
+    fetch.add_argument("--force", action="store_true", help="download even if a valid copy exists")
+    sub.add_parser("path", help="print the detector path that would be used (exit 1 if none)")
+    return parser
+
+
+def main(argv: Sequence[str], prog: str = "facesdk models") -> int:
+    """Run ``facesdk models fetch|path``; returns the exit code."""
+    args = _parser(prog).parse_args(list(argv))
+    if args.action == "fetch":
+        path = fetch_detector_model(args.dir, url=args.url, sha256=args.sha256, force=args.force)
+        print(path)
+        return 0
+    try:
+        print(find_detector_model())
+    except DetectorNotFoundError as exc:
+        logger.error("%s", exc)
+        for candidate in candidate_paths():
+            logger.info("looked in %s", candidate)
+        return 1
+    return 0

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from facesdk.cli import main
+from facesdk.faces import DETECTOR_FILENAME
+from facesdk.manifest_io import sha256_file
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_analyze_image_and_video(
+    tmp_path: Path, tiny_export: Path, yunet_path: Path, astronaut_bgr: np.ndarray, astronaut_video: Path
+) -> None:
+    image = tmp_path / "astronaut.png"
+    cv2.imwrite(str(image), astronaut_bgr)
+    out = tmp_path / "out.jsonl"
+    argv = ["analyze", str(image), str(astronaut_video), "--model", str(tiny_export)]
+    assert main([*argv, "--detector", str(yunet_path), "--json", str(out)]) == 0
+    rows = _lines(out)
+    assert len(rows) == 1 + 5
+    assert rows[0]["source"] == str(image) and len(rows[0]["faces"]) == 1
+    assert set(rows[0]["faces"][0]["attributes"]) == {"age", "gender", "emotion"}
+    assert [r["index"] for r in rows[1:]] == list(range(5))
+    assert all(r["faces"][0]["track_id"] == 1 for r in rows[1:])
+
+
+def test_analyze_reports_missing_input(tmp_path: Path, tiny_export: Path, yunet_path: Path) -> None:
+    argv = ["analyze", str(tmp_path / "nope.png"), "--model", str(tiny_export), "--detector", str(yunet_path)]
+    assert main(argv) == 2
+
+
+def test_demo_headless_saves_video(
+    tmp_path: Path, tiny_export: Path, yunet_path: Path, astronaut_video: Path
+) -> None:
+    saved = tmp_path / "demo.avi"
+    argv = [
+        "demo",
+        "--source",
+        str(astronaut_video),
+        "--model",
+        str(tiny_export),
+        "--detector",
+        str(yunet_path),
+    ]
+    assert main([*argv, "--no-window", "--save", str(saved)]) == 0
+    cap = cv2.VideoCapture(str(saved))
+    count = 0
+    while cap.read()[0]:
+        count += 1
+    cap.release()
+    assert count == 5
+
+
+def test_demo_draws_labels(tiny_export: Path, yunet_path: Path, astronaut_bgr: np.ndarray) -> None:
+    from facesdk import Analyzer
+    from facesdk.demo import draw_results
+
+    with Analyzer(tiny_export, detector=yunet_path) as analyzer:
+        result = next(iter(analyzer.stream([astronaut_bgr])))
+    drawn = draw_results(astronaut_bgr, result, fps=12.0)
+    assert drawn.shape == astronaut_bgr.shape and (drawn != astronaut_bgr).any()
+
+
+@pytest.fixture()
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.delenv("FACESDK_HOME", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def test_models_fetch_and_path(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mirror = env / "mirror.onnx"
+    mirror.write_bytes(b"model" * 64)
+    assert main(["models", "path"]) == 1
+    argv = ["models", "fetch", "--url", mirror.as_uri(), "--sha256", sha256_file(mirror)]
+    assert main(argv) == 0
+    installed = env / "cache" / "facesdk" / "models" / DETECTOR_FILENAME
+    assert installed.read_bytes() == mirror.read_bytes()
+    capsys.readouterr()
+    assert main(["models", "path"]) == 0
+    assert capsys.readouterr().out.strip() == str(installed)
+
+
+def test_models_fetch_refuses_wrong_hash(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mirror = env / "mirror.onnx"
+    mirror.write_bytes(b"tampered")
+    assert main(["models", "fetch", "--url", mirror.as_uri(), "--dir", str(env / "dest")]) == 2
+    assert "sha256" in capsys.readouterr().err
+    assert not (env / "dest" / DETECTOR_FILENAME).exists()
