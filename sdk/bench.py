@@ -101,9 +101,25 @@ def _ort_runner(row: dict[str, Any]) -> Any:
     return lambda: session.run(None, {name: x})
 
 
+def _openvino_runner(row: dict[str, Any]) -> Any:
+    import openvino as ov
+
+    config: dict[str, Any] = {"INFERENCE_NUM_THREADS": row["threads"]}
+    if row.get("precision_hint"):
+        config["INFERENCE_PRECISION_HINT"] = row["precision_hint"]
+    compiled = ov.Core().compile_model(row["onnx"], "CPU", config)
+    chosen = compiled.get_property("INFERENCE_PRECISION_HINT")
+    row["inference_precision"] = str(getattr(chosen, "get_type_name", lambda: chosen)())  # reported, not set
+    shape = [row["batch"], *(d.get_length() for d in list(compiled.inputs[0].get_partial_shape())[1:])]
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    request = compiled.create_infer_request()
+    return lambda: request.infer({0: x})
+
+
 def measure_row(row: dict[str, Any]) -> dict[str, Any]:
     """Time one row in this process; ``row`` names the runtime, model, batch and threads."""
-    runner = {"torch": _torch_runner, "onnxruntime": _ort_runner}[row["runtime"]](row)
+    runners = {"torch": _torch_runner, "onnxruntime": _ort_runner, "openvino": _openvino_runner}
+    runner = runners[row["runtime"]](row)
     times = _time_calls(runner, row.get("warmup", 3), row["repeats"])
     return {**row, "times_ms": times}
 
@@ -142,6 +158,20 @@ def _rows(
                 onnx = str(export_dir / entry.file.path)
                 label = f"onnxruntime {entry.precision}"
                 rows.append({**base, "runtime": "onnxruntime", "onnx": onnx, "label": label, "key": key})
+                rows += _openvino_rows(base, onnx, key, entry.precision)
+    return rows
+
+
+def _openvino_rows(base: dict[str, Any], onnx: str, key: str, precision: str) -> list[dict[str, Any]]:
+    """OpenVINO CPU rows when ``openvino`` is installed: FP32 with hint f32, and the CPU's default precision."""
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is None:
+        return []
+    row = {**base, "runtime": "openvino", "onnx": onnx, "key": key}
+    rows = [{**row, "precision_hint": None, "label": f"openvino {precision} (default precision)"}]
+    if precision == "fp32":
+        rows.insert(0, {**row, "precision_hint": "f32", "label": "openvino fp32 (hint f32)"})
     return rows
 
 
@@ -153,6 +183,8 @@ def _summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             key, {"label": res["label"], "batch": res["batch"], "times_ms": [], "errors": []}
         )
         entry["times_ms"] += res["times_ms"]
+        if res.get("inference_precision"):
+            entry["inference_precision"] = res["inference_precision"]
         if res.get("error"):
             entry["errors"].append(res["error"])
     table = []
@@ -169,6 +201,11 @@ def _summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 else None,
                 "samples": 0 if times is None else len(times),
                 "error": "; ".join(entry["errors"]) or None,
+                **(
+                    {"inference_precision": entry["inference_precision"]}
+                    if "inference_precision" in entry
+                    else {}
+                ),
             }
         )
     for batch in {row["batch"] for row in table}:
@@ -280,7 +317,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for row in sorted(report["latency"], key=lambda r: (r["batch"], r["label"])):
-        cells = [row["label"], row["batch"], row["p50_ms"], row["p95_ms"], row["per_face_ms"]]
+        label = row["label"] + (
+            f" [runs {row['inference_precision']}]" if row.get("inference_precision") else ""
+        )
+        cells = [label, row["batch"], row["p50_ms"], row["p95_ms"], row["per_face_ms"]]
         cells += [row.get("vs_onnxruntime_fp32"), row["samples"]]
         lines.append(
             "| "

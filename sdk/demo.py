@@ -76,7 +76,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--source", default="0", help="camera index, video file or URL (default: 0)")
     parser.add_argument("--model", required=True, help="export directory, .onnx or .engine file")
-    parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "torch"))
+    parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "openvino", "tensorrt", "torch"))
     parser.add_argument("--detector", default=None, help="YuNet model path (default: documented lookup)")
     parser.add_argument("--save", default=None, help="write the annotated video here (.mp4 or .avi)")
     parser.add_argument("--fps", type=float, default=15.0, help="frame rate of the saved video")

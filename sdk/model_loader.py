@@ -26,7 +26,7 @@ __all__ = ["BACKEND_KINDS", "ResolvedModel", "gpu_available", "ort_cuda_availabl
 
 logger = logging.getLogger(__name__)
 
-BACKEND_KINDS = ("auto", "onnxruntime", "tensorrt", "torch")
+BACKEND_KINDS = ("auto", "onnxruntime", "openvino", "tensorrt", "torch")
 ENGINE_ORDER = ("engine-fp16", "engine-int8", "engine-fp32")
 ONNX_ORDER = ("onnx-fp32", "onnx-int8", "onnx-fp16")
 
@@ -86,15 +86,18 @@ def _from_export_dir(directory: Path, backend: str, precision: str | None, verif
 
 
 def _from_onnx(path: Path, backend: str) -> ResolvedModel:
-    if backend not in ("auto", "onnxruntime"):
-        raise ConfigError(f"a lone .onnx file runs on backend 'onnxruntime' (or 'auto'), not {backend!r}")
+    if backend not in ("auto", "onnxruntime", "openvino"):
+        raise ConfigError(
+            f"a lone .onnx file runs on backend 'onnxruntime' or 'openvino' (or 'auto'), not {backend!r}"
+        )
     ort = require("onnxruntime", "", "reading ONNX metadata")
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise BackendError(f"ONNX Runtime could not load {path}: {exc}") from exc
     metadata = session.get_modelmeta().custom_metadata_map
-    return ResolvedModel(manifest_from_onnx_metadata(metadata, str(path)), "onnxruntime", path)
+    kind = "openvino" if backend == "openvino" else "onnxruntime"
+    return ResolvedModel(manifest_from_onnx_metadata(metadata, str(path)), kind, path)
 
 
 def _from_checkpoint(directory: Path, max_batch: int) -> ResolvedModel:
@@ -122,7 +125,7 @@ def resolve_model(
 
     Args:
         model: Export directory, ``.onnx`` file, ``.engine`` file or (torch) checkpoint dir.
-        backend: ``"auto"``, ``"onnxruntime"``, ``"tensorrt"`` or ``"torch"``.
+        backend: ``"auto"``, ``"onnxruntime"``, ``"openvino"``, ``"tensorrt"`` or ``"torch"``.
         precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` to choose among an export's models.
         verify: Check model files' sha256 against the manifest.
         max_batch: Max batch for checkpoint directories (exports carry their own).

@@ -1,4 +1,4 @@
-"""Inference backends behind one protocol: ONNX Runtime, TensorRT, PyTorch.
+"""Inference backends behind one protocol: ONNX Runtime, OpenVINO, TensorRT, PyTorch.
 
 Only :mod:`.base` is imported here; each backend module is imported when it is created.
 """

@@ -35,7 +35,7 @@ class Backend(Protocol):
     """What the Analyzer needs from an inference backend.
 
     Attributes:
-        name: Short name (``"onnxruntime"``, ``"tensorrt"``, ``"torch"``) with details
+        name: Short name (``"onnxruntime"``, ``"openvino"``, ``"tensorrt"``, ``"torch"``) with details
             (providers, precision) available through ``describe()`` where implemented.
         max_batch: Largest batch one :meth:`run` call accepts.
     """
@@ -58,6 +58,7 @@ Factory = Callable[..., Backend]
 # that selecting onnxruntime never imports tensorrt or torch.
 BACKENDS: dict[str, str] = {
     "onnxruntime": "facesdk.backends.onnxruntime:OnnxRuntimeBackend",
+    "openvino": "facesdk.backends.openvino:OpenVinoBackend",
     "tensorrt": "facesdk.backends.tensorrt:TensorRTBackend",
     "torch": "facesdk.backends.torch_backend:TorchBackend",
 }

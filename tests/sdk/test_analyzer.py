@@ -171,7 +171,7 @@ def test_model_and_detector_errors(
     with pytest.raises(ManifestError):
         Analyzer(tmp_path)
     with pytest.raises(ConfigError, match="backend"):
-        Analyzer(tiny_export, backend="openvino")
+        Analyzer(tiny_export, backend="tflite")
     monkeypatch.delenv("FACESDK_HOME", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(DetectorNotFoundError, match="facesdk models fetch"):

@@ -1,0 +1,128 @@
+"""The C++ demo against the Python Analyzer on the same image and export, and its refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from facesdk.preprocess import CropPolicy
+from facesdk.testing import make_tiny_export
+
+# Debian's OpenCV 4.6 warps with fixed-point coordinates, OpenCV 5 (the wheel) does not: crops
+# differ by up to 3 grey levels on some pixels, which moves probabilities by ~1e-4 on the tiny model.
+PROB_TOLERANCE = 1e-3
+BOX_TOLERANCE_PX = 1.0
+
+
+def run_demo(binary: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=120)
+
+
+def demo_json(binary: Path, export: Path, source: Path, yunet: Path, *extra: str) -> list[dict]:
+    proc = run_demo(
+        binary, "--model", str(export), "--source", str(source), "--detector", str(yunet), "--json", *extra
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+def assert_same_faces(got: list[dict], want: list[dict]) -> None:
+    assert len(got) == len(want) >= 1
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g["box"], w["box"], atol=BOX_TOLERANCE_PX)
+        np.testing.assert_allclose(g["landmarks"], w["landmarks"], atol=BOX_TOLERANCE_PX)
+        assert g["score"] == pytest.approx(w["score"], abs=1e-4)
+        assert list(g["attributes"]) == list(w["attributes"])
+        for task, pred in w["attributes"].items():
+            assert g["attributes"][task]["label"] == pred["label"]
+            assert list(g["attributes"][task]["probs"]) == list(pred["probs"])
+            np.testing.assert_allclose(
+                list(g["attributes"][task]["probs"].values()),
+                list(pred["probs"].values()),
+                atol=PROB_TOLERANCE,
+            )
+
+
+@pytest.mark.parametrize("crop", ["align5", "box"])
+def test_matches_python_analyzer(
+    demo_binary: Path,
+    yunet_path: Path,
+    astronaut_png: Path,
+    astronaut_bgr: np.ndarray,
+    tmp_path: Path,
+    crop: str,
+) -> None:
+    from facesdk import Analyzer
+
+    export = tmp_path / "export"
+    make_tiny_export(export, crop=CropPolicy(kind=crop, margin=0.3))
+    frames = demo_json(demo_binary, export, astronaut_png, yunet_path, "--save", str(tmp_path / "out.png"))
+    assert len(frames) == 1 and frames[0]["index"] == 0
+    assert set(frames[0]["timings"]) == {"decode", "detect", "align", "infer", "post"}
+    with Analyzer(export, backend="onnxruntime", detector=yunet_path) as analyzer:
+        want = analyzer.analyze(astronaut_bgr).to_json()
+    assert set(frames[0]) == set(want)
+    assert_same_faces(frames[0]["faces"], want["faces"])
+    assert cv2.imread(str(tmp_path / "out.png")).shape == astronaut_bgr.shape
+
+
+def test_video_gives_one_line_per_frame(
+    demo_binary: Path, tiny_export: Path, yunet_path: Path, astronaut_bgr: np.ndarray, tmp_path: Path
+) -> None:
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, astronaut_bgr.shape[1::-1])
+    for i in range(3):
+        writer.write(np.roll(astronaut_bgr, 2 * i, axis=1))
+    writer.release()
+    frames = demo_json(demo_binary, tiny_export, path, yunet_path)
+    assert [f["index"] for f in frames] == [0, 1, 2]
+    assert all(len(f["faces"]) == 1 for f in frames)
+
+
+def _schema_v2(tmp_path: Path, tiny_export: Path) -> Path:
+    export = tmp_path / "v2"
+    export.mkdir()
+    data = json.loads((tiny_export / "export.json").read_text())
+    data["schema_version"] = 2
+    (export / "export.json").write_text(json.dumps(data))
+    return export
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing_model", "export directory .* does not exist"),
+        ("schema_v2", "schema version 2; this facesdk_demo reads version 1"),
+        ("bad_source", "cannot (open|read)"),
+        ("missing_device", "device 'NPU' is not present on this machine; available: CPU"),
+        ("unbuilt_backend", "backend 'tflite' is not built into this facesdk_demo; built: .*openvino"),
+    ],
+)
+def test_bad_input_exits_nonzero_with_message(
+    demo_binary: Path, tiny_export: Path, yunet_path: Path, tmp_path: Path, case: str, message: str
+) -> None:
+    import re
+
+    model, source, extra = str(tiny_export), str(tmp_path / "missing.png"), []
+    (tmp_path / "garbage.png").write_bytes(b"not an image")
+    if case == "missing_model":
+        model = str(tmp_path / "nowhere")
+    elif case == "schema_v2":
+        model = str(_schema_v2(tmp_path, tiny_export))
+    elif case == "bad_source":
+        source = str(tmp_path / "garbage.png")
+    elif case == "unbuilt_backend":
+        extra = ["--backend", "tflite"]
+    else:
+        ov = pytest.importorskip("openvino")
+        if any(d.startswith("NPU") for d in ov.Core().available_devices):
+            pytest.skip("this machine has an NPU")
+        source, extra = str(tmp_path / "garbage.png"), ["--device", "NPU"]
+    proc = run_demo(demo_binary, "--model", model, "--source", source, "--detector", str(yunet_path), *extra)
+    assert proc.returncode != 0
+    assert re.search(message, proc.stderr), proc.stderr

@@ -1,0 +1,86 @@
+"""The OpenVINO backend: parity with ONNX Runtime in FP32, device and precision checks, lazy import."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facesdk.backends import create_backend
+from facesdk.errors import BackendError, ConfigError, DependencyError
+from facesdk.export_manifest import load_export_manifest
+
+FP32_TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def ov() -> object:
+    return pytest.importorskip(
+        "openvino", reason="openvino is not installed (pip install 'facesdk[openvino]')"
+    )
+
+
+def _backends(export: Path, **opts: object) -> tuple[object, object]:
+    manifest = load_export_manifest(export)
+    model = export / manifest.models["onnx-fp32"].file.path
+    return create_backend("openvino", manifest, model, **opts), create_backend("onnxruntime", manifest, model)
+
+
+def test_fp32_logits_match_onnxruntime(ov: object, tiny_export: Path) -> None:
+    vino, ort = _backends(tiny_export, precision_hint="f32")
+    with vino, ort:
+        assert vino.inference_precision == "f32"
+        for n in (1, 5, 8):
+            x = np.random.default_rng(n).standard_normal((n, 3, 32, 32)).astype(np.float32)
+            a, b = vino.run(x), ort.run(x)
+            assert set(a) == {"age", "gender", "emotion"}
+            for task in a:
+                np.testing.assert_allclose(a[task], b[task], atol=FP32_TOLERANCE, rtol=0)
+
+
+def test_analyzer_openvino_matches_onnxruntime(
+    ov: object, tiny_export: Path, yunet_path: Path, astronaut_bgr: np.ndarray
+) -> None:
+    from facesdk import Analyzer
+
+    with Analyzer(tiny_export, backend="openvino", detector=yunet_path) as vino:
+        assert vino.backend.describe().startswith("openvino (CPU, precision hint f32")
+        got = vino.analyze(astronaut_bgr)
+    with Analyzer(tiny_export, backend="onnxruntime", detector=yunet_path) as ort:
+        want = ort.analyze(astronaut_bgr)
+    assert len(got.faces) == len(want.faces) == 1
+    for task, pred in want.faces[0].attributes.items():
+        assert got.faces[0].attributes[task].label == pred.label
+        for label, p in pred.probs.items():
+            assert got.faces[0].attributes[task].probs[label] == pytest.approx(p, abs=FP32_TOLERANCE)
+
+
+def test_missing_device_lists_available(ov: object, tiny_export: Path) -> None:
+    from facesdk.backends.openvino import available_devices
+
+    absent = next(d for d in ("NPU", "GPU", "FPGA") if not any(a.startswith(d) for a in available_devices()))
+    with pytest.raises(BackendError, match=f"'{absent}' is not present.*available: CPU"):
+        _backends(tiny_export, device=absent)
+
+
+def test_bad_precision_hint_is_refused(ov: object, tiny_export: Path) -> None:
+    with pytest.raises(ConfigError, match="precision_hint"):
+        _backends(tiny_export, precision_hint="int4")
+
+
+def test_missing_package_names_the_extra(tiny_export: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    with pytest.raises(DependencyError, match=r"facesdk\[openvino\]"):
+        _backends(tiny_export)
+
+
+def test_bench_adds_openvino_rows(ov: object) -> None:
+    from facesdk.bench import _openvino_rows
+
+    base = {"batch": 1, "threads": 1, "repeats": 1}
+    fp32 = _openvino_rows(base, "m.onnx", "onnx-fp32", "fp32")
+    assert [r["precision_hint"] for r in fp32] == ["f32", None]
+    int8 = _openvino_rows(base, "q.onnx", "onnx-int8", "int8")
+    assert [r["label"] for r in int8] == ["openvino int8 (default precision)"]
