@@ -1,0 +1,113 @@
+"""``facesdk train`` and ``facesdk data``.
+
+facesdk train --config FILE --out DIR [--resume] [--set key=value ...]
+facesdk data synth --out DIR [--count N] [--missing F] [--seed S] [--size PX]
+facesdk data prepare|mix ...   (see ``facesdk.training.datasets.cli``)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from facesdk.errors import ConfigError
+from facesdk.manifest_io import atomic_write_bytes
+
+__all__ = ["main", "train_main", "data_main"]
+
+log = logging.getLogger(__name__)
+
+
+def _train_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Train a multi-task face model from a YAML config.")
+    p.add_argument(
+        "--config", type=Path, default=None, help="YAML config (with --resume: default OUT/config.yaml)"
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/state when it exists")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value (dotted key, YAML value), e.g. optim.lr=3e-4",
+    )
+    return p
+
+
+def _resolve_config(args: argparse.Namespace):  # noqa: ANN202 - TrainConfig
+    from .config import config_from_mapping, load_config
+
+    saved = args.out / "config.yaml"
+    if args.config is None:
+        if not (args.resume and saved.is_file()):
+            raise ConfigError("--config is required (only a --resume of an existing --out may omit it)")
+        data = yaml.safe_load(saved.read_text())
+        from .config import apply_overrides
+
+        return config_from_mapping(apply_overrides(data, args.overrides))
+    config = load_config(args.config, args.overrides)
+    if args.resume and saved.is_file() and yaml.safe_load(saved.read_text()) != config.to_json():
+        raise ConfigError(
+            f"--resume with a config that differs from {saved}; resume with the same config "
+            "(or omit --config), or train into a new --out"
+        )
+    return config
+
+
+def train_main(argv: Sequence[str], prog: str = "facesdk train") -> int:
+    """Run ``facesdk train``; returns the exit code."""
+    args = _train_parser(prog).parse_args(list(argv))
+    config = _resolve_config(args)
+    from .trainer import Trainer
+
+    trainer = Trainer(config, args.out, resume=args.resume)
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(config.to_json(), sort_keys=False)
+    atomic_write_bytes(args.out / "config.yaml", text.encode())
+    start = time.perf_counter()
+    summary = trainer.run()
+    log.info("done in %.1f s; best validation metrics: %s", time.perf_counter() - start, summary["best"])
+    return 0
+
+
+def data_main(argv: Sequence[str], prog: str = "facesdk data") -> int:
+    """Run ``facesdk data``: ``synth`` here, ``prepare`` and ``mix`` in ``datasets.cli``."""
+    argv = list(argv)
+    if argv[:1] != ["synth"]:
+        from .datasets.cli import main as datasets_main
+
+        return datasets_main(argv, prog=prog)
+    from .synthetic import SynthOptions, generate_synthetic
+
+    p = argparse.ArgumentParser(prog=f"{prog} synth", description="Write a procedural face-attribute set.")
+    p.add_argument("--out", type=Path, required=True, help="output folder (images/, train.csv, val.csv)")
+    p.add_argument("--count", type=int, default=2000, help="number of images (default 2000)")
+    p.add_argument("--missing", type=float, default=0.3, help="share of each task's labels left empty")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="validation share (default 0.2)")
+    a = p.parse_args(argv[1:])
+    result = generate_synthetic(a.out, SynthOptions(a.count, a.missing, a.seed, a.size, a.val_fraction))
+    log.info("train: %s  val: %s", result.train, result.val)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "facesdk") -> int:
+    """Entry point: ``argv`` starts with ``train`` or ``data``; returns the exit code."""
+    args = list(argv or [])
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args[:1] == ["train"]:
+        return train_main(args[1:], prog=prog if prog != "facesdk" else "facesdk train")
+    if args[:1] == ["data"]:
+        return data_main(args[1:], prog=prog if prog != "facesdk" else "facesdk data")
+    raise ConfigError(
+        f"expected 'train' or 'data' first, got {args[:1]}; try: facesdk train --config FILE --out DIR"
+    )

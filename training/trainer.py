@@ -1,0 +1,428 @@
+"""The training loop: AdamW with the method's groups, warmup + cosine, accumulation, resume.
+
+Output layout under ``OUT``: ``config.yaml`` (resolved config), ``checkpoint/`` (best
+checkpoint, what export consumes), ``state/`` (resume state), ``log.csv``, ``curves.png``
+and, for a synthetic set, ``data/``. All writes go through :class:`Reporter` (rank zero).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from facesdk.errors import ConfigError
+from facesdk.preprocess import CropPolicy
+
+from .checkpoint_io import build_model, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import FaceDataset
+from .datasets.manifest import ManifestRow, read_manifest, read_prepare_info
+from .datasets.mixing import sources_from_config
+from .losses import MultiTaskLoss, balanced_class_weights
+from .methods import count_parameters, get_method
+from .model import MultiTaskModel
+from .reporting import Reporter, accuracy_metrics
+from .sampler import TaskBalancedSampler
+from .state import load_state, save_state, trainable_state
+from .synthetic import generate_synthetic
+
+__all__ = ["Trainer", "read_split_rows", "source_weights", "crop_policy_of", "cosine_schedule"]
+
+log = logging.getLogger(__name__)
+
+
+def read_split_rows(config: TrainConfig, out: Path) -> tuple[list[ManifestRow], list[ManifestRow]]:
+    """Read (validating) the train and validation rows; generate the synthetic set if asked."""
+    data = config.data
+    if data.train is None:
+        synth = generate_synthetic(out / "data", data.synth_options())
+        return read_manifest(synth.train), read_manifest(synth.val)
+    train = [row for src in sources_from_config(data.train) for row in read_manifest(src.manifest)]
+    return train, read_manifest(str(data.val))
+
+
+def source_weights(config: TrainConfig) -> np.ndarray | None:
+    """Per training row, its dataset's mix weight over the dataset's row count; ``None`` if unweighted.
+
+    With weights ``w_d`` the balanced sampler draws dataset ``d`` in proportion to ``w_d``
+    (before the task balancing); the uniform sampler cannot honour weights and refuses them.
+    """
+    if config.data.train is None:
+        return None
+    sources = sources_from_config(config.data.train)
+    if all(s.weight == 1.0 for s in sources):
+        return None
+    if config.data.sampler != "balanced":
+        raise ConfigError(
+            "data.train gives dataset weights, which only the balanced sampler honours; "
+            "set data.sampler: balanced or drop the weights"
+        )
+    parts = [
+        np.full(len(rows), s.weight * 1.0 / max(1, len(rows)))
+        for s in sources
+        for rows in [read_manifest(s.manifest)]
+    ]
+    weights = np.concatenate(parts)
+    return weights / weights.mean()
+
+
+def crop_policy_of(config: TrainConfig) -> CropPolicy:
+    """The crop policy the checkpoint records: the one ``facesdk data prepare`` cut the crops with.
+
+    The runtime must cut faces the way the training crops were cut, so it is read from the
+    ``prepare.json`` beside the training manifests (all must agree); manifests without one
+    (synthetic or ready-made crops) give ``full``: the whole image is the crop.
+    """
+    if config.data.train is None:
+        return CropPolicy(kind="full")
+    found = {}
+    for src in sources_from_config(config.data.train):
+        info = read_prepare_info(src.manifest) or {}
+        crop = (info.get("preprocess") or {}).get("crop")
+        found[str(src.manifest)] = CropPolicy.from_json(crop) if crop else CropPolicy(kind="full")
+    if len(set(found.values())) > 1:
+        raise ConfigError(
+            f"the training manifests were cut with different crop policies {found}; "
+            "prepare every dataset with the same --crop and --margin"
+        )
+    return next(iter(found.values()))
+
+
+def cosine_schedule(total_steps: int, warmup: int, min_ratio: float):  # noqa: ANN201 - a lambda
+    """LR factor per optimizer step: linear warmup to 1, then cosine down to ``min_ratio``."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        span = max(1, total_steps - warmup)
+        t = min(1.0, (step - warmup) / span)
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    return factor
+
+
+@dataclass(frozen=True)
+class _Setup:
+    device: torch.device
+    autocast: bool
+
+
+def _runtime(config: TrainConfig, reporter: Reporter) -> _Setup:
+    rt = config.runtime
+    cuda = torch.cuda.is_available()
+    if rt.device == "cuda" and not cuda:
+        raise ConfigError("runtime.device is cuda but no CUDA device is visible; set runtime.device=cpu")
+    device = torch.device("cuda" if rt.device == "cuda" or (rt.device == "auto" and cuda) else "cpu")
+    if rt.threads:
+        torch.set_num_threads(int(rt.threads))
+    if rt.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+    if device.type != "cuda" and (rt.precision == "bf16" or rt.grad_checkpointing):
+        reporter.info("bf16 autocast and gradient checkpointing run on CUDA only; this CPU run uses fp32")
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    return _Setup(device, device.type == "cuda" and rt.precision == "bf16")
+
+
+def _timm_model(backbone: torch.nn.Module) -> torch.nn.Module:
+    get_base = getattr(backbone, "get_base_model", None)
+    return get_base() if callable(get_base) else backbone
+
+
+def _recover_swapped_state(state_dir: Path) -> None:
+    """Put back a state a kill caught between the two renames of ``replace_directory``."""
+    if state_dir.exists():
+        return
+    olds = sorted(state_dir.parent.glob(f".{state_dir.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if olds and (olds[-1] / "state.json").is_file():
+        os.replace(olds[-1], state_dir)
+
+
+class Trainer:
+    """One training run.
+
+    Args:
+        config: The checked config.
+        out: Output folder.
+        resume: Continue from ``out/state`` when it exists.
+        rank, world_size: Process rank and count (DDP comes later; the sampler already shards).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        out: str | os.PathLike[str],
+        resume: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.config, self.out, self.resume = config, Path(out), resume
+        self.rank, self.world_size = rank, world_size
+        self.reporter = Reporter(self.out, is_main=rank == 0)
+        self.state_dir, self.ckpt_dir = self.out / "state", self.out / "checkpoint"
+        _recover_swapped_state(self.state_dir)
+        if (self.state_dir / "state.json").is_file() and not resume:
+            raise ConfigError(
+                f"{self.out} holds a training state; pass --resume to continue it or choose another --out"
+            )
+
+    def _build(self) -> None:
+        cfg = self.config
+        train_rows, val_rows = read_split_rows(cfg, self.out)  # label checks come before any model work
+        self.setup = _runtime(cfg, self.reporter)
+        self.tasks = cfg.model.task_specs()
+        self.heads = {t.name: cfg.model.head_spec() for t in self.tasks}
+        model, preprocess, method = build_model(
+            cfg.model.backbone_spec(), self.tasks, self.heads, cfg.method, crop=crop_policy_of(cfg)
+        )
+        self.model: MultiTaskModel = model.to(self.setup.device)
+        self.preprocess, self.method_spec = preprocess, method
+        if self.setup.device.type == "cuda" and cfg.runtime.grad_checkpointing:
+            timm_model = _timm_model(self.model.backbone)
+            if hasattr(timm_model, "set_grad_checkpointing"):
+                timm_model.set_grad_checkpointing(True)
+        self.train_set = FaceDataset(train_rows, self.tasks, preprocess, hflip=cfg.data.hflip, seed=cfg.seed)
+        self.val_set = FaceDataset(val_rows, self.tasks, preprocess)
+        self.sampler = TaskBalancedSampler(
+            self.train_set.labels.numpy(),
+            [t.name for t in self.tasks],
+            kind=cfg.data.sampler,
+            task_shares=cfg.data.task_shares,
+            num_samples=cfg.data.samples_per_epoch,
+            seed=cfg.seed,
+            row_weights=source_weights(cfg),
+            rank=self.rank,
+            world_size=self.world_size,
+        )
+        self.loss_fn = self._loss().to(self.setup.device)
+        self._optimizer()
+
+    def _loss(self) -> MultiTaskLoss:
+        weights = {}
+        for j, task in enumerate(self.tasks):
+            spec = self.config.optim.class_weights.get(task.name)
+            if spec == "balanced":
+                weights[task.name] = balanced_class_weights(self.train_set.labels[:, j], task.num_classes)
+            elif spec is not None:
+                weights[task.name] = torch.tensor([float(v) for v in spec])
+        opt = self.config.optim
+        return MultiTaskLoss(self.tasks, weights, opt.task_weights, opt.label_smoothing)
+
+    def _optimizer(self) -> None:
+        opt, impl = self.config.optim, get_method(self.method_spec.name)
+        groups = impl.param_groups(self.model, self.method_spec.config, opt.lr, opt.weight_decay)
+        self.optimizer = impl.optimizer(
+            groups, self.method_spec.config, lr=opt.lr, weight_decay=opt.weight_decay
+        )
+        batches = math.ceil(len(self.sampler) / opt.batch_size)
+        self.steps_per_epoch = math.ceil(batches / opt.accumulate)
+        self.total_steps = self.steps_per_epoch * opt.epochs
+        factor = cosine_schedule(self.total_steps, opt.warmup_steps, opt.min_lr_ratio)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+
+    def run(self) -> dict[str, Any]:
+        """Train (or resume) to the end; return the summary recorded in the checkpoint."""
+        self._build()
+        progress = {
+            "epoch": 0,
+            "batch": 0,
+            "step": 0,
+            "history": [],
+            "best": None,
+            "sums": {},
+            "finished": False,
+        }
+        if self.resume and (self.state_dir / "state.json").is_file():
+            progress = load_state(self.state_dir, self.model, self.optimizer, self.scheduler)
+            self.reporter.info(
+                "resumed at epoch %d, batch %d, step %d",
+                progress["epoch"],
+                progress["batch"],
+                progress["step"],
+            )
+        elif self.resume:
+            self.reporter.info("no saved state in %s; starting from the beginning", self.state_dir)
+        counts = count_parameters(self.model)
+        self.reporter.info(
+            "%s: %d of %d parameters train (%.2f%%); %d steps",
+            self.method_spec.name,
+            counts["trainable"],
+            counts["total"],
+            100 * counts["trainable"] / counts["total"],
+            self.total_steps,
+        )
+        while progress["epoch"] < self.config.optim.epochs and not progress["finished"]:
+            self._train_epoch(progress)
+            self._end_epoch(progress)
+        progress["finished"] = True
+        self.reporter.save(
+            lambda: save_state(self.state_dir, self.model, self.optimizer, self.scheduler, progress)
+        )
+        return self._finish(progress, counts)
+
+    def _train_epoch(self, progress: dict[str, Any]) -> None:
+        opt, epoch = self.config.optim, progress["epoch"]
+        self.model.train()
+        self.train_set.set_epoch(epoch)
+        self.sampler.set_epoch(epoch, start=progress["batch"] * opt.batch_size)
+        loader = DataLoader(
+            self.train_set,
+            batch_size=opt.batch_size,
+            sampler=self.sampler,
+            num_workers=self.config.data.num_workers,
+        )
+        batches = math.ceil(len(self.sampler.rank_indices()) / opt.batch_size)
+        sums = progress["sums"]
+        start = progress["batch"]
+        bar = self.reporter.progress(enumerate(loader, start=start), batches - start, f"epoch {epoch + 1}")
+        for b, (x, y) in bar:
+            x, y = x.to(self.setup.device, non_blocking=True), y.to(self.setup.device)
+            ctx = (
+                torch.autocast("cuda", dtype=torch.bfloat16)
+                if self.setup.autocast
+                else contextlib.nullcontext()
+            )
+            with ctx:
+                logits = self.model(x)
+            loss, parts = self.loss_fn(logits, y)
+            (loss / opt.accumulate).backward()
+            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+            for name, value in parts.items():
+                sums[name] = sums.get(name, 0.0) + float(value)
+            sums["batches"] = sums.get("batches", 0) + 1
+            if (b + 1) % opt.accumulate == 0 or b + 1 == batches:
+                self._step()
+                progress["step"] += 1
+                progress["batch"] = b + 1
+                if progress["step"] % self.config.runtime.save_every == 0 and b + 1 < batches:
+                    self.reporter.save(
+                        lambda: save_state(
+                            self.state_dir, self.model, self.optimizer, self.scheduler, progress
+                        )
+                    )
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(
+                    loss=f"{float(loss.detach()):.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}"
+                )
+
+    def _step(self) -> None:
+        clip = self.config.optim.grad_clip
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, dict[str, float]]:
+        """Accuracy and balanced accuracy per task on the validation rows."""
+        self.model.eval()
+        loader = DataLoader(
+            self.val_set,
+            batch_size=2 * self.config.optim.batch_size,
+            num_workers=self.config.data.num_workers,
+        )
+        preds: dict[str, list[np.ndarray]] = {t.name: [] for t in self.tasks}
+        for x, _ in loader:
+            ctx = (
+                torch.autocast("cuda", dtype=torch.bfloat16)
+                if self.setup.autocast
+                else contextlib.nullcontext()
+            )
+            with ctx:
+                logits = self.model(x.to(self.setup.device))
+            for name in preds:
+                preds[name].append(logits[name].argmax(1).cpu().numpy())
+        labels = self.val_set.labels.numpy()
+        return {
+            t.name: accuracy_metrics(np.concatenate(preds[t.name]), labels[:, j], t.num_classes)
+            for j, t in enumerate(self.tasks)
+        }
+
+    def _end_epoch(self, progress: dict[str, Any]) -> None:
+        metrics = self.evaluate()
+        sums, epoch = progress["sums"], progress["epoch"]
+        n = max(1, sums.get("batches", 0))
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "step": progress["step"],
+            "lr": self.scheduler.get_last_lr()[0],
+        }
+        row["train_loss"] = sums.get("loss", 0.0) / n
+        row.update({f"train_loss_{t.name}": sums.get(t.name, 0.0) / n for t in self.tasks})
+        for name, m in metrics.items():
+            row[f"val_{name}_acc"], row[f"val_{name}_bacc"] = m["acc"], m["bacc"]
+        score = float(np.nanmean([m["bacc"] for m in metrics.values()]))
+        row["val_score"] = score
+        progress["history"].append(row)
+        self.reporter.info(
+            "epoch %d: loss %.4f, %s",
+            epoch + 1,
+            row["train_loss"],
+            ", ".join(f"{k} acc {m['acc']:.3f} bacc {m['bacc']:.3f}" for k, m in metrics.items()),
+        )
+        if progress["best"] is None or score > progress["best"]["score"]:
+            progress["best"] = {
+                "score": score,
+                "epoch": epoch + 1,
+                "step": progress["step"],
+                "metrics": metrics,
+            }
+            self.reporter.save(lambda: self._save_checkpoint({"best": metrics, "best_epoch": epoch + 1}))
+        progress.update(epoch=epoch + 1, batch=0, sums={})
+        self.reporter.write_history(progress["history"])
+        self.reporter.save(
+            lambda: save_state(self.state_dir, self.model, self.optimizer, self.scheduler, progress)
+        )
+
+    def _save_checkpoint(self, training: dict[str, Any], model: torch.nn.Module | None = None) -> None:
+        save_checkpoint(
+            model or self.model,
+            self.ckpt_dir,
+            backbone=self.config.model.backbone_spec(),
+            preprocess=self.preprocess,
+            tasks=self.tasks,
+            method=self.method_spec,
+            heads=self.heads,
+            training=training,
+        )
+
+    def _finish(self, progress: dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
+        history, best = progress["history"], progress["best"]
+        final = {t.name: {k: history[-1][f"val_{t.name}_{k}"] for k in ("acc", "bacc")} for t in self.tasks}
+        summary = {
+            "epochs": self.config.optim.epochs,
+            "steps": progress["step"],
+            "best_epoch": best["epoch"],
+            "selection": "mean validation balanced accuracy over tasks",
+            "best": {k: {m: v[m] for m in ("acc", "bacc", "n")} for k, v in best["metrics"].items()},
+            "final": final,
+            "trainable_share": counts["trainable"] / counts["total"],
+            "seed": self.config.seed,
+            "config": self.config.to_json(),
+        }
+
+        def rewrite() -> None:
+            best_model = load_checkpoint(self.ckpt_dir)
+            self._save_checkpoint(summary, best_model)
+
+        self.reporter.save(rewrite)
+        self.reporter.info("best epoch %d; checkpoint in %s", best["epoch"], self.ckpt_dir)
+        return summary
+
+
+def final_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable weights (for comparing runs)."""
+    return trainable_state(model)
