@@ -19,7 +19,7 @@ python -m pip install -q -c constraints.txt -e ".[dev]"
 # Offline, install it from a local copy when one is beside the checkout; online, fetch it.
 if ! facesdk models path >/dev/null 2>&1; then
   if [ -f ../shared/models/face_detection_yunet_2026may.onnx ]; then
-    facesdk models fetch --from ../shared/models/face_detection_yunet_2026may.onnx
+    facesdk models fetch --url "file://$(cd ../shared/models && pwd)/face_detection_yunet_2026may.onnx"
   else
     facesdk models fetch
   fi
@@ -48,12 +48,15 @@ writer.release()
 PY
 
 if [ ! -f "$OUT/train/checkpoint/checkpoint.json" ]; then
-  facesdk train --config configs/smoke.yaml --out "$OUT/train"
+  facesdk train --config configs/smoke_dora.yaml --out "$OUT/train"
 fi
-facesdk calibrate collect --source "$OUT/media/astronaut.png" "$OUT/media/astronaut.avi" "$OUT/media/lfw" \
-  --model "$OUT/train/checkpoint" --out "$OUT/calib" --count 256
+# INT8 calibration crops, cut by the SDK's own detector and alignment (lfw crops are too small
+# for the detector and are used whole).
+facesdk calibrate collect --source "$OUT/media/astronaut.png" "$OUT/media/astronaut.avi" \
+  --crops "$OUT/media/lfw" --preprocess "$OUT/train/checkpoint/checkpoint.json" --out "$OUT/calib" --count 256
+# --onnx-only: FP32 and INT8 ONNX models; TensorRT engines need a GPU (benchmarks/gpu_check.sh).
 facesdk export build --ckpt "$OUT/train/checkpoint" --out "$OUT/export" --precision fp32,int8 \
-  --calib "$OUT/calib" --force
+  --calib "$OUT/calib" --onnx-only --force
 facesdk analyze "$OUT/media/astronaut.png" "$OUT/media/astronaut.avi" --model "$OUT/export" --json "$OUT/analysis.jsonl"
 facesdk bench --ckpt "$OUT/train/checkpoint" --model "$OUT/export" --video "$OUT/media/astronaut.avi" --out "$OUT/bench"
 echo

@@ -81,10 +81,13 @@ def crop_policy_of(config: TrainConfig) -> CropPolicy:
 
     The runtime must cut faces the way the training crops were cut, so it is read from the
     ``prepare.json`` beside the training manifests (all must agree); manifests without one
-    (synthetic or ready-made crops) give ``full``: the whole image is the crop.
+    (ready-made crops) give ``full``: the whole image is the crop. The synthetic set is drawn
+    as centred, upright faces with context around them, the layout the default five-point
+    alignment produces, so a model trained on it records that default and the Analyzer aligns
+    real faces the same way.
     """
     if config.data.train is None:
-        return CropPolicy(kind="full")
+        return CropPolicy()
     found = {}
     for src in sources_from_config(config.data.train):
         info = read_prepare_info(src.manifest) or {}

@@ -92,3 +92,11 @@ def test_dataset_weights_need_the_balanced_sampler(tiny_synth, tiny_config) -> N
     uniform = config_from_mapping(tiny_config(mix, tiny_synth.val, data={"sampler": "uniform"}))
     with pytest.raises(ConfigError, match="only the balanced sampler"):
         source_weights(uniform)
+
+
+def test_synthetic_runs_record_the_default_alignment() -> None:
+    from facesdk.preprocess import CropPolicy
+    from facesdk.training.trainer import crop_policy_of
+
+    data = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
+    assert crop_policy_of(config_from_mapping(data)) == CropPolicy()
