@@ -12,8 +12,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from .results import Detection, FrameResult
 from .stats import StageStats
 from .streams import FrameStream
 from .tracking import IoUTracker, TrackerConfig
+
+if TYPE_CHECKING:
+    from .multistream import MultiStream
 
 __all__ = ["Analyzer"]
 
@@ -201,6 +204,23 @@ class Analyzer:
                 self._stats.add({"decode": item.decode_ms})
                 faces = tracker.update(result.faces) if tracker is not None else result.faces
                 yield image, FrameResult(result.index, result.timestamp, faces, timings, source=label)
+
+    def streams(
+        self,
+        sources: Sequence[Any] | Mapping[str, Any],
+        track: bool = True,
+        smoothing: float | None = None,
+        **options: Any,
+    ) -> MultiStream:
+        """Analyse several sources at once, batching the faces of all of them into shared backbone calls.
+
+        Each result carries its source's name in :attr:`FrameResult.source`; a failing source
+        is dropped and recorded in ``.errors`` while the others keep flowing. See
+        :class:`facesdk.multistream.MultiStream` for ``options`` (``on_error``, stream options).
+        """
+        from .multistream import MultiStream
+
+        return MultiStream(self, sources, track=track, smoothing=smoothing, **options)
 
     def stats(self) -> dict[str, dict[str, float]]:
         """Live per-stage timing statistics (ms): decode, detect, align, infer, post."""

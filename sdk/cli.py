@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
     "demo": ("facesdk.demo", (), "", "webcam/video demo: boxes, labels, track ids, FPS"),
     "bench": ("facesdk.bench", (), "", "parameters, GFLOPs and latency report"),
     "models": ("facesdk.models_cli", (), "", "locate or fetch the face detector model"),
+    "serve": ("facesdk.serving.cli", (), "serving", "Triton model repository, loopback server, serving env"),
 }
 
 

@@ -74,9 +74,16 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description="Webcam/video demo with boxes, labels and track ids."
     )
-    parser.add_argument("--source", default="0", help="camera index, video file or URL (default: 0)")
+    parser.add_argument(
+        "--source",
+        action="append",
+        default=None,
+        help="camera index, video file or URL (default: 0); repeat it to analyse several sources on one engine",
+    )
     parser.add_argument("--model", required=True, help="export directory, .onnx or .engine file")
-    parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "openvino", "tensorrt", "torch"))
+    parser.add_argument(
+        "--backend", default="auto", choices=("auto", "onnxruntime", "openvino", "tensorrt", "torch")
+    )
     parser.add_argument("--detector", default=None, help="YuNet model path (default: documented lookup)")
     parser.add_argument("--save", default=None, help="write the annotated video here (.mp4 or .avi)")
     parser.add_argument("--fps", type=float, default=15.0, help="frame rate of the saved video")
@@ -84,6 +91,29 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     parser.add_argument("--smoothing", type=float, default=None, help="probability smoothing (0 = off)")
     return parser
+
+
+def _multi(args: argparse.Namespace, sources: list[str]) -> int:
+    """Several sources on one Analyzer (``Analyzer.streams``): one log line per frame (no window yet)."""
+    from .analyzer import Analyzer
+
+    frames = 0
+    with Analyzer(args.model, args.backend, args.detector) as analyzer:
+        multi = analyzer.streams(sources, smoothing=args.smoothing)
+        try:
+            for result in multi:
+                frames += 1
+                logger.info("%s frame %d: %d face(s)", result.source, result.index, len(result.faces))
+                if args.max_frames is not None and frames >= args.max_frames:
+                    break
+        except KeyboardInterrupt:
+            logger.info("interrupted")
+        finally:
+            multi.close()
+    for source, error in multi.errors.items():
+        logger.warning("source %s failed: %s", source, error)
+    logger.info("demo processed %d frame(s) from %d source(s)", frames, len(sources))
+    return 0
 
 
 def main(argv: Sequence[str], prog: str = "facesdk demo") -> int:
@@ -96,10 +126,15 @@ def main(argv: Sequence[str], prog: str = "facesdk demo") -> int:
         logger.info("OpenCV has no working highgui here (opencv-python-headless?); running headless")
     if not window and args.save is None:
         logger.info("no window and no --save: results are only logged")
+    sources = args.source or ["0"]
+    if len(sources) > 1:
+        if args.save is not None:
+            raise ConfigError("--save writes one video; use it with a single --source")
+        return _multi(args, sources)
     writer, frames, fps, last = None, 0, None, time.perf_counter()
     try:
         with Analyzer(args.model, args.backend, args.detector) as analyzer:
-            for frame, result in analyzer.stream_frames(args.source, smoothing=args.smoothing):
+            for frame, result in analyzer.stream_frames(sources[0], smoothing=args.smoothing):
                 now = time.perf_counter()
                 rate = 1.0 / max(now - last, 1e-6)
                 fps, last = rate if fps is None else 0.9 * fps + 0.1 * rate, now

@@ -1,0 +1,107 @@
+"""A real Triton server on loopback: parity with the Analyzer, dynamic batching, bad requests."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from facesdk.serving import BACKBONE_PYTHON, Client, ServerError, batch_sizes
+
+# The server's serving environment runs OpenCV 4.10 + numpy 1.26, the Analyzer OpenCV 5 + numpy 2:
+# detections agree to 1e-4 px, but warpAffine crops differ by rounding, which the tiny model
+# (global average pool + linear, weights std 2) turns into probability differences up to ~2e-4.
+# The backbone itself is compared on identical input tensors at 1e-5.
+PIPELINE_PROB_ATOL = 1e-3
+BACKBONE_PROB_ATOL = 1e-5
+
+
+def _probs(result) -> np.ndarray:  # noqa: ANN001
+    return np.array([p for f in result.faces for a in f.attributes.values() for p in a.probs.values()])
+
+
+def test_backbone_matches_in_process_backend_and_batches(server, tiny_export: Path) -> None:  # noqa: ANN001
+    from facesdk.backends.base import create_backend
+    from facesdk.export_manifest import load_export_manifest
+    from facesdk.pipeline import softmax
+
+    manifest = load_export_manifest(tiny_export)
+    backend = create_backend("onnxruntime", manifest, tiny_export / "model.onnx")
+    rng = np.random.default_rng(1)
+    batches = [rng.normal(size=(int(rng.integers(1, 4)), 3, 32, 32)).astype(np.float32) for _ in range(24)]
+
+    def send(batch: np.ndarray) -> dict[str, np.ndarray]:
+        with Client(server.http_url, model=BACKBONE_PYTHON) as client:
+            result = client.raw_infer({"input": (batch, "FP32")})
+            return {t.name: result.as_numpy(t.name) for t in manifest.tasks}
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(send, batches))
+    for batch, answer in zip(batches, answers, strict=True):
+        expected = backend.run(batch)
+        for name, logits in expected.items():
+            np.testing.assert_allclose(softmax(answer[name]), softmax(logits), atol=BACKBONE_PROB_ATOL)
+    with Client(server.http_url) as client:
+        sizes = batch_sizes(client.statistics(BACKBONE_PYTHON), BACKBONE_PYTHON)
+    assert max(sizes) > 3, f"the dynamic batcher formed no batch larger than one request: {sizes}"
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_pipeline_matches_analyzer_under_concurrency(server, analyzer, astronaut_bgr, protocol: str) -> None:  # noqa: ANN001
+    frames = [np.roll(astronaut_bgr, 3 * i, axis=1) for i in range(12)]
+    url = server.http_url if protocol == "http" else server.grpc_url
+
+    def send(frame: np.ndarray):  # noqa: ANN202
+        with Client(url, protocol=protocol) as client:
+            return client.analyze(frame)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(send, frames))
+    for frame, got in zip(frames, results, strict=True):
+        want = analyzer.analyze(frame)
+        assert len(got.faces) == len(want.faces) == 1
+        np.testing.assert_allclose(got.faces[0].box, want.faces[0].box, atol=1e-2)
+        assert {k: v.label for k, v in got.faces[0].attributes.items()} == {
+            k: v.label for k, v in want.faces[0].attributes.items()
+        }
+        np.testing.assert_allclose(_probs(got), _probs(want), atol=PIPELINE_PROB_ATOL)
+    encoded = cv2.imencode(".png", astronaut_bgr)[1].tobytes()
+    with Client(url, protocol=protocol) as client:
+        np.testing.assert_allclose(_probs(client.analyze_encoded(encoded)), _probs(results[0]), atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"IMAGE": (np.array([b"not an image"], dtype=np.object_), "BYTES")}, "could not be decoded"),
+        ({"IMAGE": (np.array([b""], dtype=np.object_), "BYTES")}, "empty"),
+        ({"FRAME": (np.zeros((8, 8), np.uint8), "UINT8")}, "unexpected shape"),
+        ({"FRAME": (np.zeros((8, 8, 3), np.float32), "FP32")}, "data-type"),
+        ({"FRAME": (np.zeros((0, 8, 3), np.uint8), "UINT8")}, "uint8 H x W x 3"),
+        ({}, "exactly one of IMAGE"),
+    ],
+)
+def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(
+    server, astronaut_bgr, inputs, message
+) -> None:  # noqa: ANN001
+    with Client(server.http_url) as client:
+        with pytest.raises(ServerError, match=message):
+            client.raw_infer(inputs)
+        assert len(client.analyze(astronaut_bgr).faces) == 1
+
+
+def test_server_stops_cleanly(serving_env, repository: Path) -> None:  # noqa: ANN001
+    from facesdk.serving import PIPELINE, TritonServer
+
+    server = TritonServer(repository, [PIPELINE, BACKBONE_PYTHON], serving_env, startup_timeout=180)
+    server.start()
+    try:
+        with Client(server.grpc_url, protocol="grpc") as client:
+            assert client.ready()
+    finally:
+        code = server.stop()
+    assert code == 0, server.log_tail()
+    assert server.process is None
