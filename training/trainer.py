@@ -316,8 +316,10 @@ class Trainer:
                         )
                     )
             if hasattr(bar, "set_postfix"):
-                bar.set_postfix(
-                    loss=f"{float(loss.detach()):.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}"
+                bar.set_postfix(  # refresh=False: the bar's mininterval decides when to redraw
+                    loss=f"{float(loss.detach()):.3f}",
+                    lr=f"{self.scheduler.get_last_lr()[0]:.2e}",
+                    refresh=False,
                 )
 
     def _step(self) -> None:
