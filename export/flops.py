@@ -117,20 +117,81 @@ def onnx_macs(path: str | os.PathLike[str], batch: int = 1) -> int:
     for dim in model.graph.input[0].type.tensor_type.shape.dim[:1]:
         dim.ClearField("dim_param")
         dim.dim_value = int(batch)
-    inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
-    shapes = _shape_map(inferred)
-    total, unknown = 0, []
-    for node in inferred.graph.node:
-        macs = _node_macs(node, shapes)
-        if macs is None:
-            unknown.append(node.name or node.op_type)
-        else:
-            total += macs
+    # ONNX's own inference (with constant propagation) first: with the batch fixed every
+    # shape is static. ONNX Runtime's symbolic inference is the fallback for graphs where
+    # that leaves a counted node unknown; it in turn fails on some graphs (RoPE's Expand).
+    inferred, shapes = model, _shape_map(model)
+    total, unknown = 0, ["<no shape inference ran>"]
+    for infer in (
+        lambda m: onnx.shape_inference.infer_shapes(m, data_prop=True),
+        lambda m: SymbolicShapeInference.infer_shapes(m, auto_merge=True),
+    ):
+        try:
+            inferred = infer(model)
+        except Exception as exc:  # noqa: BLE001 (either engine may fail on a graph; try the other)
+            log.debug("shape inference failed: %s", exc)
+            continue
+        shapes = _shape_map(inferred)
+        total, unknown = 0, []
+        for node in inferred.graph.node:
+            macs = _node_macs(node, shapes)
+            if macs is None:
+                unknown.append(node.name or node.op_type)
+            else:
+                total += macs
+        if not unknown:
+            break
+    if unknown:
+        total, unknown = _count_with_runtime_shapes(inferred, shapes, batch)
     if unknown:
         raise ExportError(
             f"{path}: could not infer shapes of {len(unknown)} counted node(s), e.g. {unknown[:3]}"
         )
     return int(total)
+
+
+def _count_with_runtime_shapes(
+    model: Any, shapes: dict[str, list[int | None]], batch: int
+) -> tuple[int, list[str]]:
+    """Count again after running the graph once for the shapes inference left open.
+
+    Static inference cannot follow every shape computation (timm's attention pool expands
+    its latent by a shape built through ``Where``). The inputs of the nodes still unknown
+    become extra graph outputs, ONNX Runtime runs the graph on a zero batch, and their
+    real shapes fill the gaps; only those tensors are kept, so memory stays small.
+    """
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    pending = [n for n in model.graph.node if _node_macs(n, shapes) is None]
+    wanted = sorted(
+        {name for n in pending for name in n.input if name and None in (shapes.get(name) or [None])}
+    )
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    for name in wanted:
+        if name not in known:
+            probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feed = {}
+    for inp in session.get_inputs():
+        dims = [batch if not isinstance(d, int) else d for d in inp.shape]
+        feed[inp.name] = np.zeros(dims, dtype=np.float32)
+    values = session.run(wanted, feed)
+    shapes = {**shapes, **{name: list(v.shape) for name, v in zip(wanted, values, strict=True)}}
+    total, unknown = 0, []
+    for node in model.graph.node:
+        macs = _node_macs(node, shapes)
+        if macs is None:
+            unknown.append(node.name or node.op_type)
+        else:
+            total += macs
+    return total, unknown
 
 
 def complexity_record(

@@ -20,6 +20,12 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
     "train": ("facesdk.training.cli", ("train",), "train", "train a model from a YAML config"),
     "data": ("facesdk.training.cli", ("data",), "train", "prepare datasets into facesdk manifests"),
     "eval": ("facesdk.training.evaluate", (), "train", "evaluate a checkpoint or export on manifests"),
+    "zeroshot": (
+        "facesdk.training.zeroshot.cli",
+        (),
+        "zeroshot",
+        "compile a CLIP text tower into heads: a model with no training",
+    ),
     "export": ("facesdk.export.cli", (), "export", "merge adapters, export ONNX and TensorRT engines"),
     "calibrate": ("facesdk.calibration.cli", (), "", "collect INT8 calibration crops"),
     "analyze": ("facesdk.analyze_cli", (), "", "analyse images and videos, print JSON lines"),

@@ -432,3 +432,4 @@ def get_method(name: str) -> Method:
 
 
 from . import mtlora  # noqa: E402, F401  (registers MTLoRA, which builds on the classes above)
+from .zeroshot import method as _zeroshot_method  # noqa: E402, F401  (registers 'zeroshot')

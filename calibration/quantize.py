@@ -1,0 +1,361 @@
+"""INT8 post-training quantization of ``model.onnx`` into a Q/DQ ``model.int8.onnx``.
+
+ONNX Runtime's static quantizer writes QuantizeLinear/DequantizeLinear pairs (QDQ format):
+symmetric int8 activations, per-channel symmetric int8 weights. That is the explicit
+quantization TensorRT builds INT8 engines from, and ONNX Runtime's CPU provider fuses the
+pairs into integer kernels. Which nodes stay float is a list of patterns (node name or op
+type, ``fnmatch`` syntax), by default the patch embedding, LayerNorm, Softmax, the attention
+products, the attention pool and the task heads. See ``docs/int8.md``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facesdk.errors import ConfigError, require
+from facesdk.manifest_io import sha256_file
+from facesdk.preprocess import Preprocess
+from facesdk.tasks import TaskSpec
+
+from .accuracy import AccuracyDropError, compare_models, holdout_split, min_agreement, run_session
+from .calibset import check_fingerprint, load_calibration_set
+
+__all__ = [
+    "METHODS",
+    "DEFAULT_QUANTIZE_OPS",
+    "AccuracyDropError",
+    "default_keep_float",
+    "select_nodes",
+    "quantize_export",
+]
+
+log = logging.getLogger(__name__)
+
+METHODS = ("entropy", "percentile", "minmax")
+DEFAULT_QUANTIZE_OPS = ("MatMul",)
+BACKBONE_KEEP_FLOAT = (
+    "*/patch_embed/*",  # first layer: raw pixels, small, sensitive
+    "LayerNormalization",
+    "Softmax",
+    "*/attn/MatMul",  # attention products (activation x activation)
+    "*/attn/MatMul_1",
+    "*/attn_pool/*",  # attention pooling: one query, feeds every head
+)
+
+
+def default_keep_float(tasks: Iterable[TaskSpec | str]) -> list[str]:
+    """The default kept-float patterns: backbone groups above plus each task head ``/model/<task>/*``."""
+    names = [t.name if isinstance(t, TaskSpec) else str(t) for t in tasks]
+    return [*BACKBONE_KEEP_FLOAT, *(f"/model/{n}/*" for n in names)]
+
+
+def _matches(node: Any, patterns: Sequence[str]) -> bool:
+    return any(node.op_type == p or fnmatch.fnmatchcase(node.name, p) for p in patterns)
+
+
+def select_nodes(
+    model: Any, keep_float: Sequence[str], op_types: Sequence[str] = DEFAULT_QUANTIZE_OPS
+) -> tuple[list[str], list[str]]:
+    """Split a graph's nodes into (quantized, kept float).
+
+    Quantized: nodes of ``op_types`` that match no ``keep_float`` pattern. Kept float: every
+    node that matches a pattern (whatever its op type).
+    """
+    unnamed = [n.op_type for n in model.graph.node if not n.name]
+    if unnamed:
+        raise ConfigError(
+            f"the graph has {len(unnamed)} unnamed node(s) ({unnamed[:3]}); re-export it with torch.onnx"
+        )
+    kept = [n.name for n in model.graph.node if _matches(n, keep_float)]
+    kept_set = set(kept)
+    quantized = [n.name for n in model.graph.node if n.op_type in op_types and n.name not in kept_set]
+    return quantized, kept
+
+
+class _Reader:
+    """``CalibrationDataReader`` over selected rows of the calibration crops."""
+
+    def __init__(self, crops: np.ndarray, rows: np.ndarray, input_name: str, batch: int = 4) -> None:
+        self._batches = [rows[i : i + batch] for i in range(0, len(rows), batch)]
+        self._crops, self._name = crops, input_name
+        self._pos, self._end = 0, len(self._batches)
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """Used by ORT's strided calibration: one chunk of batches at a time (bounded memory)."""
+        self._pos, self._end = start_index, min(end_index, len(self._batches))
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._pos >= self._end:
+            return None
+        rows = self._batches[self._pos]
+        self._pos += 1
+        return {self._name: np.ascontiguousarray(self._crops[rows], dtype=np.float32)}
+
+    def rewind(self) -> None:
+        self._pos, self._end = 0, len(self._batches)
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    method: str
+    op_types: tuple[str, ...]
+    activations: str
+    cache: Path
+
+
+def _run_quantizer(
+    fp32: Path,
+    out: Path,
+    reader: _Reader | None,
+    nodes: Sequence[str],
+    exclude: Sequence[str],
+    cfg: _Settings,
+) -> None:
+    """One ``quantize_static`` call; tensor ranges are read from / written to ``cfg.cache``."""
+    q = require("onnxruntime.quantization", "", "INT8 quantization")
+    calib = {"entropy": q.CalibrationMethod.Entropy, "percentile": q.CalibrationMethod.Percentile}.get(
+        cfg.method, q.CalibrationMethod.MinMax
+    )
+    symmetric = cfg.activations == "int8"
+    if reader is not None:
+        reader.rewind()
+    q.quantize_static(
+        str(fp32),
+        str(out),
+        reader,
+        quant_format=q.QuantFormat.QDQ,
+        op_types_to_quantize=sorted(cfg.op_types),  # also limits the tensors the calibrator records
+        nodes_to_quantize=list(nodes),
+        nodes_to_exclude=list(exclude),
+        per_channel=True,
+        activation_type=q.QuantType.QInt8 if symmetric else q.QuantType.QUInt8,
+        weight_type=q.QuantType.QInt8,
+        calibrate_method=calib,
+        calibration_cache_path=str(cfg.cache),
+        extra_options={
+            "ActivationSymmetric": symmetric,
+            "WeightSymmetric": True,
+            "CalibTensorRangeSymmetric": symmetric,
+            "CalibPercentile": 99.99,
+            # One reader batch per calibration pass: the calibrator keeps every recorded tensor of
+            # a pass in memory (GBs for 48 crops at 384 px); histograms and ranges merge across passes.
+            "CalibStridedMinMax": 1,
+        },
+    )
+
+
+def _session(path: Path, threads: int = 2) -> Any:
+    from facesdk.backends.onnxruntime import create_session
+
+    return create_session(path, providers=["CPUExecutionProvider"], intra_op_threads=threads)
+
+
+def _node_groups(nodes: Sequence[str]) -> dict[str, list[str]]:
+    """Candidate groups for the sensitivity pass: per block, then per layer role."""
+    groups: dict[str, list[str]] = {}
+    for name in nodes:
+        block = re.search(r"blocks\.(\d+)/", name)
+        role = re.search(r"/(qkv|proj|fc1|fc2|q|kv)/", name)
+        if block:
+            groups.setdefault(f"*/blocks.{block.group(1)}/*", []).append(name)
+        if role:
+            groups.setdefault(f"*/{role.group(1)}/*", []).append(name)
+        if not block and not role:
+            groups.setdefault(name, []).append(name)
+    return groups
+
+
+def _sensitivity(
+    fp32: Path,
+    nodes: Sequence[str],
+    kept: Sequence[str],
+    cfg: _Settings,
+    x: np.ndarray,
+    ref: dict[str, np.ndarray],
+    labels: np.ndarray,
+    tasks: Sequence[str],
+    budget_s: float,
+) -> list[dict[str, Any]]:
+    """Re-quantize with each candidate group kept float (ranges from the cache); rank by agreement."""
+    ranking: list[dict[str, Any]] = []
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="facesdk-sens-") as tmp:
+        for pattern, members in _node_groups(nodes).items():
+            if time.monotonic() - start > budget_s:
+                log.warning(
+                    "sensitivity pass stopped after %.0f s (budget); %d group(s) measured",
+                    budget_s,
+                    len(ranking),
+                )
+                break
+            out = Path(tmp) / "candidate.onnx"
+            rest = [n for n in nodes if n not in set(members)]
+            _run_quantizer(fp32, out, None, rest, [*kept, *members], cfg)
+            got = run_session(_session(out), x, tasks)
+            rep = compare_models(ref, got, labels, tasks)
+            ranking.append(
+                {
+                    "keep_float": pattern,
+                    "nodes": len(members),
+                    "min_agreement": min_agreement(rep),
+                    "agreement": rep["agreement"],
+                }
+            )
+    ranking.sort(key=lambda r: -r["min_agreement"])
+    return ranking
+
+
+def _gate(
+    report: dict[str, Any],
+    fp32: Path,
+    nodes: Sequence[str],
+    kept: Sequence[str],
+    cfg: _Settings,
+    held: tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]],
+    names: Sequence[str],
+    budget_s: float,
+    accept_drop: bool,
+) -> None:
+    """Below the threshold: rank node groups by how much keeping them float helps, then refuse."""
+    x, y, ref = held
+    ranking = _sensitivity(fp32, nodes, kept, cfg, x, ref, y, names, budget_s)
+    report["sensitivity"] = ranking
+    best = ", ".join(f"{r['keep_float']} (min agreement {r['min_agreement']:.3f})" for r in ranking[:3])
+    message = (
+        f"INT8 top-1 agreement with FP32 is {report['agreement']} on {report['held_out']} held-out crops; "
+        f"every task needs >= {report['threshold']}. Keeping these node groups float helps most: "
+        f"{best or 'none measured (sensitivity budget spent)'}. Add them to keep_float (--keep-float), "
+        "try another method (--method), or pass accept_drop=True (--accept-drop)"
+    )
+    if not accept_drop:
+        raise AccuracyDropError(message, report)
+    log.warning("%s; accepted (accept_drop)", message)
+    report["accepted_drop"] = True
+
+
+def quantize_export(
+    fp32_onnx: Path,
+    calib_dir: Path,
+    out_onnx: Path,
+    preprocess: Preprocess,
+    tasks: Sequence[TaskSpec],
+    *,
+    method: str = "entropy",
+    keep_float: list[str] | None = None,
+    threshold: float = 0.98,
+    accept_drop: bool = False,
+    holdout_fraction: float = 0.25,
+    op_types: Sequence[str] = DEFAULT_QUANTIZE_OPS,
+    activations: str = "int8",
+    sensitivity_budget_s: float = 120.0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Quantize ``fp32_onnx`` to a Q/DQ INT8 model and check it against FP32 on held-out crops.
+
+    Args:
+        fp32_onnx: The FP32 ``model.onnx``.
+        calib_dir: A calibration set from ``facesdk calibrate collect``.
+        out_onnx: Where to write ``model.int8.onnx`` (atomically).
+        preprocess: The model's preprocessing spec; the set's fingerprint must match it.
+        tasks: The model's tasks (output names, label columns).
+        method: Activation range calibration: ``entropy``, ``percentile`` (99.99) or ``minmax``.
+        keep_float: Node-name / op-type patterns kept float; ``None`` = :func:`default_keep_float`.
+        threshold: Minimum FP32/INT8 top-1 agreement on every task.
+        accept_drop: Write the model and return the report even below the threshold.
+        holdout_fraction: Share of the calibration set held out for the report (not calibrated on).
+        op_types: Op types quantized where no pattern keeps them float.
+        activations: ``"int8"`` (symmetric; the TensorRT form, default) or ``"uint8"``
+            (asymmetric; ONNX Runtime CPU only, see ``docs/int8.md``).
+        sensitivity_budget_s: Time limit of the per-group sensitivity pass run on failure.
+        seed: Seed of the hold-out split.
+
+    Returns:
+        The report (settings, node lists, agreement, relative logit error, accuracy, hashes).
+
+    Raises:
+        ManifestError: The calibration set is incomplete, corrupt or has another fingerprint.
+        AccuracyDropError: Agreement fell below ``threshold`` (and ``accept_drop`` is false);
+            the message names the node groups whose exclusion helps most.
+    """
+    onnx = require("onnx", "export", "INT8 quantization")
+    ort = require("onnxruntime", "", "INT8 quantization")
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
+    if activations not in ("int8", "uint8"):
+        raise ConfigError(f"activations must be 'int8' (TensorRT) or 'uint8' (CPU only), got {activations!r}")
+    if not 0.0 <= threshold <= 1.01:
+        raise ConfigError(f"threshold is an agreement rate in [0, 1], got {threshold}")
+    fp32_onnx, calib_dir, out_onnx = Path(fp32_onnx), Path(calib_dir), Path(out_onnx)
+    calib = load_calibration_set(calib_dir)
+    check_fingerprint(calib, preprocess, calib_dir)
+    names = [t.name for t in tasks]
+    crops, labels = calib.arrays(calib_dir)
+    rows, held = holdout_split(len(crops), holdout_fraction, seed)
+    patterns = default_keep_float(tasks) if keep_float is None else list(keep_float)
+    model = onnx.load(str(fp32_onnx), load_external_data=False)
+    nodes, kept = select_nodes(model, patterns, op_types)
+    if not nodes:
+        raise ConfigError(f"nothing to quantize: every {list(op_types)} node matches keep_float {patterns}")
+    input_name = model.graph.input[0].name
+    x_hold, y_hold = np.ascontiguousarray(crops[held]), np.asarray(labels[held])
+    with tempfile.TemporaryDirectory(prefix="facesdk-int8-", dir=out_onnx.parent) as tmp:
+        cfg = _Settings(method, tuple(op_types), activations, Path(tmp) / "ranges.json")
+        staged = Path(tmp) / out_onnx.name
+        start = time.monotonic()
+        _run_quantizer(fp32_onnx, staged, _Reader(crops, rows, input_name), nodes, kept, cfg)
+        seconds = time.monotonic() - start
+        ref = run_session(_session(fp32_onnx), x_hold, names)
+        got = run_session(_session(staged), x_hold, names)
+        report: dict[str, Any] = {
+            "format": "onnx-qdq",
+            "method": method,
+            "activations": "int8 symmetric, per tensor"
+            if activations == "int8"
+            else "uint8 asymmetric, per tensor",
+            "weights": "int8 symmetric, per channel",
+            "quantizer": f"onnxruntime.quantization {ort.__version__}",
+            "op_types": list(op_types),
+            "keep_float_patterns": patterns,
+            "quantized_nodes": nodes,
+            "kept_float_nodes": len(kept),
+            "calibration": {
+                "dir": str(calib_dir),
+                "preprocess_fingerprint": calib.fingerprint,
+                "crops": int(len(rows)),
+                "shards_sha256": [s.crops.sha256 for s in calib.shards],
+            },
+            "quantize_seconds": round(seconds, 2),
+            "threshold": threshold,
+            **compare_models(ref, got, y_hold, names),
+        }
+        report["passed"] = min_agreement(report) >= threshold
+        if not report["passed"]:
+            _gate(
+                report,
+                fp32_onnx,
+                nodes,
+                kept,
+                cfg,
+                (x_hold, y_hold, ref),
+                names,
+                sensitivity_budget_s,
+                accept_drop,
+            )
+        os.replace(staged, out_onnx)
+    report["sha256"] = sha256_file(out_onnx)
+    log.info("wrote %s: agreement %s", out_onnx, report["agreement"])
+    return report

@@ -1,0 +1,85 @@
+"""INT8 quantization: fingerprint check, kept-float nodes, the accuracy gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from facesdk.calibration.quantize import AccuracyDropError, default_keep_float, quantize_export, select_nodes
+from facesdk.errors import ManifestError
+from facesdk.preprocess import Preprocess
+from facesdk.tasks import DEFAULT_TASKS
+
+onnx = pytest.importorskip("onnx")
+
+
+@pytest.fixture(scope="module")
+def quantized(tiny_onnx: Path, calib_dir: Path, spec: Preprocess, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("int8") / "model.int8.onnx"
+    report = quantize_export(tiny_onnx, calib_dir, out, spec, DEFAULT_TASKS, threshold=0.0)
+    return out, report
+
+
+def test_report_fields(quantized):
+    path, report = quantized
+    assert path.is_file() and report["passed"]
+    assert set(report["agreement"]) == {"age", "gender", "emotion"}
+    assert report["held_out"] == 16 and report["calibration"]["crops"] == 48
+    assert all(0 <= v < 0.2 for v in report["relative_logit_error"].values())
+    assert set(report["accuracy"]) == {"age", "gender", "emotion"}  # the CSV has labels
+    assert report["accuracy"]["emotion"]["labelled"] < 16  # a quarter of emotion labels are missing
+    assert len(report["quantized_nodes"]) == 8  # qkv, proj, fc1, fc2 of two blocks
+
+
+def test_mismatched_calibration_set_is_refused(tiny_onnx, calib_dir, tmp_path, spec):
+    other = Preprocess(input_size=(64, 64), interpolation="bilinear")
+    with pytest.raises(ManifestError) as err:
+        quantize_export(tiny_onnx, calib_dir, tmp_path / "x.onnx", other, DEFAULT_TASKS)
+    assert spec.fingerprint() in str(err.value) and other.fingerprint() in str(err.value)
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_kept_float_nodes_stay_float(tiny_onnx, quantized):
+    path, _ = quantized
+    source = onnx.load(str(tiny_onnx))
+    quantized_names, kept = select_nodes(source, default_keep_float(DEFAULT_TASKS))
+    ops = {n.name: n.op_type for n in source.graph.node}
+    for op in ("Conv", "LayerNormalization", "Softmax", "Gemm"):
+        assert any(ops[name] == op for name in kept), op
+    assert any("/attn/MatMul" in name for name in kept) and any("attn_pool" in name for name in kept)
+    graph = onnx.load(str(path)).graph
+    producer = {out: n for n in graph.node for out in n.output}
+    by_name = {n.name: n for n in graph.node}
+    for name in kept:
+        node = by_name[name]
+        assert node.op_type == ops[name]  # still the float op
+        feeders = {producer[i].op_type for i in node.input if i in producer}
+        assert not feeders & {"QuantizeLinear", "DequantizeLinear"}, (name, feeders)
+    for name in quantized_names:  # and the quantized ones really are
+        assert {producer[i].op_type for i in by_name[name].input if i in producer} == {"DequantizeLinear"}
+
+
+def test_gate_fails_and_names_nodes(tiny_onnx, calib_dir, tmp_path, spec):
+    out = tmp_path / "model.int8.onnx"
+    with pytest.raises(AccuracyDropError) as err:
+        quantize_export(tiny_onnx, calib_dir, out, spec, DEFAULT_TASKS, threshold=1.01, method="minmax")
+    assert "blocks." in str(err.value) or "/fc" in str(err.value) or "/qkv" in str(err.value)
+    assert err.value.report["sensitivity"] and not err.value.report["passed"]
+    assert not out.exists()  # nothing written on failure
+
+
+def test_gate_accept_drop_writes_model(tiny_onnx, calib_dir, tmp_path, spec):
+    out = tmp_path / "model.int8.onnx"
+    report = quantize_export(
+        tiny_onnx,
+        calib_dir,
+        out,
+        spec,
+        DEFAULT_TASKS,
+        threshold=1.01,
+        accept_drop=True,
+        method="percentile",
+        sensitivity_budget_s=0,
+    )
+    assert out.is_file() and report["accepted_drop"] and not report["passed"]
