@@ -56,7 +56,19 @@ def build_parser(prog: str = "facesdk calibrate") -> argparse.ArgumentParser:
     qua.add_argument("--calib", type=Path, required=True, help="calibration directory")
     qua.add_argument("--out", type=Path, required=True, help="output .onnx (e.g. model.int8.onnx)")
     qua.add_argument("--method", choices=("entropy", "percentile", "minmax"), default="entropy")
-    qua.add_argument("--keep-float", nargs="*", default=None, help="node-name/op-type patterns kept float")
+    qua.add_argument(
+        "--keep-float",
+        nargs="*",
+        default=None,
+        help="node-name/op-type patterns kept float (replaces the defaults)",
+    )
+    qua.add_argument(
+        "--also-keep-float",
+        nargs="*",
+        default=[],
+        metavar="PATTERN",
+        help="patterns kept float besides the defaults (what the accuracy gate suggests)",
+    )
     qua.add_argument("--threshold", type=float, default=0.98)
     qua.add_argument("--accept-drop", action="store_true")
     qua.add_argument("--report", type=Path, default=None, help="write the report JSON here too")
@@ -122,6 +134,7 @@ def _quantize(args: argparse.Namespace) -> int:
         tasks,
         method=args.method,
         keep_float=args.keep_float,
+        also_keep_float=args.also_keep_float,
         threshold=args.threshold,
         accept_drop=args.accept_drop,
     )

@@ -11,6 +11,7 @@ products, the attention pool and the task heads. See ``docs/int8.md``.
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import os
 import re
@@ -238,8 +239,10 @@ def _gate(
     message = (
         f"INT8 top-1 agreement with FP32 is {report['agreement']} on {report['held_out']} held-out crops; "
         f"every task needs >= {report['threshold']}. Keeping these node groups float helps most: "
-        f"{best or 'none measured (sensitivity budget spent)'}. Add them to keep_float (--keep-float), "
-        "try another method (--method), or pass accept_drop=True (--accept-drop)"
+        f"{best or 'none measured (sensitivity budget spent)'}. Keep them float "
+        f"(also_keep_float={json.dumps([r['keep_float'] for r in ranking[:1]])}), try another method "
+        "(method=entropy|percentile|minmax), or accept the drop (accept_drop=true): with 'facesdk export build' "
+        "each is an --int8-option KEY=VALUE, with 'facesdk calibrate quantize' an option of that name"
     )
     if not accept_drop:
         raise AccuracyDropError(message, report)
@@ -256,6 +259,7 @@ def quantize_export(
     *,
     method: str = "entropy",
     keep_float: list[str] | None = None,
+    also_keep_float: Sequence[str] = (),
     threshold: float = 0.98,
     accept_drop: bool = False,
     holdout_fraction: float = 0.25,
@@ -274,6 +278,8 @@ def quantize_export(
         tasks: The model's tasks (output names, label columns).
         method: Activation range calibration: ``entropy``, ``percentile`` (99.99) or ``minmax``.
         keep_float: Node-name / op-type patterns kept float; ``None`` = :func:`default_keep_float`.
+        also_keep_float: Patterns kept float in addition to ``keep_float`` (what the gate's
+            sensitivity pass suggests; ``--int8-option 'also_keep_float=["*/proj/*"]'``).
         threshold: Minimum FP32/INT8 top-1 agreement on every task.
         accept_drop: Write the model and return the report even below the threshold.
         holdout_fraction: Share of the calibration set held out for the report (not calibrated on).
@@ -305,7 +311,10 @@ def quantize_export(
     names = [t.name for t in tasks]
     crops, labels = calib.arrays(calib_dir)
     rows, held = holdout_split(len(crops), holdout_fraction, seed)
+    if isinstance(also_keep_float, str):
+        also_keep_float = [also_keep_float]
     patterns = default_keep_float(tasks) if keep_float is None else list(keep_float)
+    patterns += [p for p in also_keep_float if p not in patterns]
     model = onnx.load(str(fp32_onnx), load_external_data=False)
     nodes, kept = select_nodes(model, patterns, op_types)
     if not nodes:

@@ -83,3 +83,30 @@ def test_gate_accept_drop_writes_model(tiny_onnx, calib_dir, tmp_path, spec):
         sensitivity_budget_s=0,
     )
     assert out.is_file() and report["accepted_drop"] and not report["passed"]
+
+
+def test_also_keep_float_adds_to_the_defaults(tiny_onnx, calib_dir, tmp_path, spec):
+    out = tmp_path / "model.int8.onnx"
+    report = quantize_export(
+        tiny_onnx, calib_dir, out, spec, DEFAULT_TASKS, threshold=0.0, also_keep_float=["*/proj/*"]
+    )
+    patterns = report["keep_float_patterns"]
+    assert patterns[: len(default_keep_float(DEFAULT_TASKS))] == default_keep_float(DEFAULT_TASKS)
+    assert patterns[-1] == "*/proj/*"
+    assert len(report["quantized_nodes"]) == 6  # qkv, fc1, fc2 of two blocks: proj stays float
+    assert not any("/proj/" in name for name in report["quantized_nodes"])
+
+
+def test_gate_message_names_the_options_to_use(tiny_onnx, calib_dir, tmp_path, spec):
+    with pytest.raises(AccuracyDropError) as err:
+        quantize_export(
+            tiny_onnx,
+            calib_dir,
+            tmp_path / "m.onnx",
+            spec,
+            DEFAULT_TASKS,
+            threshold=1.01,
+            sensitivity_budget_s=30,
+        )
+    message = str(err.value)
+    assert "also_keep_float=[" in message and "accept_drop=true" in message and "--int8-option" in message
