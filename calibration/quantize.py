@@ -4,8 +4,9 @@ ONNX Runtime's static quantizer writes QuantizeLinear/DequantizeLinear pairs (QD
 symmetric int8 activations, per-channel symmetric int8 weights. That is the explicit
 quantization TensorRT builds INT8 engines from, and ONNX Runtime's CPU provider fuses the
 pairs into integer kernels. Which nodes stay float is a list of patterns (node name or op
-type, ``fnmatch`` syntax), by default the patch embedding, LayerNorm, Softmax, the attention
-products, the attention pool and the task heads. See ``docs/int8.md``.
+type, ``fnmatch`` syntax), by default the patch embedding (a ViT's) or stem convolution (a
+CNN's), LayerNorm, Softmax, the attention products, the attention pool and the task heads.
+Weight MatMuls (ViT) and convolutions (CNN) are quantized. See ``docs/int8.md``.
 """
 
 from __future__ import annotations
@@ -44,9 +45,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 METHODS = ("entropy", "percentile", "minmax")
-DEFAULT_QUANTIZE_OPS = ("MatMul",)
+DEFAULT_QUANTIZE_OPS = ("MatMul", "Conv")
 BACKBONE_KEEP_FLOAT = (
     "*/patch_embed/*",  # first layer: raw pixels, small, sensitive
+    "*/backbone/stem/*",  # the same for CNNs: ConvNeXt's stem,
+    "*/backbone/conv_stem/*",  # EfficientNet's and MobileNet's,
+    "*/backbone/conv1/*",  # ResNet's (the blocks' conv1 sit below layerN/)
     "LayerNormalization",
     "Softmax",
     "*/attn/MatMul",  # attention products (activation x activation)
@@ -169,10 +173,10 @@ def _node_groups(nodes: Sequence[str]) -> dict[str, list[str]]:
     """Candidate groups for the sensitivity pass: per block, then per layer role."""
     groups: dict[str, list[str]] = {}
     for name in nodes:
-        block = re.search(r"blocks\.(\d+)/", name)
-        role = re.search(r"/(qkv|proj|fc1|fc2|q|kv)/", name)
+        block = re.search(r"(blocks|layer\d+)\.(\d+)/", name)  # ViT/EfficientNet blocks, ResNet stages
+        role = re.search(r"/(qkv|proj|fc1|fc2|q|kv|conv_dw|dw_start|dw_mid)/", name)
         if block:
-            groups.setdefault(f"*/blocks.{block.group(1)}/*", []).append(name)
+            groups.setdefault(f"*/{block.group(1)}.{block.group(2)}/*", []).append(name)
         if role:
             groups.setdefault(f"*/{role.group(1)}/*", []).append(name)
         if not block and not role:

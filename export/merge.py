@@ -1,4 +1,7 @@
-"""Merge peft LoRA/DoRA adapters into the backbone weights and prove the merge changed nothing.
+"""Merge adapters into the backbone weights and prove the merge changed nothing.
+
+peft's adapters (LoRA, DoRA, VeRA on linear layers, LoRA/DoRA on convolutions) merge through
+peft; facesdk's conv VeRA layers (``facesdk.training.conv_adapters``) through their own merge.
 
 ``merge_adapters`` is what the SDK's torch backend and benchmark import; ``check_merge``
 measures the largest absolute logit difference between the merged and unmerged model.
@@ -43,7 +46,10 @@ def _merge_children(module: nn.Module) -> int:
 def _leftover_adapters(model: nn.Module) -> list[str]:
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    return [name for name, mod in model.named_modules() if isinstance(mod, BaseTunerLayer)]
+    from facesdk.training.conv_adapters import ConvVeraLayer
+
+    adapters = (BaseTunerLayer, ConvVeraLayer)
+    return [name for name, mod in model.named_modules() if isinstance(mod, adapters)]
 
 
 def merge_adapters(model: nn.Module) -> nn.Module:
@@ -58,12 +64,17 @@ def merge_adapters(model: nn.Module) -> nn.Module:
     Raises:
         ConfigError: Adapters remain after merging (a method peft cannot merge).
     """
+    from facesdk.training.conv_adapters import merge_conv_adapters
+
     merged = copy.deepcopy(model).float().eval()
     if isinstance(merged, _peft_model_type()):
         merged = merged.merge_and_unload(safe_merge=True)
         count = 1
     else:
         count = _merge_children(merged)
+    convs = merge_conv_adapters(merged)
+    if convs:
+        log.info("merged %d conv VeRA layer(s) into their kernels", convs)
     leftovers = _leftover_adapters(merged)
     if leftovers:
         raise ConfigError(

@@ -28,6 +28,7 @@ from facesdk.manifest_io import FileEntry
 from facesdk.preprocess import CropPolicy, Preprocess
 from facesdk.tasks import TaskSpec
 
+from .backbones import resolve_target
 from .methods import count_parameters, get_method
 from .model import MultiTaskModel, create_backbone, preprocess_from_backbone
 
@@ -75,6 +76,8 @@ def build_model(
     impl = get_method(method.name)
     config = impl.normalize(method.config)
     net = create_backbone(backbone, load_weights=load_weights)
+    if "target" in config:  # record the layers 'auto' chose for this backbone, not 'auto'
+        config = {**config, "target": resolve_target(str(config["target"]), net)}
     preprocess = preprocess_from_backbone(net, crop)
     model = MultiTaskModel(net, tasks, heads)
     model = impl.apply(model, config)

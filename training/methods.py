@@ -15,6 +15,8 @@ from torch import nn
 
 from facesdk.errors import ConfigError
 
+from .backbones import AUTO_TARGET, exact_target, resolve_target, select_targets
+
 __all__ = [
     "DEFAULT_TARGET",
     "AdapterConfig",
@@ -41,14 +43,16 @@ class AdapterConfig:
         rank: Rank r of the low-rank update (> 0).
         alpha: Scaling numerator; the update is scaled by alpha / rank.
         dropout: Dropout on the adapter input.
-        target: Regex full-matched against module paths of the backbone.
+        target: Regex full-matched against module paths of the backbone, or ``auto``: the
+            backbone family's default layers (``training/backbones.py``; the checkpoint
+            records what ``auto`` resolved to).
         lora_plus_ratio: LoRA+ ratio λ: the B matrices train at λ·lr (1 = plain LoRA).
     """
 
     rank: int = 8
     alpha: float = 16.0
     dropout: float = 0.0
-    target: str = DEFAULT_TARGET
+    target: str = AUTO_TARGET
     lora_plus_ratio: float = 1.0
 
     def __post_init__(self) -> None:
@@ -158,13 +162,14 @@ class LowRankAdapter(Method):
 
         cfg = AdapterConfig.from_mapping(config)
         backbone = model.backbone
-        _require_linear_targets(backbone, cfg.target)
+        target = resolve_target(cfg.target, backbone)
+        select_targets(backbone, target, method=self.name)  # Linear or plain ungrouped Conv2d only
         backbone.requires_grad_(False)
         peft_config = LoraConfig(
             r=int(cfg.rank),
             lora_alpha=float(cfg.alpha),
             lora_dropout=float(cfg.dropout),
-            target_modules=cfg.target,
+            target_modules=target,
             use_dora=self.use_dora,
             bias="none",
         )
@@ -286,7 +291,7 @@ class VeraOptions:
     """VeRA settings: shared frozen random projections of rank ``rank``, trained scaling vectors."""
 
     rank: int = 256
-    target: str = DEFAULT_TARGET
+    target: str = AUTO_TARGET
     dropout: float = 0.0
     d_initial: float = 0.1
     seed: int = 0
@@ -307,7 +312,11 @@ class VeraOptions:
 
 
 class Vera(Method):
-    """VeRA through peft: frozen shared random A/B, trained per-layer scaling vectors d and b."""
+    """VeRA: frozen shared random A/B, trained per-layer scaling vectors d and b.
+
+    Linear layers go through peft's VeRA; convolutions (which peft's VeRA does not adapt)
+    through :class:`~facesdk.training.conv_adapters.ConvVeraLayer`, with its own shared projections.
+    """
 
     name = "vera"
 
@@ -317,12 +326,26 @@ class Vera(Method):
     def apply(self, model: nn.Module, config: Mapping[str, Any]) -> nn.Module:
         from peft import VeraConfig, get_peft_model
 
+        from .conv_adapters import apply_conv_vera
+
         cfg = VeraOptions.from_mapping(config)
-        _require_linear_targets(model.backbone, cfg.target)
-        model.backbone.requires_grad_(False)
+        backbone = model.backbone
+        names = select_targets(backbone, resolve_target(cfg.target, backbone), grouped=True, method="vera")
+        convs = [n for n in names if isinstance(backbone.get_submodule(n), nn.Conv2d)]
+        linear = [n for n in names if n not in set(convs)]
+        if convs and float(cfg.dropout) > 0:
+            raise ConfigError(
+                "vera: dropout is not supported on conv layers (ΔW is added to the kernel); set dropout: 0"
+            )
+        backbone.requires_grad_(False)
+        if convs:  # peft's VeRA gets the exact linear layers only
+            apply_conv_vera(backbone, convs, int(cfg.rank), float(cfg.d_initial), int(cfg.seed))
+        if not linear:
+            model.heads.requires_grad_(True)
+            return model
         peft_config = VeraConfig(
             r=int(cfg.rank),
-            target_modules=cfg.target,
+            target_modules=exact_target(linear),
             vera_dropout=float(cfg.dropout),
             d_initial=float(cfg.d_initial),
             projection_prng_key=int(cfg.seed),
@@ -331,17 +354,6 @@ class Vera(Method):
         model.backbone = get_peft_model(model.backbone, peft_config)
         model.heads.requires_grad_(True)
         return model
-
-
-def _require_linear_targets(backbone: nn.Module, target: str) -> list[str]:
-    pattern = re.compile(target)
-    linear = [n for n, m in backbone.named_modules() if isinstance(m, nn.Linear)]
-    hits = [n for n in linear if pattern.fullmatch(n)]
-    if not hits:
-        raise ConfigError(
-            f"adapter target {target!r} matches no linear layer of the backbone; its linear layers include {linear[:6]}"
-        )
-    return hits
 
 
 class GaLore(Method):

@@ -36,7 +36,8 @@ def create_backbone(spec: BackboneSpec, load_weights: bool = True) -> nn.Module:
     kwargs: dict[str, Any] = {"num_classes": 0, "exportable": True, **dict(spec.kwargs)}
     pretrained = load_weights and spec.weights != "random"
     if pretrained and spec.weights.startswith("file:"):
-        kwargs["pretrained_cfg_overlay"] = {"file": spec.weights[len("file:") :]}
+        overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
+        kwargs["pretrained_cfg_overlay"] = {**overlay, "file": spec.weights[len("file:") :]}
     try:
         return timm.create_model(spec.name, pretrained=pretrained, **kwargs)
     except TypeError as exc:
@@ -47,7 +48,9 @@ def preprocess_from_backbone(backbone: nn.Module, crop: CropPolicy | None = None
     """Take input size, mean, std and interpolation from the backbone's pretrained config.
 
     The input size follows the built model (``img_size`` overrides change it), not the
-    config of the weights it was named after.
+    config of the weights it was named after. Convolutional backbones take any input size;
+    theirs comes from the pretrained config, which ``model.kwargs`` can override with timm's
+    ``pretrained_cfg_overlay: {input_size: [3, H, W]}`` (recorded with the backbone's kwargs).
     """
     cfg = timm.data.resolve_data_config({}, model=backbone)
     size = tuple(cfg["input_size"][1:])
@@ -77,7 +80,9 @@ def build_head(in_features: int, num_classes: int, spec: HeadSpec) -> nn.Module:
 
 
 def _num_features(backbone: nn.Module) -> int:
-    features = getattr(backbone, "num_features", None)
+    # the pooled width: timm's head_hidden_size differs from num_features where a head
+    # layer sits after the pooling (MobileNetV3/V4's conv_head: 960 -> 1280)
+    features = getattr(backbone, "head_hidden_size", None) or getattr(backbone, "num_features", None)
     if isinstance(features, int) and features > 0:
         return features
     base = getattr(backbone, "get_base_model", None)
@@ -101,6 +106,20 @@ class MultiTaskModel(nn.Module):
         self.task_names = [t.name for t in tasks]
         width = _num_features(backbone)
         self.heads = nn.ModuleDict({t.name: build_head(width, t.num_classes, heads[t.name]) for t in tasks})
+
+    def train(self, mode: bool = True) -> MultiTaskModel:
+        """Set training mode; BatchNorm layers stay in eval mode whatever ``mode`` is.
+
+        BatchNorm policy: running statistics are frozen at their pretrained values for every
+        method. Face batches are small and unevenly mixed, the resume state holds trainable
+        parameters only, and the export folds exactly these statistics into the kernels.
+        The affine weight and bias still train where the method says (``norm``, ``full``).
+        """
+        super().train(mode)
+        for module in self.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+        return self
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
