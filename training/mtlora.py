@@ -3,8 +3,8 @@
 The last ``branch_blocks`` transformer blocks, the final norm and the attention pool are
 copied once per task; each copy gets its own LoRA. Export merges every adapter into its own
 copy, so the deployed graph keeps the branches as explicit sub-graphs: it costs the trunk
-plus ``len(tasks)`` times the branch, more than a fully merged model (``facesdk bench`` and
-the export manifest show by how much).
+plus ``len(tasks)`` times the branch, more than a fully merged model (the export manifest's
+``complexity`` and ``benchmarks/methods.py`` show by how much).
 
 Works with timm's Eva-family ViTs (the Perception Encoder ``vit_pe_core_*``), whose blocks
 take the rotary embedding as an argument.
@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from facesdk.errors import ConfigError
 
@@ -67,11 +68,23 @@ class _Branch(nn.Module):
         self.norm = copy.deepcopy(vit.norm)
         self.attn_pool = copy.deepcopy(vit.attn_pool)
         self.fc_norm = copy.deepcopy(vit.fc_norm)
+        self.grad_checkpointing = False
 
     def forward(self, x: torch.Tensor, rope: torch.Tensor | None = None) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x, rope=rope)
+        x = _run_blocks(self.blocks, x, rope, self.grad_checkpointing)
         return self.fc_norm(self.attn_pool(self.norm(x)))
+
+
+def _run_blocks(
+    blocks: Sequence[nn.Module], x: torch.Tensor, rope: torch.Tensor | None, recompute: bool
+) -> torch.Tensor:
+    """Run Eva blocks in order; with ``recompute`` their activations are recomputed in backward."""
+    for block in blocks:
+        if recompute and torch.is_grad_enabled():
+            x = checkpoint(block, x, rope=rope, use_reentrant=False)
+        else:
+            x = block(x, rope=rope)
+    return x
 
 
 class BranchedBackbone(nn.Module):
@@ -99,18 +112,25 @@ class BranchedBackbone(nn.Module):
         vit.norm, vit.attn_pool, vit.fc_norm = nn.Identity(), None, nn.Identity()
         self.trunk = vit
         self.num_features = vit.num_features
+        self.grad_checkpointing = False
 
     def _trunk(self) -> nn.Module:
         base = getattr(self.trunk, "get_base_model", None)
         return base() if base is not None else self.trunk
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute block activations in backward, in the trunk and in every branch."""
+        self.grad_checkpointing = bool(enable)
+        for module in self.branches.modules():
+            if isinstance(module, _Branch):
+                module.grad_checkpointing = bool(enable)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         vit = self._trunk()
         x = vit.patch_embed(x)
         x, rope = vit._pos_embed(x)
         x = vit.norm_pre(x)
-        for block in vit.blocks:
-            x = block(x, rope=rope)
+        x = _run_blocks(vit.blocks, x, rope, self.grad_checkpointing)
         return {name: branch(x, rope) for name, branch in self.branches.items()}
 
 
