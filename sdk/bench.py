@@ -4,6 +4,10 @@ Each latency row runs in its own subprocess (ONNX Runtime's idle threads spin an
 any other runtime sharing the process), and rows are measured twice in alternating order so
 slow drift of a shared machine hits every row alike. Ratios between rows of one run are the
 numbers to quote; absolute times vary between machines and runs.
+
+``--zeroshot-clip NAME`` adds the parameters and GFLOPs of a zero-shot CLIP model run both
+ways: with its text encoder at inference, and compiled into heads (``facesdk zeroshot``);
+without ``--model`` it reports only that.
 """
 
 from __future__ import annotations
@@ -22,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, DependencyError
 from .export_manifest import load_export_manifest
 from .manifest_io import atomic_write_bytes, atomic_write_json
 
-__all__ = ["main", "run_bench", "cpu_info", "measure_row"]
+__all__ = ["main", "run_bench", "cpu_info", "measure_row", "zeroshot_complexity"]
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +246,33 @@ def _end_to_end(
     return {"video": str(video), "frames": count, "stages": stats}
 
 
+def zeroshot_complexity(clip: str, prompts: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Parameters and GFLOPs per image of zero-shot ``clip`` (random init): text encoder at
+    inference vs compiled into heads. Needs the ``[zeroshot]`` extra (torch, open_clip)."""
+    try:
+        from facesdk.training.zeroshot.complexity import measure
+        from facesdk.training.zeroshot.prompts import load_prompts
+    except ImportError as exc:
+        raise DependencyError(
+            f"--zeroshot-clip needs the [zeroshot] extra ({exc}); pip install 'facesdk[zeroshot]'"
+        ) from exc
+    return measure(clip, load_prompts(prompts))
+
+
+def _zeroshot_lines(zs: dict[str, Any]) -> list[str]:
+    ref, ours = zs["reference"], zs["compiled"]
+    text = f"vision {ref['vision_gflops']:.1f} + text {ref['text_gflops']:.1f}"
+    return [
+        f"## Zero-shot {zs['clip']} ({zs['prompts']} prompts, {sum(zs['tasks'].values())} classes)",
+        "",
+        "| way | params (M) | GFLOPs per image |",
+        "|---|---|---|",
+        f"| text encoder at inference ({text}) | {ref['params'] / 1e6:.1f} | {ref['gflops']:.1f} |",
+        f"| compiled into heads | {ours['params'] / 1e6:.1f} | {ours['gflops']:.1f} |",
+        "",
+    ]
+
+
 def run_bench(
     export_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -252,8 +283,12 @@ def run_bench(
     video: str | os.PathLike[str] | None = None,
     frames: int = 60,
     detector: str | None = None,
+    zeroshot: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Measure every row side by side and write ``bench.json``, ``bench.md`` and ``bench.png``."""
+    """Measure every row side by side and write ``bench.json``, ``bench.md`` and ``bench.png``.
+
+    ``zeroshot`` (from :func:`zeroshot_complexity`) is added to the report as it is.
+    """
     export_dir, out_dir = Path(export_dir), Path(out_dir)
     manifest = load_export_manifest(export_dir)
     rows = _rows(Path(ckpt) if ckpt else None, export_dir, batches, threads, max(1, repeats // 2))
@@ -270,6 +305,7 @@ def run_bench(
         "complexity": _complexity_table(manifest),
         "latency": _summarise(results),
         "end_to_end": _end_to_end(export_dir, Path(video) if video else None, frames, detector),
+        "zeroshot": zeroshot,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -328,6 +364,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             + " |"
             + (f" error: {row['error']}" if row["error"] else "")
         )
+    if report.get("zeroshot"):
+        lines += ["", *_zeroshot_lines(report["zeroshot"])]
     e2e = report.get("end_to_end")
     if e2e:
         lines += ["", f"## End to end ({e2e['frames']} frames of {Path(e2e['video']).name})", ""]
@@ -371,13 +409,28 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk bench") -> int:
     parser.add_argument("--video", help="a video for the end-to-end stage split")
     parser.add_argument("--frames", type=int, default=60, help="frames of --video to analyse (default 60)")
     parser.add_argument("--detector", help="path to the YuNet detector model")
+    parser.add_argument(
+        "--zeroshot-clip",
+        metavar="NAME",
+        help="open_clip model (e.g. PE-Core-T-16-384): params and GFLOPs with the text encoder at "
+        "inference vs compiled into heads",
+    )
+    parser.add_argument("--zeroshot-prompts", help="prompts YAML for --zeroshot-clip (default prompts)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(measure_row(json.loads(args.worker))))
         return 0
+    if not args.model and not args.zeroshot_clip:
+        parser.error("--model EXPORT_DIR (or --zeroshot-clip NAME) is required")
+    zeroshot = zeroshot_complexity(args.zeroshot_clip, args.zeroshot_prompts) if args.zeroshot_clip else None
     if not args.model:
-        parser.error("--model EXPORT_DIR is required")
+        text = "\n".join(["# facesdk bench", "", *_zeroshot_lines(zeroshot)])  # type: ignore[arg-type]
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        atomic_write_json(Path(args.out) / "bench.json", {"zeroshot": zeroshot})
+        atomic_write_bytes(Path(args.out) / "bench.md", text.encode())
+        print(text)
+        return 0
     try:
         batches = [int(b) for b in args.batches.split(",") if b]
     except ValueError:
@@ -392,6 +445,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk bench") -> int:
         args.video,
         args.frames,
         args.detector,
+        zeroshot,
     )
     print(render_markdown(report))
     return 0

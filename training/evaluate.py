@@ -1,13 +1,16 @@
 """``facesdk eval``: accuracy, balanced accuracy and confusion matrices per model, dataset and task.
 
     facesdk eval --model CKPT_OR_EXPORT[@PRECISION] [--model NAME=PATH@int8 ...]
+                 [--baseline [NAME=]ZEROSHOT_CKPT_OR_EXPORT]
                  --data [NAME=]MANIFEST_OR_PREPARED_DIR ... --out DIR [--batch-size N] [--pca]
 
 A checkpoint directory runs on the torch backend; an export directory (or ``.onnx`` file)
 on ONNX Runtime, with ``@fp32``/``@fp16``/``@int8`` choosing among the export's models, so a
-checkpoint and its exports can be compared side by side. Writes ``metrics.json`` (every
-number, confusion counts included), ``results.md`` (the table laid out like the reference
-results), ``confusion/<model>/<dataset>_<task>.png`` and ``predictions/<model>/<dataset>.csv``.
+checkpoint and its exports can be compared side by side. ``--baseline`` adds a model with no
+training (``facesdk zeroshot build``) as the table's first row, labelled as the baseline.
+Writes ``metrics.json`` (every number, confusion counts included), ``results.md`` (the table
+laid out like the reference results), ``confusion/<model>/<dataset>_<task>.png`` and
+``predictions/<model>/<dataset>.csv``.
 """
 
 from __future__ import annotations
@@ -137,7 +140,9 @@ def _cell(value: float | None) -> str:
 
 
 def results_table(
-    results: Mapping[str, Mapping[str, Mapping[str, TaskMetrics]]], metric: str = "accuracy"
+    results: Mapping[str, Mapping[str, Mapping[str, TaskMetrics]]],
+    metric: str = "accuracy",
+    labels: Mapping[str, str] | None = None,
 ) -> str:
     """Markdown table: rows = models, columns = the reference (dataset, task) pairs, then any other
     evaluated pairs, then per-task averages over the columns of datasets not in
@@ -146,6 +151,7 @@ def results_table(
     Args:
         results: ``{model: {dataset: {task: TaskMetrics}}}``.
         metric: ``"accuracy"`` or ``"balanced_accuracy"``.
+        labels: Row labels of some models (e.g. the baseline's); others show their name.
     """
     present = {(d, t) for by_ds in results.values() for d, by_task in by_ds.items() for t in by_task}
     columns = list(TABLE_COLUMNS) + sorted(present - set(TABLE_COLUMNS))
@@ -158,7 +164,8 @@ def results_table(
         for task in tasks:
             picked = [v for (d, t), v in values.items() if t == task and d not in NOT_AVERAGED]
             averages.append(float(np.mean(picked)) if picked else None)
-        cells = [model, *(_cell(values.get(c)) for c in columns), *(_cell(a) for a in averages)]
+        label = (labels or {}).get(model, model)
+        cells = [label, *(_cell(values.get(c)) for c in columns), *(_cell(a) for a in averages)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -258,6 +265,22 @@ class DataArg:
         except ConfigError:
             name = name.lower()
         return cls(name, manifest)
+
+
+def baseline_label(arg: ModelArg) -> str:
+    """The table label of a baseline: ``NAME (zero-shot baseline)`` for a zero-shot model."""
+    from facesdk.checkpoint import CHECKPOINT_MANIFEST, load_checkpoint_manifest
+    from facesdk.model_loader import resolve_model
+
+    if (arg.path / CHECKPOINT_MANIFEST).is_file():
+        method = load_checkpoint_manifest(arg.path, verify=False).method.name
+    else:
+        resolved = resolve_model(arg.path, "onnxruntime", arg.precision, verify=False)
+        method = resolved.manifest.source.get("method")
+    if method != "zeroshot":
+        log.warning("baseline %s was made with method %r, not by 'facesdk zeroshot build'", arg.path, method)
+        return f"{arg.name} (baseline)"
+    return f"{arg.name} (zero-shot baseline)"
 
 
 def open_model(arg: ModelArg, device: str = "cpu") -> tuple[Any, Preprocess, tuple[TaskSpec, ...]]:
@@ -431,12 +454,17 @@ def evaluate(
     batch_size: int = 32,
     device: str = "cpu",
     pca: bool = False,
+    baseline: ModelArg | None = None,
 ) -> dict[str, dict[str, dict[str, TaskMetrics]]]:
     """Evaluate every model on every manifest; write the report files into ``out``.
+
+    ``baseline`` (a zero-shot model) is evaluated first and labelled as the baseline row.
 
     With ``pca``, checkpoints also get ``pca/<model>/<dataset>_<task>.png``: their backbone
     features projected on the first two principal axes, coloured by label.
     """
+    labels = {baseline.name: baseline_label(baseline)} if baseline is not None else {}
+    models = [baseline, *models] if baseline is not None else list(models)
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise ConfigError(f"model names must differ, got {names}; name them with --model NAME=PATH")
@@ -455,6 +483,8 @@ def evaluate(
             entry = record["models"][model.name] = {
                 "path": str(model.path),
                 "precision": model.precision,
+                "label": labels.get(model.name, model.name),
+                "baseline": model.name in labels,
                 "datasets": {},
             }
             for name, (arg, rows) in datasets.items():
@@ -477,8 +507,8 @@ def evaluate(
             backend.close()
         if pca:
             _write_pca(model, preprocess, tasks, datasets, out, batch_size, device)
-    table = results_table(results)
-    balanced = results_table(results, "balanced_accuracy")
+    table = results_table(results, labels=labels)
+    balanced = results_table(results, "balanced_accuracy", labels)
     record["table_markdown"] = table
     atomic_write_json(out / "metrics.json", record)
     text = f"## Accuracy (%)\n\n{table}\n## Balanced accuracy (%)\n\n{balanced}"
@@ -493,7 +523,12 @@ def build_parser(prog: str = "facesdk eval") -> argparse.ArgumentParser:
         prog=prog, description="Evaluate checkpoints and exports on prepared manifests."
     )
     parser.add_argument(
-        "--model", action="append", required=True, help="[NAME=]CHECKPOINT_OR_EXPORT[@fp32|fp16|int8]"
+        "--model", action="append", default=[], help="[NAME=]CHECKPOINT_OR_EXPORT[@fp32|fp16|int8]"
+    )
+    parser.add_argument(
+        "--baseline",
+        help="[NAME=]CHECKPOINT_OR_EXPORT[@PRECISION] of a zero-shot model (facesdk zeroshot build): "
+        "the table's first row, labelled as the baseline",
     )
     parser.add_argument(
         "--data", action="append", required=True, help="[NAME=]MANIFEST.csv or prepared folder"
@@ -514,9 +549,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk eval") -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not args.model and not args.baseline:
+        raise ConfigError("give at least one --model CHECKPOINT_OR_EXPORT (or a --baseline)")
     models = [ModelArg.parse(m) for m in args.model]
+    baseline = ModelArg.parse(args.baseline) if args.baseline else None
     data = [DataArg.parse(d) for d in args.data]
-    evaluate(models, data, args.out, args.batch_size, args.device, pca=args.pca)
+    evaluate(models, data, args.out, args.batch_size, args.device, pca=args.pca, baseline=baseline)
     sys.stdout.write((args.out / "results.md").read_text())
     return 0
 

@@ -95,3 +95,24 @@ def test_models_fetch_refuses_wrong_hash(env: Path, capsys: pytest.CaptureFixtur
     assert main(["models", "fetch", "--url", mirror.as_uri(), "--dir", str(env / "dest")]) == 2
     assert "sha256" in capsys.readouterr().err
     assert not (env / "dest" / DETECTOR_FILENAME).exists()
+
+
+def test_bench_zeroshot_reports_both_ways(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``facesdk bench --zeroshot-clip``: text encoder at inference vs compiled into heads."""
+    pytest.importorskip("open_clip", reason="--zeroshot-clip needs the [zeroshot] extra")
+    prompts = tmp_path / "prompts.yaml"
+    prompts.write_text("include_defaults: false\ntemplates: ['a photo of {}.']\n"
+                       "tasks: {gender: {classes: {male: [a man], female: [a woman]}}}\n")  # fmt: skip
+    out = tmp_path / "bench"
+    argv = ["bench", "--zeroshot-clip", "PE-Core-T-16-384", "--zeroshot-prompts", str(prompts)]
+    assert main([*argv, "--out", str(out)]) == 0
+    report = json.loads((out / "bench.json").read_text())["zeroshot"]
+    ref, ours = report["reference"], report["compiled"]
+    assert report["prompts"] == 2 and report["tasks"] == {"gender": 2}
+    assert ref["params"] > ref["vision_params"] and ref["text_gflops"] > 0
+    assert ours["params"] == ref["vision_params"] + 2 * 512 + 2  # the heads: 2 classes x 512-d embeddings
+    assert ours["gflops"] == pytest.approx(ref["vision_gflops"], rel=1e-3)
+    assert ref["gflops"] == pytest.approx(ref["vision_gflops"] + ref["text_gflops"])
+    text = capsys.readouterr().out
+    assert "| text encoder at inference" in text and "| compiled into heads |" in text
+    assert (out / "bench.md").read_text().strip() == text.strip()

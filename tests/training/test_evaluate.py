@@ -145,3 +145,31 @@ def test_eval_cli_on_tiny_export_matches_hand_count(tmp_path: Path) -> None:
     age_hits = sum(p["true_age"] == p["pred_age"] for p in preds)
     assert row.split("|")[2].strip() == f"{100 * age_hits / 6:.1f}"
     assert (out / "confusion" / "export" / "fairface_age.png").stat().st_size > 0
+
+
+def test_baseline_is_the_first_row_labelled_as_such(tmp_path: Path) -> None:
+    """``--baseline``: a zero-shot model's row comes first, labelled; files keep its plain name."""
+    pytest.importorskip("onnx")
+    from facesdk.testing import make_tiny_export
+
+    zeroshot, trained = tmp_path / "zs", tmp_path / "trained"
+    make_tiny_export(zeroshot, size=32, max_batch=4, seed=1)
+    make_tiny_export(trained, size=32, max_batch=4)
+    manifest = json.loads((zeroshot / "export.json").read_text())
+    manifest["source"] = {"method": "zeroshot"}  # what an export of 'facesdk zeroshot build' records
+    (zeroshot / "export.json").write_text(json.dumps(manifest))
+    data = _fake_fairface(tmp_path / "ff")
+    out = tmp_path / "report"
+    argv = ["eval", "--model", str(trained), "--baseline", str(zeroshot), "--data", f"fairface={data}"]
+    from facesdk.cli import main as facesdk_main
+
+    assert facesdk_main([*argv, "--out", str(out), "--batch-size", "4"]) == 0
+    rows = [line for line in (out / "results.md").read_text().splitlines() if line.startswith("| ")]
+    assert rows[1].startswith("| zs (zero-shot baseline) |") and rows[2].startswith("| trained |")
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["models"]["zs"]["baseline"] is True and record["models"]["trained"]["baseline"] is False
+    assert (out / "predictions" / "zs" / "fairface.csv").is_file()
+    # a baseline that is not zero-shot is still first, labelled plainly
+    argv = ["eval", "--baseline", f"plain={trained}", "--data", f"fairface={data}", "--out", str(out)]
+    assert facesdk_main(argv) == 0
+    assert "| plain (baseline) |" in (out / "results.md").read_text()

@@ -21,6 +21,7 @@ __all__ = [
     "parse_prompts",
     "zeroshot_heads_state",
     "init_heads_from_zeroshot",
+    "start_from_zeroshot",
     "build_zeroshot_checkpoint",
 ]
 
@@ -34,6 +35,7 @@ _WHERE = {
     "parse_prompts": "prompts",
     "zeroshot_heads_state": "heads_init",
     "init_heads_from_zeroshot": "heads_init",
+    "start_from_zeroshot": "heads_init",
     "build_zeroshot_checkpoint": "compile",
 }
 

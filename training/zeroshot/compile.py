@@ -62,6 +62,7 @@ class ClipBundle:
     name: str
     pretrained: str | None
     preprocess: Preprocess
+    vision_kwargs: Mapping[str, Any] | None = None
 
 
 def _preprocess(open_clip: Any, name: str, tag: str | None, size: tuple[int, int]) -> Preprocess:
@@ -76,22 +77,43 @@ def _preprocess(open_clip: Any, name: str, tag: str | None, size: tuple[int, int
     return Preprocess(input_size=size, mean=mean, std=std, interpolation=interpolation)  # type: ignore[arg-type]
 
 
-def load_clip(name: str, pretrained: str | None = None) -> ClipBundle:
+def load_clip(
+    name: str,
+    pretrained: str | None = None,
+    device: str = "cpu",
+    vision_kwargs: Mapping[str, Any] | None = None,
+) -> ClipBundle:
     """Build an open_clip PE-Core model (random init unless ``pretrained`` names a tag).
+
+    ``device="meta"`` builds only the shapes (no memory, no initialisation): enough to count FLOPs.
+    ``vision_kwargs`` (e.g. ``{"img_size": 64, "depth": 4}``) rebuilds the random-init vision
+    tower with these extra ``timm.create_model`` arguments: a reduced tower that trains in
+    seconds on a CPU, for benchmarks and tests. The checkpoint records them in its backbone's
+    ``kwargs``, so ``heads_init: zeroshot`` asks for the same network.
 
     Raises:
         DependencyError: open_clip is not installed.
-        ConfigError: Unknown model or tag.
+        ConfigError: Unknown model or tag; ``vision_kwargs`` with pretrained weights.
     """
     open_clip = _open_clip()
     if name not in open_clip.list_models():
         close = [m for m in open_clip.list_models() if m.startswith("PE-Core")]
         raise ConfigError(f"unknown open_clip model {name!r}; PE-Core models: {close}")
+    if vision_kwargs and pretrained is not None:
+        raise ConfigError(
+            f"vision_kwargs {dict(vision_kwargs)} change the network, so {name}'s pretrained weights no "
+            "longer fit; use them with a random-init model only"
+        )
     if pretrained is not None:
         tags = open_clip.list_pretrained_tags_by_model(name)
         if pretrained not in tags:
             raise ConfigError(f"{name} has no pretrained tag {pretrained!r}; its tags: {tags}")
-    model = open_clip.create_model(name, pretrained=pretrained, require_pretrained=pretrained is not None)
+    with torch.device(device):  # on "meta" the modules are never materialised on the CPU
+        model = open_clip.create_model(
+            name, pretrained=pretrained, require_pretrained=pretrained is not None, device=device
+        )
+        if vision_kwargs:
+            _rebuild_trunk(open_clip, model, name, dict(vision_kwargs))
     model.eval()
     size = tuple(int(s) for s in model.visual.image_size)
     return ClipBundle(
@@ -100,7 +122,34 @@ def load_clip(name: str, pretrained: str | None = None) -> ClipBundle:
         name=name,
         pretrained=pretrained,
         preprocess=_preprocess(open_clip, name, pretrained, size),  # type: ignore[arg-type]
+        vision_kwargs=dict(vision_kwargs) if vision_kwargs else None,
     )
+
+
+def _rebuild_trunk(open_clip: Any, model: nn.Module, name: str, kwargs: dict[str, Any]) -> None:
+    """Replace open_clip's timm vision trunk by the same timm model built with ``kwargs``."""
+    import timm
+
+    cfg = open_clip.get_model_config(name)["vision_cfg"]
+    old = getattr(model.visual, "trunk", None)
+    if not cfg.get("timm_model_name") or not isinstance(getattr(old, "head", None), nn.Linear):
+        raise ConfigError(f"{name}: vision_kwargs need a timm vision tower with the projection as its head")
+    reserved = {"num_classes", "global_pool", "pretrained"} & set(kwargs)
+    if reserved:
+        raise ConfigError(f"vision_kwargs may not set {sorted(reserved)}: the CLIP config fixes them")
+    trunk = timm.create_model(
+        cfg["timm_model_name"],
+        pretrained=False,
+        num_classes=int(old.head.out_features),
+        global_pool=str(cfg.get("timm_pool", "token")),
+        **kwargs,
+    )
+    model.visual.trunk = trunk
+    size = trunk.pretrained_cfg.get("input_size", (3, *model.visual.image_size))[-2:]
+    if "img_size" in kwargs:
+        value = kwargs["img_size"]
+        size = (value, value) if isinstance(value, int) else tuple(value)
+    model.visual.image_size = tuple(int(v) for v in size)
 
 
 @torch.no_grad()
@@ -164,6 +213,7 @@ def _backbone_spec(bundle: ClipBundle) -> BackboneSpec:
     kwargs = {
         "num_classes": int(trunk.head.out_features),
         "global_pool": str(vision_cfg.get("timm_pool", "token")),
+        **dict(bundle.vision_kwargs or {}),
     }
     return BackboneSpec(timm_name, "hub" if bundle.pretrained else "random", kwargs)
 
@@ -246,6 +296,7 @@ def build_zeroshot_checkpoint(
     out: str | os.PathLike[str],
     prompts: str | os.PathLike[str] | PromptSet | None = None,
     pretrained: str | None = None,
+    vision_kwargs: Mapping[str, Any] | None = None,
 ) -> CheckpointManifest:
     """Compile ``clip`` with ``prompts`` and write a checkpoint directory at ``out`` (atomically).
 
@@ -254,9 +305,10 @@ def build_zeroshot_checkpoint(
         out: Checkpoint directory to write (replaced whole if it exists).
         prompts: A prompts file, a parsed :class:`PromptSet`, or None for the defaults.
         pretrained: open_clip pretrained tag (e.g. ``meta``); None builds a random-init model.
+        vision_kwargs: A reduced random-init vision tower (see :func:`load_clip`).
     """
     prompt_set = prompts if isinstance(prompts, PromptSet) else load_prompts(prompts)
-    bundle = load_clip(clip, pretrained)
+    bundle = load_clip(clip, pretrained, vision_kwargs=vision_kwargs)
     count = sum(len(t.prompts(label)) for t in prompt_set.tasks for label, _ in t.classes)
     log.info("encoding %d prompts for %d task(s) with %s", count, len(prompt_set.tasks), clip)
     text = class_embeddings(bundle, prompt_set)

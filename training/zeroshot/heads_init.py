@@ -91,7 +91,16 @@ def check_zeroshot_source(
             f"({tower.name} with {tower_kwargs}); remove them from model.kwargs"
         )
     if head.kind != "linear":
-        raise ConfigError(f"heads_init: zeroshot needs linear heads; set model.head.kind: linear (got {head.kind!r})")
+        raise ConfigError(
+            f"heads_init: zeroshot needs linear heads; set model.head.kind: linear (got {head.kind!r})"
+        )
+    _check_tasks(manifest, source, tasks)
+    return manifest
+
+
+def _check_tasks(
+    manifest: CheckpointManifest, source: str | os.PathLike[str], tasks: Sequence[TaskSpec]
+) -> None:
     known = {t.name: t for t in manifest.tasks}
     for task in tasks:
         if task.name not in known:
@@ -104,7 +113,6 @@ def check_zeroshot_source(
                 f"task {task.name!r}: the zero-shot head has labels {list(known[task.name].labels)}, "
                 f"training uses {list(task.labels)}; rebuild with facesdk's labels"
             )
-    return manifest
 
 
 def _read_tensors(source: str | os.PathLike[str], names: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -131,8 +139,7 @@ def zeroshot_heads_state(
     """
     if not feature_norm > 0:
         raise ConfigError(f"feature_norm must be > 0, got {feature_norm}")
-    manifest = _manifest(source)
-    check_zeroshot_source(source, manifest.backbone, tasks, HeadSpec("linear"))
+    _check_tasks(_manifest(source), source, tasks)
     names = [f"{_PROJECTION}.weight", f"{_PROJECTION}.bias"]
     names += [f"heads.{t.name}.0.{p}" for t in tasks for p in ("weight", "bias")]
     state = _read_tensors(source, names)
@@ -232,16 +239,16 @@ def start_from_zeroshot(
     embed = next((p for n, p in model.named_parameters() if n.endswith("patch_embed.proj.weight")), None)
     if embed is not None and _PATCH_EMBED in proj and not torch.equal(embed.cpu(), proj[_PATCH_EMBED]):
         log.warning(
-            "the backbone's weights differ from the zero-shot vision tower's (%s was built from %s weights, "
-            "model.weights is %s): the heads start from text embeddings of another image space",
+            "the backbone starts from other weights than the vision tower of %s (built from %s weights): "
+            "its zero-shot heads were compiled for another image embedding",
             source,
             manifest.backbone.weights,
-            "the config's",
         )
+    how = "given"
     if feature_norm == "auto":
         if images is None or not len(images):
             raise ConfigError("zeroshot_feature_norm: auto needs training images; give a number instead")
-        feature_norm = _mean_projected_norm(model, images, proj)
+        feature_norm, how = _mean_projected_norm(model, images, proj), f"mean over {len(images)} crops"
     init_heads_from_zeroshot(model, source, tasks, float(feature_norm))
-    log.info("zero-shot heads scaled by 1/%.4g (mean norm of the projected features)", float(feature_norm))
+    log.debug("zero-shot heads divided by the feature norm %.4g (%s)", float(feature_norm), how)
     return float(feature_norm)

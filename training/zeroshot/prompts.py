@@ -105,6 +105,8 @@ def _read_yaml(path: Path) -> Mapping[str, Any]:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    except ConfigError as exc:  # a duplicate key: say in which file
+        raise ConfigError(f"{path}: {exc}") from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path} must hold a mapping with 'tasks' (and optional 'templates')")
     return data
