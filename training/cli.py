@@ -1,6 +1,6 @@
 """``facesdk train`` and ``facesdk data``.
 
-facesdk train --config FILE --out DIR [--resume] [--set key=value ...]
+facesdk train --config FILE --out DIR [--resume] [--set key=value ...] [--nproc N]
 facesdk data synth --out DIR [--count N] [--missing F] [--seed S] [--size PX]
 facesdk data prepare|mix ...   (see ``facesdk.training.datasets.cli``)
 """
@@ -38,7 +38,27 @@ def _train_parser(prog: str) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config value (dotted key, YAML value), e.g. optim.lr=3e-4",
     )
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train in N processes on this machine: launches torchrun (DDP; see docs/distributed.md)",
+    )
     return p
+
+
+def _without_nproc(argv: Sequence[str]) -> list[str]:
+    """``argv`` less its ``--nproc N`` / ``--nproc=N`` (what torchrun's workers receive)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
 
 
 def _resolve_config(args: argparse.Namespace):  # noqa: ANN202 - TrainConfig
@@ -64,16 +84,29 @@ def _resolve_config(args: argparse.Namespace):  # noqa: ANN202 - TrainConfig
 def train_main(argv: Sequence[str], prog: str = "facesdk train") -> int:
     """Run ``facesdk train``; returns the exit code."""
     args = _train_parser(prog).parse_args(list(argv))
-    config = _resolve_config(args)
+    config = _resolve_config(args)  # checked here, before any process is started
+    from .distributed import launch_torchrun, process_group
+
+    if args.nproc is not None:
+        return launch_torchrun(args.nproc, _without_nproc(argv))
     from .trainer import Trainer
 
-    trainer = Trainer(config, args.out, resume=args.resume)
-    args.out.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(config.to_json(), sort_keys=False)
-    atomic_write_bytes(args.out / "config.yaml", text.encode())
-    start = time.perf_counter()
-    summary = trainer.run()
-    log.info("done in %.1f s; best validation metrics: %s", time.perf_counter() - start, summary["best"])
+    with process_group(config.runtime.device, config.runtime.dist_backend) as ctx:
+        trainer = Trainer(
+            config,
+            args.out,
+            resume=args.resume,
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+            local_rank=ctx.local_rank,
+        )
+        text = yaml.safe_dump(config.to_json(), sort_keys=False).encode()
+        trainer.reporter.save(lambda: atomic_write_bytes(args.out / "config.yaml", text))
+        start = time.perf_counter()
+        summary = trainer.run()
+        trainer.reporter.info(
+            "done in %.1f s; best validation metrics: %s", time.perf_counter() - start, summary["best"]
+        )
     return 0
 
 

@@ -79,6 +79,12 @@ class ModelConfig:
         kwargs: Extra ``timm.create_model`` arguments (``img_size``, ``depth`` ...).
         tasks: Task names, a subset of ``age``, ``gender``, ``emotion``.
         head: Head of every task: ``{kind: linear|mlp, hidden, dropout}``.
+        heads_init: ``random`` (PyTorch's default) or ``zeroshot``: heads start from the text
+            embeddings compiled into ``zeroshot_checkpoint`` (see ``docs/zeroshot.md``).
+        zeroshot_checkpoint: A checkpoint directory written by ``facesdk zeroshot build``.
+        zeroshot_feature_norm: Divides the zero-shot heads (sets the starting softmax
+            temperature): a number > 0, or ``auto`` for the mean norm of the CLIP image
+            embedding on a few training crops.
     """
 
     backbone: str = "vit_pe_core_tiny_patch16_384"
@@ -86,6 +92,9 @@ class ModelConfig:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     tasks: tuple[str, ...] = tuple(_TASKS)
     head: Mapping[str, Any] = field(default_factory=dict)
+    heads_init: str = "random"
+    zeroshot_checkpoint: str | None = None
+    zeroshot_feature_norm: float | str = "auto"
 
     def __post_init__(self) -> None:
         import timm
@@ -103,6 +112,38 @@ class ModelConfig:
             )
         self.backbone_spec()
         self.head_spec()
+        self._check_heads_init()
+
+    def _check_heads_init(self) -> None:
+        from .zeroshot.heads_init import HEADS_INITS, check_zeroshot_source
+
+        if self.heads_init not in HEADS_INITS:
+            raise ConfigError(f"model.heads_init must be one of {HEADS_INITS}, got {self.heads_init!r}")
+        norm = self.zeroshot_feature_norm
+        if norm != "auto":
+            try:
+                number = float(norm) if not isinstance(norm, bool) else float("nan")
+            except (TypeError, ValueError):
+                number = float("nan")
+            if not number > 0:
+                raise ConfigError(f"model.zeroshot_feature_norm must be auto or a number > 0, got {norm!r}")
+            object.__setattr__(self, "zeroshot_feature_norm", number)
+        if self.heads_init != "zeroshot":
+            if self.zeroshot_checkpoint is not None or norm != "auto":
+                raise ConfigError(
+                    "model.zeroshot_checkpoint / zeroshot_feature_norm are set but model.heads_init is "
+                    f"{self.heads_init!r}; set model.heads_init: zeroshot or remove them"
+                )
+            return
+        if not self.zeroshot_checkpoint:
+            raise ConfigError(
+                "model.heads_init: zeroshot needs model.zeroshot_checkpoint: DIR, a checkpoint written by "
+                "'facesdk zeroshot build --out DIR'"
+            )
+        object.__setattr__(self, "zeroshot_checkpoint", str(self.zeroshot_checkpoint))
+        check_zeroshot_source(
+            self.zeroshot_checkpoint, self.backbone_spec(), self.task_specs(), self.head_spec()
+        )
 
     def backbone_spec(self) -> BackboneSpec:
         return BackboneSpec(self.backbone, self.weights, dict(self.kwargs))
@@ -201,10 +242,13 @@ class RuntimeConfig:
     Attributes:
         device: ``auto``, ``cpu`` or ``cuda``.
         precision: ``fp32`` or ``bf16`` (autocast, CUDA only; fp32 on CPU with a warning).
-        grad_checkpointing: Recompute block activations in backward (CUDA only).
+        grad_checkpointing: Recompute block activations in backward (less memory, more time).
         deterministic: ``torch.use_deterministic_algorithms`` (warn-only on CUDA).
         save_every: Save the resume state every this many optimizer steps (and at each epoch end).
         threads: ``torch.set_num_threads`` (default: leave as is).
+        distributed: Under torchrun: ``ddp`` (DistributedDataParallel, a full model per
+            process). ``fsdp`` is reserved and refused for now (see ``docs/distributed.md``).
+        dist_backend: ``auto`` (NCCL on CUDA, gloo on CPU), ``nccl`` or ``gloo``.
     """
 
     device: str = "auto"
@@ -213,6 +257,8 @@ class RuntimeConfig:
     deterministic: bool = True
     save_every: int = 200
     threads: int | None = None
+    distributed: str = "ddp"
+    dist_backend: str = "auto"
 
     def __post_init__(self) -> None:
         _coerce(self, "runtime")
@@ -222,6 +268,20 @@ class RuntimeConfig:
             raise ConfigError(f"runtime.precision must be fp32 or bf16, got {self.precision!r}")
         if int(self.save_every) <= 0:
             raise ConfigError(f"runtime.save_every must be > 0 steps, got {self.save_every}")
+        if self.distributed == "fsdp":
+            raise ConfigError(
+                "runtime.distributed: fsdp is not implemented yet (sharded checkpoints and resume "
+                "state are missing); use ddp, with runtime.grad_checkpointing: true and a LoRA/DoRA "
+                "method for large backbones (docs/distributed.md)"
+            )
+        if self.distributed != "ddp":
+            raise ConfigError(f"runtime.distributed must be ddp, got {self.distributed!r}")
+        if self.dist_backend not in ("auto", "nccl", "gloo"):
+            raise ConfigError(f"runtime.dist_backend must be auto, nccl or gloo, got {self.dist_backend!r}")
+        if self.dist_backend == "nccl" and self.device == "cpu":
+            raise ConfigError(
+                "runtime.dist_backend nccl needs CUDA but runtime.device is cpu; use gloo or auto"
+            )
 
 
 @dataclass(frozen=True)
@@ -267,7 +327,12 @@ def config_from_mapping(
     for required in ("model", "method", "data"):
         if required not in top:
             raise ConfigError(f"the config needs a '{required}' section")
-    model = ModelConfig(**_section(ModelConfig, top["model"], "model"))
+    model_data = _section(ModelConfig, top["model"], "model")
+    if isinstance(model_data.get("zeroshot_checkpoint"), str):
+        model_data["zeroshot_checkpoint"] = str(
+            Path(base_dir or Path.cwd()) / model_data["zeroshot_checkpoint"]
+        )
+    model = ModelConfig(**model_data)
     method = _method(top["method"])
     data_cfg = DataConfig(
         **_resolve_paths(_section(DataConfig, top["data"], "data"), Path(base_dir or Path.cwd()))

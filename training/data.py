@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from facesdk.errors import ConfigError, MissingFileError
 from facesdk.preprocess import Preprocess, to_input_tensor
-from facesdk.tasks import TaskSpec
+from facesdk.tasks import MISSING, TaskSpec
 
 from .datasets.manifest import COLUMNS, ManifestRow, read_manifest
 
@@ -93,8 +93,18 @@ class FaceDataset(Dataset):
         return bool(np.random.default_rng([self.seed, self.epoch, index]).random() < 0.5)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = self.read_image(index)
-        if self._flip(index):
+        """Image and labels of row ``index``; a padding marker ``~i`` gives row ``i`` with no labels.
+
+        The sharded sampler pads an epoch to a multiple of the world size with such markers
+        (see :mod:`facesdk.training.sampler`): the batch keeps its shape, the loss and the
+        metrics ignore the row.
+        """
+        row = ~index if index < 0 else index
+        if not 0 <= row < len(self.rows):
+            raise IndexError(f"row {row} of a {len(self.rows)}-row dataset")
+        image = self.read_image(row)
+        if self._flip(row):
             image = np.ascontiguousarray(image[:, ::-1])
         x = to_input_tensor([image], self.preprocess)[0]
-        return torch.from_numpy(x), self.labels[index]
+        labels = torch.full_like(self.labels[row], MISSING) if index < 0 else self.labels[row]
+        return torch.from_numpy(x), labels

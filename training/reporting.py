@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from facesdk.manifest_io import atomic_write_bytes
 
-__all__ = ["Reporter", "accuracy_metrics"]
+__all__ = ["Reporter", "accuracy_metrics", "confusion_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +37,36 @@ def accuracy_metrics(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> 
     return {"acc": float((pred == labels).mean()), "bacc": float(np.mean(recalls)), "n": int(labels.size)}
 
 
+def confusion_metrics(confusion: np.ndarray) -> dict[str, float]:
+    """:func:`accuracy_metrics` from a ``[true, predicted]`` count matrix (summed over ranks)."""
+    confusion = np.asarray(confusion)
+    n = int(confusion.sum())
+    if n == 0:
+        return {"acc": float("nan"), "bacc": float("nan"), "n": 0}
+    support = confusion.sum(axis=1)
+    recalls = [float(confusion[c, c] / support[c]) for c in range(len(support)) if support[c] > 0]
+    return {"acc": float(np.trace(confusion) / n), "bacc": float(np.mean(recalls)), "n": n}
+
+
 class Reporter:
     """Rank-zero side effects of a run: progress bars, log lines, CSV log, curves, saving.
 
     Args:
         out: The run's output folder.
         is_main: Whether this process writes (rank 0).
+        barrier: Waits for every rank (distributed runs); :meth:`save` calls it before and
+            after the write, so no rank runs ahead of a half-written checkpoint or state.
     """
 
-    def __init__(self, out: str | os.PathLike[str], is_main: bool = True) -> None:
+    def __init__(
+        self,
+        out: str | os.PathLike[str],
+        is_main: bool = True,
+        barrier: Callable[[], None] | None = None,
+    ) -> None:
         self.out = Path(out)
         self.is_main = is_main
+        self._barrier = barrier
 
     def progress(self, items: Iterable[T], total: int, desc: str) -> Iterable[T]:
         """Wrap ``items`` in a tqdm bar on the main rank."""
@@ -61,10 +80,21 @@ class Reporter:
         if self.is_main:
             log.info(message, *args)
 
+    def warning(self, message: str, *args: Any) -> None:
+        if self.is_main:
+            log.warning(message, *args)
+
     def save(self, action: Callable[[], Any]) -> None:
-        """Run a writing action (checkpoint, state) on the main rank only."""
+        """Run a writing action (checkpoint, state, data) on the main rank only, between barriers.
+
+        Every rank must call it at the same point (it is a collective when distributed).
+        """
+        if self._barrier is not None:
+            self._barrier()
         if self.is_main:
             action()
+        if self._barrier is not None:
+            self._barrier()
 
     def write_history(self, history: Sequence[Mapping[str, Any]]) -> None:
         """Rewrite ``log.csv`` and ``curves.png`` from the epoch records so far."""

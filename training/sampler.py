@@ -6,10 +6,19 @@ row's draw weight is ``sum_t share_t / n_t`` over the tasks ``t`` it is labelled
 (``n_t`` = rows labelled for ``t``). In ``uniform`` mode every row appears exactly once per
 epoch (a seeded permutation).
 
-The index list of an epoch depends only on ``(seed, epoch)``; rank ``r`` of ``w`` takes
-every ``w``-th entry starting at ``r``, so ranks never overlap (the list is padded with its
-first entries to a multiple of ``w``, as ``DistributedSampler`` does). ``start`` skips the
-first entries of the rank's share: a resumed run continues mid-epoch where it stopped.
+The draw list of an epoch depends only on ``(seed, epoch)``; rank ``r`` of ``w`` takes every
+``w``-th entry starting at ``r``, so ranks never overlap. DDP needs every rank to run the same
+number of batches, so when the list does not divide by ``w`` it is padded to a multiple of
+``w`` (at most ``w - 1`` entries) with *padding markers*: index ``~i`` (``-1 - i``) stands for
+row ``i`` with every label missing. The dataset returns its image, so the batch has the
+shape the other ranks' batches have, but it adds nothing to the loss, the gradient or the
+metrics. Every draw of the epoch is therefore trained on exactly once across the ranks:
+nothing is dropped and nothing is counted twice.
+
+``consumed`` counts the draws of the epoch already trained on, over all ranks. Because the
+shares interleave, those are exactly the first ``consumed`` entries of the list, whatever
+the world size was; a resumed run re-shards the rest over the ranks it has now, so it can
+continue mid-epoch even after the number of processes changed.
 """
 
 from __future__ import annotations
@@ -22,9 +31,29 @@ from torch.utils.data import Sampler
 from facesdk.errors import ConfigError
 from facesdk.tasks import MISSING
 
-__all__ = ["TaskBalancedSampler", "SAMPLER_KINDS"]
+__all__ = ["TaskBalancedSampler", "SAMPLER_KINDS", "is_padding", "shard"]
 
 SAMPLER_KINDS = ("uniform", "balanced")
+
+
+def is_padding(index: int) -> bool:
+    """Whether a sampled index is a padding marker ``~row`` (see the module docstring)."""
+    return index < 0
+
+
+def shard(order: np.ndarray, rank: int, world_size: int, fill: np.ndarray | None = None) -> np.ndarray:
+    """Rank ``rank``'s share of ``order``: every ``world_size``-th entry, starting at ``rank``.
+
+    ``order`` is first padded to a multiple of ``world_size`` with padding markers ``~i`` of
+    the first entries of ``fill`` (default: of ``order``), so all shares have one length and
+    every real entry of ``order`` lands in exactly one share.
+    """
+    order = np.asarray(order, dtype=np.int64)
+    pad = (-len(order)) % world_size
+    if pad:
+        source = np.asarray(fill if fill is not None and len(fill) else order, dtype=np.int64)
+        order = np.concatenate([order, ~np.resize(source, pad)])
+    return order[rank::world_size]
 
 
 class TaskBalancedSampler(Sampler[int]):
@@ -68,7 +97,7 @@ class TaskBalancedSampler(Sampler[int]):
             )
         self.kind, self.seed, self.rank, self.world_size = kind, int(seed), int(rank), int(world_size)
         self.total = int(num_samples or len(labels))
-        self.epoch, self.start = 0, 0
+        self.epoch, self.consumed = 0, 0
         self.weights = (
             self._weights(labels, list(task_names), task_shares or {}) if kind == "balanced" else None
         )
@@ -98,28 +127,26 @@ class TaskBalancedSampler(Sampler[int]):
         weights[unlabelled] = weights[~unlabelled].min() if unlabelled.any() else 0.0
         return weights / weights.sum()
 
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Select the epoch's order and skip the first ``start`` indices of this rank."""
-        self.epoch, self.start = int(epoch), int(start)
+    def set_epoch(self, epoch: int, consumed: int = 0) -> None:
+        """Select the epoch's order and skip its first ``consumed`` draws (over all ranks)."""
+        if not 0 <= int(consumed) <= self.total:
+            raise ValueError(f"consumed must be within [0, {self.total}], got {consumed}")
+        self.epoch, self.consumed = int(epoch), int(consumed)
 
     def epoch_indices(self) -> np.ndarray:
-        """All ranks' indices of the current epoch (padded to a multiple of the world size)."""
+        """All draws of the current epoch, every rank's, in order (no padding)."""
         rng = np.random.default_rng([self.seed, self.epoch])
-        n = len(self.weights) if self.weights is not None else self.total
         if self.weights is None:
-            order = rng.permutation(n)
-        else:
-            order = rng.choice(n, size=self.total, replace=True, p=self.weights)
-        pad = (-len(order)) % self.world_size
-        return np.concatenate([order, order[:pad]]) if pad else order
+            return rng.permutation(self.total)
+        return rng.choice(len(self.weights), size=self.total, replace=True, p=self.weights)
 
     def rank_indices(self) -> np.ndarray:
-        """This rank's share of the epoch, before skipping ``start``."""
-        return self.epoch_indices()[self.rank :: self.world_size]
+        """This rank's share of the draws not yet consumed, padding markers included."""
+        order = self.epoch_indices()
+        return shard(order[self.consumed :], self.rank, self.world_size, fill=order)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.rank_indices()[self.start :].tolist())
+        return iter(self.rank_indices().tolist())
 
     def __len__(self) -> int:
-        n = self.total
-        return -(-n // self.world_size) - self.start
+        return -(-(self.total - self.consumed) // self.world_size)

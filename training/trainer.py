@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,19 @@ from .config import TrainConfig
 from .data import FaceDataset
 from .datasets.manifest import ManifestRow, read_manifest, read_prepare_info
 from .datasets.mixing import sources_from_config
+from .distributed import (
+    all_reduce_sum,
+    barrier,
+    gradient_sync,
+    resolve_device,
+    world_size_change_message,
+    wrap_model,
+)
 from .losses import MultiTaskLoss, balanced_class_weights
 from .methods import count_parameters, get_method
 from .model import MultiTaskModel
-from .reporting import Reporter, accuracy_metrics
-from .sampler import TaskBalancedSampler
+from .reporting import Reporter, confusion_metrics
+from .sampler import TaskBalancedSampler, shard
 from .state import load_state, save_state, trainable_state
 from .synthetic import generate_synthetic
 
@@ -120,23 +129,24 @@ class _Setup:
     autocast: bool
 
 
-def _runtime(config: TrainConfig, reporter: Reporter) -> _Setup:
+def _runtime(config: TrainConfig, reporter: Reporter, local_rank: int = 0) -> _Setup:
     rt = config.runtime
-    cuda = torch.cuda.is_available()
-    if rt.device == "cuda" and not cuda:
-        raise ConfigError("runtime.device is cuda but no CUDA device is visible; set runtime.device=cpu")
-    device = torch.device("cuda" if rt.device == "cuda" or (rt.device == "auto" and cuda) else "cpu")
+    device = resolve_device(rt.device, local_rank)
     if rt.threads:
         torch.set_num_threads(int(rt.threads))
     if rt.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
-    if device.type != "cuda" and (rt.precision == "bf16" or rt.grad_checkpointing):
-        reporter.info("bf16 autocast and gradient checkpointing run on CUDA only; this CPU run uses fp32")
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    torch.manual_seed(config.seed)
+    if device.type != "cuda" and rt.precision == "bf16":
+        reporter.info("bf16 autocast runs on CUDA only; this CPU run uses fp32")
+    _seed_all(config.seed)  # the same on every rank: every rank builds the same initial model
     return _Setup(device, device.type == "cuda" and rt.precision == "bf16")
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def _timm_model(backbone: torch.nn.Module) -> torch.nn.Module:
@@ -160,7 +170,10 @@ class Trainer:
         config: The checked config.
         out: Output folder.
         resume: Continue from ``out/state`` when it exists.
-        rank, world_size: Process rank and count (DDP comes later; the sampler already shards).
+        rank, world_size, local_rank: This process's place in a torchrun launch (see
+            :func:`facesdk.training.distributed.process_group`, which must be active when
+            ``world_size > 1``). ``optim.batch_size`` is per process: the global batch is
+            ``batch_size * world_size * accumulate``.
     """
 
     def __init__(
@@ -170,12 +183,17 @@ class Trainer:
         resume: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        local_rank: int = 0,
     ) -> None:
         self.config, self.out, self.resume = config, Path(out), resume
-        self.rank, self.world_size = rank, world_size
-        self.reporter = Reporter(self.out, is_main=rank == 0)
+        self.rank, self.world_size, self.local_rank = rank, world_size, local_rank
+        if world_size > 1 and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            raise ConfigError(
+                f"world_size {world_size} needs a process group; launch with torchrun or facesdk train --nproc"
+            )
+        self.reporter = Reporter(self.out, is_main=rank == 0, barrier=barrier if world_size > 1 else None)
         self.state_dir, self.ckpt_dir = self.out / "state", self.out / "checkpoint"
-        _recover_swapped_state(self.state_dir)
+        self.reporter.save(lambda: _recover_swapped_state(self.state_dir))
         if (self.state_dir / "state.json").is_file() and not resume:
             raise ConfigError(
                 f"{self.out} holds a training state; pass --resume to continue it or choose another --out"
@@ -183,8 +201,10 @@ class Trainer:
 
     def _build(self) -> None:
         cfg = self.config
+        if cfg.data.train is None and self.world_size > 1:  # rank 0 writes the synthetic set, once
+            self.reporter.save(lambda: generate_synthetic(self.out / "data", cfg.data.synth_options()))
         train_rows, val_rows = read_split_rows(cfg, self.out)  # label checks come before any model work
-        self.setup = _runtime(cfg, self.reporter)
+        self.setup = _runtime(cfg, self.reporter, self.local_rank)
         self.tasks = cfg.model.task_specs()
         self.heads = {t.name: cfg.model.head_spec() for t in self.tasks}
         model, preprocess, method = build_model(
@@ -192,11 +212,17 @@ class Trainer:
         )
         self.model: MultiTaskModel = model.to(self.setup.device)
         self.preprocess, self.method_spec = preprocess, method
-        if self.setup.device.type == "cuda" and cfg.runtime.grad_checkpointing:
+        if cfg.runtime.grad_checkpointing:
             timm_model = _timm_model(self.model.backbone)
-            if hasattr(timm_model, "set_grad_checkpointing"):
-                timm_model.set_grad_checkpointing(True)
+            if not hasattr(timm_model, "set_grad_checkpointing"):
+                raise ConfigError(
+                    f"runtime.grad_checkpointing: {type(timm_model).__name__} cannot recompute its "
+                    "activations (no set_grad_checkpointing); set runtime.grad_checkpointing=false"
+                )
+            timm_model.set_grad_checkpointing(True)
         self.train_set = FaceDataset(train_rows, self.tasks, preprocess, hflip=cfg.data.hflip, seed=cfg.seed)
+        if cfg.model.heads_init == "zeroshot":  # before any DDP wrapping: every rank computes the same
+            self._init_heads_from_zeroshot()
         self.val_set = FaceDataset(val_rows, self.tasks, preprocess)
         self.sampler = TaskBalancedSampler(
             self.train_set.labels.numpy(),
@@ -210,7 +236,24 @@ class Trainer:
             world_size=self.world_size,
         )
         self.loss_fn = self._loss().to(self.setup.device)
+        self.net = wrap_model(self.model, self.world_size, cfg.runtime.distributed)
+        _seed_all(cfg.seed + self.rank)  # dropout and the like differ between ranks
         self._optimizer()
+
+    def _init_heads_from_zeroshot(self) -> None:
+        """``model.heads_init: zeroshot``: heads start from the compiled text embeddings."""
+        from .zeroshot.heads_init import start_from_zeroshot
+
+        model_cfg = self.config.model
+        crops = torch.stack([self.train_set[i][0] for i in range(min(16, len(self.train_set)))])
+        norm = start_from_zeroshot(
+            self.model,
+            str(model_cfg.zeroshot_checkpoint),
+            self.tasks,
+            model_cfg.zeroshot_feature_norm,
+            crops.to(self.setup.device),
+        )
+        self.reporter.info("heads start from %s (feature norm %.4g)", model_cfg.zeroshot_checkpoint, norm)
 
     def _loss(self) -> MultiTaskLoss:
         weights = {}
@@ -241,20 +284,18 @@ class Trainer:
         progress = {
             "epoch": 0,
             "batch": 0,
+            "consumed": 0,
             "step": 0,
             "history": [],
             "best": None,
             "sums": {},
             "finished": False,
+            "world_size": self.world_size,
         }
+        self._pending: dict[str, float] = {}  # this rank's loss sums since the last reduction
         if self.resume and (self.state_dir / "state.json").is_file():
             progress = load_state(self.state_dir, self.model, self.optimizer, self.scheduler)
-            self.reporter.info(
-                "resumed at epoch %d, batch %d, step %d",
-                progress["epoch"],
-                progress["batch"],
-                progress["step"],
-            )
+            self._resumed(progress)
         elif self.resume:
             self.reporter.info("no saved state in %s; starting from the beginning", self.state_dir)
         counts = count_parameters(self.model)
@@ -270,57 +311,86 @@ class Trainer:
             self._train_epoch(progress)
             self._end_epoch(progress)
         progress["finished"] = True
-        self.reporter.save(
-            lambda: save_state(self.state_dir, self.model, self.optimizer, self.scheduler, progress)
-        )
+        self._save_state(progress)
         return self._finish(progress, counts)
+
+    def _resumed(self, progress: dict[str, Any]) -> None:
+        """Log where a resumed run continues; say so when the world size changed."""
+        bs, saved = self.config.optim.batch_size, int(progress.get("world_size", 1))
+        progress.setdefault("consumed", progress["batch"] * bs * saved)  # states written before DDP
+        self.reporter.info(
+            "resumed at epoch %d, batch %d, step %d", progress["epoch"], progress["batch"], progress["step"]
+        )
+        if saved != self.world_size:
+            per_rank = bs * self.config.optim.accumulate
+            message = world_size_change_message(
+                self.state_dir, saved, self.world_size, progress, self.sampler.total, per_rank
+            )
+            self.reporter.warning("%s", message)
+            progress["batch"] = 0  # a per-rank batch index means nothing under another world size
+        progress["world_size"] = self.world_size
+        if self.rank > 0:  # the state holds rank 0's RNG; the other ranks draw their own
+            _seed_all(self.config.seed + 1000 * self.rank + progress["step"])
 
     def _train_epoch(self, progress: dict[str, Any]) -> None:
         opt, epoch = self.config.optim, progress["epoch"]
-        self.model.train()
+        self.net.train()
         self.train_set.set_epoch(epoch)
-        self.sampler.set_epoch(epoch, start=progress["batch"] * opt.batch_size)
+        self.sampler.set_epoch(epoch, consumed=progress["consumed"])
         loader = DataLoader(
             self.train_set,
             batch_size=opt.batch_size,
             sampler=self.sampler,
             num_workers=self.config.data.num_workers,
         )
-        batches = math.ceil(len(self.sampler.rank_indices()) / opt.batch_size)
-        sums = progress["sums"]
-        start = progress["batch"]
+        start, consumed = progress["batch"], progress["consumed"]
+        batches = start + math.ceil(len(self.sampler) / opt.batch_size)
         bar = self.reporter.progress(enumerate(loader, start=start), batches - start, f"epoch {epoch + 1}")
+        began, draws = time.perf_counter(), len(self.sampler) * self.world_size
         for b, (x, y) in bar:
             x, y = x.to(self.setup.device, non_blocking=True), y.to(self.setup.device)
-            ctx = (
-                torch.autocast("cuda", dtype=torch.bfloat16)
-                if self.setup.autocast
-                else contextlib.nullcontext()
-            )
-            with ctx:
-                logits = self.model(x)
-            loss, parts = self.loss_fn(logits, y)
-            (loss / opt.accumulate).backward()
-            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
-            for name, value in parts.items():
-                sums[name] = sums.get(name, 0.0) + float(value)
-            sums["batches"] = sums.get("batches", 0) + 1
-            if (b + 1) % opt.accumulate == 0 or b + 1 == batches:
+            boundary = (b + 1) % opt.accumulate == 0 or b + 1 == batches
+            with gradient_sync(self.net, boundary):
+                with self._autocast():
+                    logits = self.net(x)
+                loss, parts = self.loss_fn(logits, y)
+                (loss / opt.accumulate).backward()
+            for name, value in {"loss": loss.detach(), **parts, "batches": 1}.items():
+                self._pending[name] = self._pending.get(name, 0.0) + float(value)
+            if boundary:
                 self._step()
                 progress["step"] += 1
                 progress["batch"] = b + 1
+                progress["consumed"] = consumed + (b + 1 - start) * opt.batch_size * self.world_size
                 if progress["step"] % self.config.runtime.save_every == 0 and b + 1 < batches:
-                    self.reporter.save(
-                        lambda: save_state(
-                            self.state_dir, self.model, self.optimizer, self.scheduler, progress
-                        )
-                    )
+                    self._save_state(progress)
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(  # refresh=False: the bar's mininterval decides when to redraw
                     loss=f"{float(loss.detach()):.3f}",
                     lr=f"{self.scheduler.get_last_lr()[0]:.2e}",
                     refresh=False,
                 )
+        self.samples_per_s = draws / max(time.perf_counter() - began, 1e-9)  # all ranks' draws
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.setup.autocast:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _reduce_pending(self, progress: dict[str, Any]) -> None:
+        """Add every rank's loss sums since the last call to ``progress["sums"]`` (a collective)."""
+        keys = ["loss", *(t.name for t in self.tasks), "batches"]
+        totals = all_reduce_sum([self._pending.get(k, 0.0) for k in keys])
+        sums = progress["sums"]
+        for key, value in zip(keys, totals.tolist(), strict=True):
+            sums[key] = sums.get(key, 0) + (int(value) if key == "batches" else value)
+        self._pending = {}
+
+    def _save_state(self, progress: dict[str, Any]) -> None:
+        self._reduce_pending(progress)
+        self.reporter.save(
+            lambda: save_state(self.state_dir, self.model, self.optimizer, self.scheduler, progress)
+        )
 
     def _step(self) -> None:
         clip = self.config.optim.grad_clip
@@ -332,32 +402,36 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, dict[str, float]]:
-        """Accuracy and balanced accuracy per task on the validation rows."""
-        self.model.eval()
+        """Accuracy and balanced accuracy per task on the validation rows.
+
+        Each rank predicts its shard of the rows (padded like the training draws, the padding
+        unlabelled); the confusion counts are summed over the ranks, so every rank gets the
+        metrics of the whole validation set, each row counted once.
+        """
+        self.net.eval()
+        rows = shard(np.arange(len(self.val_set)), self.rank, self.world_size)
         loader = DataLoader(
             self.val_set,
             batch_size=2 * self.config.optim.batch_size,
+            sampler=rows.tolist(),
             num_workers=self.config.data.num_workers,
         )
-        preds: dict[str, list[np.ndarray]] = {t.name: [] for t in self.tasks}
-        for x, _ in loader:
-            ctx = (
-                torch.autocast("cuda", dtype=torch.bfloat16)
-                if self.setup.autocast
-                else contextlib.nullcontext()
-            )
-            with ctx:
-                logits = self.model(x.to(self.setup.device))
-            for name in preds:
-                preds[name].append(logits[name].argmax(1).cpu().numpy())
-        labels = self.val_set.labels.numpy()
-        return {
-            t.name: accuracy_metrics(np.concatenate(preds[t.name]), labels[:, j], t.num_classes)
-            for j, t in enumerate(self.tasks)
-        }
+        counts = [np.zeros((t.num_classes, t.num_classes), dtype=np.int64) for t in self.tasks]
+        for x, y in loader:
+            with self._autocast():
+                logits = self.net(x.to(self.setup.device))
+            for j, task in enumerate(self.tasks):
+                labels, pred = y[:, j].numpy(), logits[task.name].argmax(1).cpu().numpy()
+                keep = labels >= 0
+                np.add.at(counts[j], (labels[keep], pred[keep]), 1)
+        flat = all_reduce_sum(np.concatenate([c.ravel() for c in counts])).round().astype(np.int64)
+        parts = np.split(flat, np.cumsum([c.size for c in counts])[:-1])
+        pairs = zip(self.tasks, parts, counts, strict=True)
+        return {t.name: confusion_metrics(f.reshape(c.shape)) for t, f, c in pairs}
 
     def _end_epoch(self, progress: dict[str, Any]) -> None:
         metrics = self.evaluate()
+        self._reduce_pending(progress)
         sums, epoch = progress["sums"], progress["epoch"]
         n = max(1, sums.get("batches", 0))
         row: dict[str, Any] = {
@@ -373,10 +447,11 @@ class Trainer:
         row["val_score"] = score
         progress["history"].append(row)
         self.reporter.info(
-            "epoch %d: loss %.4f, %s",
+            "epoch %d: loss %.4f, %s; %.1f samples/s",
             epoch + 1,
             row["train_loss"],
             ", ".join(f"{k} acc {m['acc']:.3f} bacc {m['bacc']:.3f}" for k, m in metrics.items()),
+            self.samples_per_s,
         )
         if progress["best"] is None or score > progress["best"]["score"]:
             progress["best"] = {
@@ -385,12 +460,11 @@ class Trainer:
                 "step": progress["step"],
                 "metrics": metrics,
             }
-            self.reporter.save(lambda: self._save_checkpoint({"best": metrics, "best_epoch": epoch + 1}))
-        progress.update(epoch=epoch + 1, batch=0, sums={})
+            training = {"best": metrics, "best_epoch": epoch + 1, "world_size": self.world_size}
+            self.reporter.save(lambda: self._save_checkpoint(training))
+        progress.update(epoch=epoch + 1, batch=0, consumed=0, sums={})
         self.reporter.write_history(progress["history"])
-        self.reporter.save(
-            lambda: save_state(self.state_dir, self.model, self.optimizer, self.scheduler, progress)
-        )
+        self._save_state(progress)
 
     def _save_checkpoint(self, training: dict[str, Any], model: torch.nn.Module | None = None) -> None:
         save_checkpoint(
@@ -416,6 +490,10 @@ class Trainer:
             "final": final,
             "trainable_share": counts["trainable"] / counts["total"],
             "seed": self.config.seed,
+            "world_size": self.world_size,
+            "global_batch_size": self.world_size
+            * self.config.optim.batch_size
+            * self.config.optim.accumulate,
             "config": self.config.to_json(),
         }
 

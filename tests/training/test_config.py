@@ -24,6 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
         ({"data": {"val": "/nonexistent/val.csv"}}, "does not exist"),
         ({"runtime": {"precision": "fp8"}}, "fp32 or bf16"),
         ({"colour": 1}, "config.colour"),
+        ({"model": {"heads_init": "text"}}, r"model.heads_init must be one of \('random', 'zeroshot'\)"),
+        ({"model": {"heads_init": "zeroshot"}}, "needs model.zeroshot_checkpoint: DIR"),
+        ({"model": {"zeroshot_checkpoint": "zs"}}, "set model.heads_init: zeroshot or remove them"),
+        ({"model": {"heads_init": "zeroshot", "zeroshot_checkpoint": "/no/zs"}}, "facesdk zeroshot build"),
+        ({"model": {"heads_init": "zeroshot", "zeroshot_feature_norm": 0}}, "auto or a number > 0"),
     ],
 )
 def test_bad_config_messages(tiny_synth, tiny_config, change: dict, needle: str) -> None:  # noqa: ANN001

@@ -65,7 +65,7 @@ def test_sampler_is_seeded_by_epoch_and_resumable() -> None:
     a = list(s)
     s.set_epoch(1)
     assert list(s) != a
-    s.set_epoch(0, start=7)
+    s.set_epoch(0, consumed=7)
     assert list(s) == a[7:] and len(s) == 13
 
 
