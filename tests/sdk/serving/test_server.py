@@ -11,12 +11,13 @@ import pytest
 
 from facesdk.serving import BACKBONE_PYTHON, Client, ServerError, batch_sizes
 
-# The server's serving environment runs OpenCV 4.10 + numpy 1.26, the Analyzer OpenCV 5 + numpy 2:
+# The server's serving environment runs OpenCV 4.10 + numpy 1.26, this process OpenCV 5 + numpy 2:
 # detections agree to 1e-4 px, but warpAffine crops differ by rounding, which the tiny model
 # (global average pool + linear, weights std 2) turns into probability differences up to ~2e-4.
-# The backbone itself is compared on identical input tensors at 1e-5.
-PIPELINE_PROB_ATOL = 1e-3
-BACKBONE_PROB_ATOL = 1e-5
+# Against an Analyzer running on the serving environment's own libraries the pipeline must agree
+# at 1e-5, like the backbone on identical input tensors.
+CROSS_LIBRARY_PROB_ATOL = 1e-3
+PROB_ATOL = 1e-5
 
 
 def _probs(result) -> np.ndarray:  # noqa: ANN001
@@ -43,7 +44,7 @@ def test_backbone_matches_in_process_backend_and_batches(server, tiny_export: Pa
     for batch, answer in zip(batches, answers, strict=True):
         expected = backend.run(batch)
         for name, logits in expected.items():
-            np.testing.assert_allclose(softmax(answer[name]), softmax(logits), atol=BACKBONE_PROB_ATOL)
+            np.testing.assert_allclose(softmax(answer[name]), softmax(logits), atol=PROB_ATOL)
     with Client(server.http_url) as client:
         sizes = batch_sizes(client.statistics(BACKBONE_PYTHON), BACKBONE_PYTHON)
     assert max(sizes) > 3, f"the dynamic batcher formed no batch larger than one request: {sizes}"
@@ -67,10 +68,52 @@ def test_pipeline_matches_analyzer_under_concurrency(server, analyzer, astronaut
         assert {k: v.label for k, v in got.faces[0].attributes.items()} == {
             k: v.label for k, v in want.faces[0].attributes.items()
         }
-        np.testing.assert_allclose(_probs(got), _probs(want), atol=PIPELINE_PROB_ATOL)
+        np.testing.assert_allclose(_probs(got), _probs(want), atol=CROSS_LIBRARY_PROB_ATOL)
     encoded = cv2.imencode(".png", astronaut_bgr)[1].tobytes()
     with Client(url, protocol=protocol) as client:
         np.testing.assert_allclose(_probs(client.analyze_encoded(encoded)), _probs(results[0]), atol=1e-9)
+
+
+_ANALYZE_IN_SERVING_ENV = """
+import sys
+import numpy as np
+from facesdk import Analyzer
+
+frames = np.load(sys.argv[3])["frames"]
+with Analyzer(sys.argv[1], backend="onnxruntime", detector=sys.argv[2]) as analyzer:
+    results = [analyzer.analyze(frame) for frame in frames]
+probs = [[p for f in r.faces for a in f.attributes.values() for p in a.probs.values()] for r in results]
+np.save(sys.argv[4], np.array(probs, dtype=np.float64))
+"""
+
+
+def test_pipeline_equals_the_analyzer_on_the_same_libraries(  # noqa: ANN001
+    server, serving_env, tiny_export: Path, yunet_path: Path, astronaut_bgr, tmp_path: Path
+) -> None:
+    """The pipeline model runs the Analyzer's own functions: on the serving environment's OpenCV
+    and numpy, an in-process Analyzer gives the server's probabilities within 1e-5."""
+    import subprocess
+
+    frames = np.stack([np.roll(astronaut_bgr, 5 * i, axis=0) for i in range(6)])
+    np.savez(tmp_path / "frames.npz", frames=frames)
+    script = tmp_path / "analyze.py"
+    script.write_text(_ANALYZE_IN_SERVING_ENV)
+    done = subprocess.run(
+        [str(serving_env.python), str(script), str(tiny_export), str(yunet_path),
+         str(tmp_path / "frames.npz"), str(tmp_path / "probs.npy")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    want = np.load(tmp_path / "probs.npy")
+
+    def send(frame: np.ndarray) -> np.ndarray:
+        with Client(server.http_url) as client:
+            return _probs(client.analyze(frame))
+
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(send, frames))
+    assert want.shape == (len(frames), 18)  # one face per frame, 9 + 2 + 7 probabilities
+    np.testing.assert_allclose(np.stack(got), want, atol=PROB_ATOL)
 
 
 @pytest.mark.parametrize(
