@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 from backbones_report import plot, render  # this folder is on sys.path for a script
+from methods import saved_activations_mib
 
 ROOT = Path(__file__).resolve().parents[1]
 YUNET = ROOT.parent / "shared" / "models" / "face_detection_yunet_2026may.onnx"
@@ -86,25 +87,6 @@ def _set_bn_stats(model: Any, stats: list[tuple[Any, Any]]) -> None:
             m.running_mean.copy_(mean)
             m.running_var.copy_(var)
     damp_residual_branches(model)  # a random-init EfficientNet is chaotic otherwise
-
-
-def _saved_activations_mib(model: Any, x: Any) -> float:
-    """MiB of non-parameter tensors autograd keeps for backward after one training forward."""
-    import torch
-
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in params:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x)
-    return sum(seen.values()) / 2**20
 
 
 def _mib(tensors: Any) -> float:
@@ -163,7 +145,7 @@ def train_run(name: str, method: str, data: dict[str, Any], stats: dict[str, Any
         times.append(time.perf_counter() - start)
     trainable = [p for p in model.parameters() if p.requires_grad]
     state = [t for s in optimizer.state.values() for t in s.values() if isinstance(t, torch.Tensor)]
-    activations = _saved_activations_mib(model, data["train_x"][: args.batch])
+    activations = saved_activations_mib(model, data["train_x"][: args.batch])
     record = {
         "backbone": name,
         "method": method,

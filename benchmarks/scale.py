@@ -5,16 +5,24 @@
    sizes the dynamic batcher formed (from the server's statistics endpoint).
 2. Multi-stream: ``Analyzer.streams`` over 1, 2 and 4 sources against one Analyzer per source
    (each in its own thread), frames per second.
-3. Distributed training: a slot for :func:`bench_training` (owned by the training team).
+3. Distributed training: ``configs/smoke.yaml`` trained by one process and by two gloo
+   processes (``facesdk train --nproc 2``) on the CPU at the same global batch, training
+   samples per second side by side, and the gloo all-reduce of one step's gradient timed alone.
 
 Writes ``docs/benchmarks/scale.md`` and PNG plots beside it. Only measured numbers.
+``--only training`` runs part 3 alone and replaces only its section of the document.
 
     python benchmarks/scale.py --model EXPORT_DIR --detector YUNET.onnx
+    python benchmarks/scale.py --only training
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -136,9 +144,203 @@ def bench_multistream(model: Path, detector: Path, frames: int) -> list[dict[str
     return rows
 
 
+TRAINING_SECTION = "## Distributed training"
+TRAIN_LAYOUTS = ((1, 2), (1, 1), (2, 1))
+"""(processes, torch threads per process) of the training rows."""
+
+
+def _train_run(out: Path, data: Any, procs: int, threads: int, epochs: int, batch: int) -> dict[str, Any]:
+    """Train the smoke config once; samples/s of its last epoch (the first one warms up)."""
+    sets = [
+        f"data.train={data.train}",
+        f"data.val={data.val}",
+        "data.synthetic=null",
+        f"optim.epochs={epochs}",
+        f"optim.batch_size={batch // procs}",
+        f"runtime.threads={threads}",
+        "runtime.save_every=100000",
+    ]
+    cmd = [sys.executable, "-m", "facesdk", "train", "--config", "configs/smoke.yaml", "--out", str(out)]
+    cmd += [a for item in sets for a in ("--set", item)] + (["--nproc", str(procs)] if procs > 1 else [])
+    load, start = os.getloadavg()[0], time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"training failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    rates = [float(r) for r in re.findall(r"; ([0-9.]+) samples/s", proc.stderr)]
+    params = re.search(r": (\d+) of \d+ parameters train", proc.stderr)
+    acc = re.findall(r"age acc ([0-9.]+).*?gender acc ([0-9.]+).*?emotion acc ([0-9.]+)", proc.stderr)
+    assert rates and params and acc, proc.stderr[-2000:]
+    row = {"procs": procs, "threads": threads, "rate": rates[-1], "wall": wall, "acc": acc[-1], "load": load}
+    row["trainable"] = int(params.group(1))
+    print(row, flush=True)
+    return row
+
+
+def _allreduce_worker(rank: int, port: int, numel: int, repeats: int, result: Any) -> None:
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    grad = torch.ones(numel)
+    for _ in range(5):
+        dist.all_reduce(grad)
+    dist.barrier()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        dist.all_reduce(grad)
+    if rank == 0:
+        result.value = (time.perf_counter() - start) / repeats * 1000.0
+    dist.destroy_process_group()
+
+
+def _allreduce_ms(numel: int, repeats: int = 50) -> float:
+    """Milliseconds of one gloo all-reduce of ``numel`` float32 values between two processes."""
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    result = ctx.Value("d", float("nan"))
+    procs = [ctx.Process(target=_allreduce_worker, args=(r, port, numel, repeats, result)) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    return float(result.value)
+
+
 def bench_training(args: argparse.Namespace) -> str | None:
-    """Slot for the distributed-training part (another team adds it); returns a Markdown section or None."""
-    return None
+    """Training throughput with one and two gloo processes on this CPU; returns a Markdown section."""
+    from facesdk.training.synthetic import SynthOptions, generate_synthetic
+
+    root = Path(tempfile.mkdtemp(prefix="facesdk-scale-train-"))
+    data = generate_synthetic(root / "data", SynthOptions(count=2000, missing=0.3, seed=0, size=32))
+    runs: dict[tuple[int, int], list[dict[str, Any]]] = {layout: [] for layout in TRAIN_LAYOUTS}
+    for round_ in range(args.train_rounds):  # interleaved, so a burst of other work hits every layout
+        for p, t in TRAIN_LAYOUTS:
+            out = root / f"r{round_}p{p}t{t}"
+            runs[(p, t)].append(_train_run(out, data, p, t, args.train_epochs, args.train_batch))
+    rows = [max(found, key=lambda r: r["rate"]) for found in runs.values()]  # the least disturbed
+    reduce_ms = _allreduce_ms(rows[0]["trainable"])
+    _training_plot(Path(args.doc).parent, rows)
+    draws = sum(1 for _ in data.train.open()) - 1  # the manifest's rows, less its header
+    return _training_section(args, rows, reduce_ms, draws)
+
+
+def _l14_sizes(rank: int = 64) -> tuple[int, int]:
+    """Parameters of PE-Core-L14, and of DoRA rank ``rank`` on its blocks' four linear layers."""
+    import timm
+    import torch
+
+    with torch.device("meta"):  # shapes only, no memory, no download
+        vit = timm.create_model("vit_pe_core_large_patch14_336", pretrained=False, num_classes=0)
+    target = re.compile(r"blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc1|fc2))$")
+    linears = [m for n, m in vit.named_modules() if isinstance(m, torch.nn.Linear) and target.search(n)]
+    adapters = sum(rank * (m.in_features + m.out_features) + m.out_features for m in linears)
+    return sum(p.numel() for p in vit.parameters()), adapters
+
+
+def _max_acc_gap(rows: list[dict[str, Any]]) -> float:
+    accs = [[float(a) for a in r["acc"]] for r in rows]
+    return max(abs(a - b) for other in accs[1:] for a, b in zip(accs[0], other, strict=True))
+
+
+def _training_plot(out: Path, rows: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    labels = [f"{r['procs']} proc x {r['threads']} thr" for r in rows]
+    ax.bar(labels, [r["rate"] for r in rows], color=["#4c72b0", "#8c8c8c", "#dd8452"])
+    ax.set(ylabel="training samples / s", title="smoke config, CPU, global batch fixed")
+    fig.tight_layout()
+    fig.savefig(out / "scale_training.png", dpi=100)
+    plt.close(fig)
+
+
+def _training_section(
+    args: argparse.Namespace, rows: list[dict[str, Any]], reduce_ms: float, draws: int
+) -> str:
+    one, single, two = rows
+    total, adapters = _l14_sizes()
+    step_ms = args.train_batch / two["rate"] * 1000.0
+    lines = [
+        TRAINING_SECTION,
+        "",
+        f"Generated by `python benchmarks/{Path(__file__).name} --only training` "
+        f"({args.train_epochs} epochs, samples/s of the last one; each layout run {args.train_rounds} "
+        f"times, interleaved, the fastest kept). CPU: {cpu_info()}.",
+        f"`configs/smoke.yaml` (random-init ViT, {one['trainable']:,} trainable parameters, 32 px, "
+        f"{draws} training draws per epoch) at the same global batch of {args.train_batch} in every row: "
+        f"one process with batch {args.train_batch}, two gloo processes (`facesdk train --nproc 2`) "
+        f"with {args.train_batch // 2} each. Wall: the whole command (start-up, data, validation).",
+        "",
+        "| processes x threads | training samples/s | wall s | load avg at start | "
+        "final val acc age / gender / emotion |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['procs']} x {r['threads']} | {r['rate']:.0f} | {r['wall']:.0f} | {r['load']:.1f} | "
+            f"{' / '.join(r['acc'])} |"
+        )
+    lines += [
+        "",
+        "![training](scale_training.png)",
+        "",
+        f"- Same cores: 2 x 1 ran at {two['rate'] / one['rate']:.2f}x the rate of 1 x 2; the ideal is "
+        f"1.0, since this machine has {os.cpu_count()} cores and both layouts use all of them (split "
+        f"into processes instead of threads). Twice the cores: 2 x 1 ran at "
+        f"{two['rate'] / single['rate']:.2f}x of 1 x 1 (ideal 2.0). Two processes on two cores cannot "
+        "do better than match one process that uses both cores on a quiet machine (the same cores, "
+        "plus DDP's own work).",
+        "- The load-average column is how busy the machine was with other jobs when each run began. "
+        + (
+            "On a busy machine the kernel shares the cores among all runnable threads: our reading of "
+            "a 1 x 2 row slower than 2 x 1 is that the two intra-op threads of one process, which meet "
+            "at every operator of this small model, wait whenever another job holds one of the cores, "
+            "and that more processes simply win a larger share of a busy machine. "
+            if two["rate"] > one["rate"]
+            else "With the cores to itself, one process using both of them is the fastest layout here. "
+        )
+        + "Absolute rates need a quiet machine; read these as what this shared machine gave.",
+        f"- One step's gradient ({one['trainable']:,} float32 values, {one['trainable'] * 4 / 1e6:.1f} MB) "
+        f"takes {reduce_ms:.2f} ms to all-reduce over gloo on loopback, against {step_ms:.0f} ms per "
+        f"optimizer step of the two-process run ({100 * reduce_ms / step_ms:.1f}% of it): DDP's "
+        "communication is not what limits this run, the cores are.",
+        f"- Final validation accuracy of 1 and 2 processes at the same global batch differs by at most "
+        f"{_max_acc_gap(rows):.3f} (per task).",
+        "- On a GPU cluster every process owns a GPU, so the compute of N processes is N times one; "
+        "what decides the speed-up is the gradient all-reduce (NCCL over NVLink or InfiniBand, "
+        "overlapped with backward by DDP's buckets) against the compute of one step. Its share grows "
+        "with the trainable parameters and shrinks with the per-GPU batch. The thesis recipe (DoRA "
+        f"r=64 on PE-Core-L14) all-reduces {adapters / 1e6:.1f} M values ({adapters * 4 / 1e6:.0f} MB "
+        f"in fp32) per step, full fine-tuning of the same backbone {total / 1e6:.0f} M "
+        f"({total * 4 / 1e9:.2f} GB): {total / adapters:.0f}x more, where interconnect bandwidth and "
+        "`runtime.grad_checkpointing` (memory for a larger per-GPU batch, so fewer all-reduces per "
+        "sample) decide. Data loading must scale too (`data.num_workers` per process).",
+        f"- {args.train_rounds} runs per layout on a machine shared with other jobs: read the ratios "
+        "with the load column in mind, not the absolute rates.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def replace_section(path: Path, heading: str, section: str) -> None:
+    """Put ``section`` in place of the ``heading`` section of ``path`` (appended if absent)."""
+    text = path.read_text(encoding="utf-8") if path.is_file() else "# Scale-out benchmark\n"
+    start = text.find(f"\n{heading}\n")
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[: start + 1] + section + (text[end + 1 :] if end >= 0 else "")
+    path.write_text(text, encoding="utf-8")
 
 
 def _plots(out: Path, serving: list[dict[str, Any]], multi: list[dict[str, Any]]) -> None:
@@ -213,9 +415,7 @@ def write_doc(
     lines += ["", "![multistream](scale_multistream.png)", ""]
     training = bench_training(args)
     lines += (
-        [training]
-        if training
-        else ["## Distributed training", "", "Not measured yet (slot: `bench_training`).", ""]
+        [training] if training else [TRAINING_SECTION, "", "Not measured yet (slot: `bench_training`).", ""]
     )
     path.write_text("\n".join(lines), encoding="utf-8")
 
@@ -223,14 +423,25 @@ def write_doc(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="export directory (default: a tiny test export)")
-    parser.add_argument("--detector", required=True, help="YuNet model file")
+    parser.add_argument("--detector", default=None, help="YuNet model file (serving, multi-stream)")
     parser.add_argument("--requests", type=int, default=64, help="requests per client-count row")
     parser.add_argument("--frames", type=int, default=30, help="frames per source")
     parser.add_argument("--instances", type=int, default=2)
     parser.add_argument("--delay-us", type=int, default=2000)
     parser.add_argument("--doc", default="docs/benchmarks/scale.md")
     parser.add_argument("--skip-serving", action="store_true")
+    parser.add_argument("--only", choices=["training"], help="run one part; replace only its section")
+    parser.add_argument("--train-epochs", type=int, default=2, help="training: epochs per run")
+    parser.add_argument("--train-batch", type=int, default=64, help="training: global batch")
+    parser.add_argument("--train-rounds", type=int, default=2, help="training: runs per layout")
     args = parser.parse_args(argv)
+    if args.only == "training":
+        doc = Path(args.doc)
+        replace_section(doc, TRAINING_SECTION, bench_training(args) or "")
+        print(f"wrote the training section of {doc}")
+        return 0
+    if args.detector is None:
+        parser.error("--detector is required (except with --only training)")
     if args.model is None:
         from facesdk.testing import make_tiny_export
 
