@@ -226,6 +226,10 @@ class Analyzer:
         """Live per-stage timing statistics (ms): decode, detect, align, infer, post."""
         return self._stats.summary()
 
+    def reset_stats(self) -> None:
+        """Forget the timing statistics so far (e.g. after a warm-up)."""
+        self._stats.reset()
+
     def close(self) -> None:
         """Release the backend (idempotent)."""
         with self._backend_lock:

@@ -149,6 +149,10 @@ def test_stats_and_close(analyzer: Analyzer, astronaut_bgr: np.ndarray) -> None:
     stats = analyzer.stats()
     assert set(stats) == {"decode", "detect", "align", "infer", "post"}
     assert stats["detect"]["count"] == 2
+    analyzer.reset_stats()
+    assert analyzer.stats() == {}
+    analyzer.analyze(astronaut_bgr)
+    assert analyzer.stats()["detect"]["count"] == 1
     analyzer.close()
     analyzer.close()
     with pytest.raises(BackendError, match="closed"):
