@@ -265,6 +265,7 @@ def export_backbone(name: str, work: Path, args: Any) -> dict[str, Any]:
         "int8_quantized_nodes": len(report["quantized_nodes"]),
         "int8u8_agreement": u8["agreement"],
         "int8u8_passed": bool(u8["passed"]),
+        "calib": str(calib),
     }
 
 
@@ -300,6 +301,61 @@ def ort_latency(records: list[dict[str, Any]], threads: int, rounds: int) -> Non
                 rec[f"{precision}_b{batch}_ms_per_face"] = ms / batch
         rec["int8_speedup_b8"] = rec["fp32_b8_ms"] / rec["int8_b8_ms"]
         rec["int8u8_speedup_b8"] = rec["fp32_b8_ms"] / rec["int8u8_b8_ms"]
+
+
+def openvino_latency(records: list[dict[str, Any]], threads: int, rounds: int) -> None:
+    """The same fp32 and int8 files through the SDK's OpenVINO backend (CPU, f32 hint).
+
+    Median ms per batch at batch 1 and 8, the models taking turns, and the int8 model's top-1
+    agreement with ONNX Runtime's fp32 on the calibration crops (all of them). OpenVINO runs the
+    Q/DQ graph with its own int8 kernels (it folds each pair into the convolution or MatMul).
+    """
+    import onnxruntime as ort
+
+    from facesdk.backends.openvino import OpenVinoBackend
+    from facesdk.calibration.calibset import load_calibration_set
+    from facesdk.export_manifest import load_export_manifest
+
+    runs = {}
+    for rec in records:
+        manifest, size = load_export_manifest(rec["export_dir"]), rec["input_size"]
+        for precision in ("fp32", "int8"):
+            path = Path(rec["export_dir"]) / PRECISIONS[precision]
+            for batch in (1, 8):  # a backend per batch size: one request never changes its shape
+                backend = OpenVinoBackend(manifest, path, precision_hint="f32", num_threads=threads)
+                x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
+                backend.run(x)  # warm-up (and the reshape for this batch)
+                runs[rec["backbone"], precision, batch] = (backend, x, [])
+    for _ in range(rounds):
+        for backend, x, times in runs.values():
+            start = time.perf_counter()
+            backend.run(x)
+            times.append(1000 * (time.perf_counter() - start))
+    for rec in records:
+        for precision in ("fp32", "int8"):
+            for batch in (1, 8):
+                ms = statistics.median(runs[rec["backbone"], precision, batch][2])
+                rec[f"ov_{precision}_b{batch}_ms"] = ms
+                rec[f"ov_{precision}_b{batch}_ms_per_face"] = ms / batch
+        rec["ov_int8_speedup_b8"] = rec["ov_fp32_b8_ms"] / rec["ov_int8_b8_ms"]
+        rec["ov_int8_vs_ort_fp32_b8"] = rec["fp32_b8_ms"] / rec["ov_int8_b8_ms"]
+        crops, _ = load_calibration_set(rec["calib"]).arrays(rec["calib"])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.log_severity_level = threads, 3
+        reference = ort.InferenceSession(
+            str(Path(rec["export_dir"]) / PRECISIONS["fp32"]), options, providers=["CPUExecutionProvider"]
+        )
+        backend = runs[rec["backbone"], "int8", 8][0]
+        agree: dict[str, list[bool]] = {}
+        for i in range(0, len(crops), 8):
+            chunk = np.ascontiguousarray(crops[i : i + 8], dtype=np.float32)
+            names = [o.name for o in reference.get_outputs()]
+            want = dict(zip(names, reference.run(None, {"input": chunk}), strict=True))
+            for task, logits in backend.run(chunk).items():
+                agree.setdefault(task, []).extend(np.argmax(logits, 1) == np.argmax(want[task], 1))
+        rec["ov_int8_agreement"] = {task: float(np.mean(v)) for task, v in agree.items()}
+    for backend, _, _ in runs.values():
+        backend.close()
 
 
 def frames() -> dict[str, np.ndarray]:
@@ -375,11 +431,12 @@ def main(argv: list[str] | None = None) -> None:
             deploy.append(export_backbone(name, work, args))
             log.info("exported %s: %s", name, deploy[-1])
         ort_latency(deploy, args.threads, args.rounds)
+        openvino_latency(deploy, args.threads, args.rounds)
         analyzer_fps(deploy, args.threads, args.repeats)
     results = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "train": train,
-        "deploy": [{k: v for k, v in r.items() if k != "export_dir"} for r in deploy],
+        "deploy": [{k: v for k, v in r.items() if k not in ("export_dir", "calib")} for r in deploy],
         "seconds": {"train": part1, "total": time.perf_counter() - started},
         "machine": machine_info(),
         "versions": versions(),

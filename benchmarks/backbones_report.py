@@ -101,6 +101,24 @@ def _deploy_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _openvino_table(results: dict[str, Any]) -> list[str]:
+    if "ov_int8_b8_ms" not in results["deploy"][0]:
+        return ["(not measured in this run: OpenVINO was not installed)"]
+    lines = [
+        "| backbone | fp32 ms b1 | fp32 ms/face b8 | int8 ms b1 | int8 ms/face b8 | int8 speed-up b8 "
+        "| int8 vs ORT fp32 b8 | int8 top-1 agreement with ORT fp32, age / gender / emotion |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for d in results["deploy"]:
+        agree = " / ".join(f"{d['ov_int8_agreement'][t]:.3f}" for t in TASKS)
+        lines.append(
+            f"| {d['backbone']} | {d['ov_fp32_b1_ms']:.2f} | {d['ov_fp32_b8_ms_per_face']:.2f} "
+            f"| {d['ov_int8_b1_ms']:.2f} | {d['ov_int8_b8_ms_per_face']:.2f} | {d['ov_int8_speedup_b8']:.2f}x "
+            f"| {d['ov_int8_vs_ort_fp32_b8']:.2f}x | {agree} |"
+        )
+    return lines
+
+
 def _fps_table(results: dict[str, Any]) -> list[str]:
     lines = [
         "| backbone | fp32: 1 face | fp32: 6 faces | int8: 1 face | int8: 6 faces | faces found (1 / 6) |",
@@ -124,6 +142,8 @@ def _findings(results: dict[str, Any]) -> list[str]:
     passed = [d["backbone"] for d in deploy if d["int8_passed"]]
     failed = [d["backbone"] for d in deploy if not d["int8_passed"]]
     vnni = results["machine"]["avx512_vnni"]
+    cnn = [d for d in deploy if not d["backbone"].startswith("vit_") and "ov_int8_speedup_b8" in d]
+    ov_cnn = [d["ov_int8_speedup_b8"] for d in cnn]
     return [
         f"- Fastest per face: **{fastest['backbone']}**, {fastest['fp32_b8_ms_per_face']:.2f} ms at batch 8 "
         f"({fastest['fp32_b1_ms']:.2f} ms at batch 1), {fastest['gflops']:.3f} GFLOPs at "
@@ -138,6 +158,18 @@ def _findings(results: dict[str, Any]) -> list[str]:
             "activations (docs/backbones.md)."
             if not vnni
             else "This CPU has AVX-512 VNNI."
+        ),
+        *(
+            [
+                f'- The same INT8 files through OpenVINO (`Analyzer(..., backend="openvino")`): the CNNs ran at '
+                f"{min(ov_cnn):.2f}x-{max(ov_cnn):.2f}x OpenVINO's own FP32 speed at batch 8 (best: "
+                f"{max(cnn, key=lambda d: d['ov_int8_speedup_b8'])['backbone']}), the ViT at "
+                + ", ".join(f"{d['ov_int8_speedup_b8']:.2f}x" for d in deploy if d not in cnn)
+                + ". ONNX Runtime's int8 kernels gave the CNNs little or no speed-up on this CPU; "
+                "OpenVINO's give some (agreement: the table below)."
+            ]
+            if ov_cnn
+            else []
         ),
         f"- Agreement gate (>= 0.98 on every task) on these random-init models: passed by "
         f"{', '.join(passed) or 'none'}; failed by {', '.join(failed) or 'none'} (random heads on random "
@@ -186,6 +218,12 @@ def render(results: dict[str, Any], png: str) -> str:
         "ONNX Runtime on CPU only). ONNX Runtime, CPU provider, median ms over the rounds.",
         "",
         *_deploy_table(results),
+        "",
+        "The same `model.onnx` and `model.int8.onnx` through the SDK's OpenVINO backend (CPU device, "
+        '`precision_hint="f32"`, the same threads), median ms over the rounds; agreement: top-1 of '
+        "OpenVINO's INT8 against ONNX Runtime's FP32 on every calibration crop:",
+        "",
+        *_openvino_table(results),
         "",
         "End-to-end Analyzer frames per second (YuNet detection, five-point alignment, one batched "
         "backbone call per frame) on the 512 x 512 astronaut (one face) and a 3 x 2 tiling of it "
