@@ -66,6 +66,10 @@ def create_session(
         raise BackendError(f"ONNX model {path} does not exist")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # ORT's idle intra-op threads spin by default. Between two backbone calls the SDK runs the
+    # detector and the alignment on the same cores, and spinning threads took them away: on
+    # 2 CPU threads detection of a 512 px frame went from 9 to 16 ms (docs/benchmarks/sdk.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if intra_op_threads is not None:
         if intra_op_threads < 1:
             raise ConfigError(f"intra_op_threads must be >= 1, got {intra_op_threads}")

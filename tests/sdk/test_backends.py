@@ -52,6 +52,14 @@ def test_onnxruntime_backend_runs_and_checks_batch(tiny_export: Path) -> None:
         backend.run(np.zeros((1, 3, 32, 32), np.float32))
 
 
+def test_onnxruntime_sessions_do_not_spin_between_calls(tiny_export: Path) -> None:
+    """Idle ORT threads that spin take the cores the detector needs between two backbone calls."""
+    from facesdk.backends.onnxruntime import create_session
+
+    session = create_session(tiny_export / "model.onnx", ["CPUExecutionProvider"], intra_op_threads=2)
+    assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_onnxruntime_backend_refuses_a_model_that_does_not_match(tiny_export: Path) -> None:
     wrong = tiny_manifest(size=64)
     with pytest.raises(BackendError, match="shape"):
