@@ -21,11 +21,13 @@ METHODS = "lora,dora,full"
 def main(argv: list[str]) -> int:
     if any(a == "--methods" or a.startswith("--methods=") for a in argv):
         raise SystemExit(f"train_methods.py always compares {METHODS}; use methods.py for other methods")
-    out = [] if any(a == "--out" or a.startswith("--out=") for a in argv) else [
-        "--out", str(HERE.parent / "docs/benchmarks/training.md")
-    ]  # fmt: skip
-    cmd = [sys.executable, str(HERE / "methods.py"), f"--methods={METHODS}", *out, *argv]
-    return subprocess.run(cmd, check=False).returncode
+    out = (
+        []
+        if any(a == "--out" or a.startswith("--out=") for a in argv)
+        else ["--out=docs/benchmarks/training.md"]
+    )
+    cmd = [sys.executable, "benchmarks/methods.py", f"--methods={METHODS}", *out, *argv]
+    return subprocess.run(cmd, check=False, cwd=HERE.parent).returncode  # paths relative to the checkout
 
 
 if __name__ == "__main__":
