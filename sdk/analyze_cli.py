@@ -31,7 +31,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="+", help="image or video files")
     parser.add_argument("--model", required=True, help="export directory, .onnx or .engine file")
     parser.add_argument("--json", default=None, help="write JSON lines to this file (default: stdout)")
-    parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "openvino", "tensorrt", "torch"))
+    parser.add_argument(
+        "--backend", default="auto", choices=("auto", "onnxruntime", "openvino", "tensorrt", "torch")
+    )
     parser.add_argument("--precision", default=None, choices=("fp32", "fp16", "int8"))
     parser.add_argument("--detector", default=None, help="YuNet model path (default: documented lookup)")
     parser.add_argument("--score-threshold", type=float, default=0.7, help="face detection score threshold")

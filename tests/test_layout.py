@@ -32,7 +32,8 @@ def _top_level_imports(path: Path) -> set[str]:
 
 def test_no_module_imports_a_folder_as_a_top_level_package() -> None:
     offenders = {
-        str(path.relative_to(ROOT)): sorted(_top_level_imports(path) & FORBIDDEN_TOP_LEVEL) for path in _python_files()
+        str(path.relative_to(ROOT)): sorted(_top_level_imports(path) & FORBIDDEN_TOP_LEVEL)
+        for path in _python_files()
     }
     offenders = {k: v for k, v in offenders.items() if v}
     assert not offenders, f"import through the facesdk namespace instead: {offenders}"

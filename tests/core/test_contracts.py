@@ -44,7 +44,9 @@ def test_standard_tasks_and_label_order() -> None:
     assert [t.name for t in DEFAULT_TASKS] == ["age", "gender", "emotion"]
 
 
-@pytest.mark.parametrize(("age", "group"), [(0, 0), (2.9, 0), (3, 1), (9, 1), (10, 2), (45, 5), (69, 7), (70, 8), (101, 8)])
+@pytest.mark.parametrize(
+    ("age", "group"), [(0, 0), (2.9, 0), (3, 1), (9, 1), (10, 2), (45, 5), (69, 7), (70, 8), (101, 8)]
+)
 def test_age_bins(age: float, group: int) -> None:
     assert age_to_group(age) == group
     assert AGE.labels[group]
@@ -61,7 +63,9 @@ def test_task_validation_messages() -> None:
 
 
 def test_preprocess_roundtrip_and_fingerprint() -> None:
-    spec = Preprocess(input_size=(64, 48), mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.4), crop=CropPolicy("box", 0.2))
+    spec = Preprocess(
+        input_size=(64, 48), mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.4), crop=CropPolicy("box", 0.2)
+    )
     again = Preprocess.from_json(json.loads(json.dumps(spec.to_json())))
     assert again == spec and again.fingerprint() == spec.fingerprint()
     assert Preprocess(input_size=(64, 64)).fingerprint() != Preprocess(input_size=(64, 48)).fingerprint()
@@ -173,7 +177,9 @@ def _fields(manifest: ExportManifest) -> dict:
 def test_results_are_frozen_and_roundtrip_json() -> None:
     pred = Prediction.from_probs(GENDER.labels, np.array([0.25, 0.75]))
     assert pred.label == "female" and pred.confidence == 0.75
-    face = FaceResult(box=(1, 2, 3, 4), score=0.9, landmarks=((1, 1),) * 5, attributes={"gender": pred}, track_id=3)
+    face = FaceResult(
+        box=(1, 2, 3, 4), score=0.9, landmarks=((1, 1),) * 5, attributes={"gender": pred}, track_id=3
+    )
     frame = FrameResult(index=7, timestamp=1.5, faces=(face,), timings={"infer": 2.0})
     assert FrameResult.from_json(json.loads(frame.dumps())) == frame
     assert face.gender is pred and face.age is None
