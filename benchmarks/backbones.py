@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import logging
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -269,13 +271,37 @@ def export_backbone(name: str, work: Path, args: Any) -> dict[str, Any]:
     }
 
 
+Runs = dict[tuple[str, str, int], tuple[Callable[[], Any], list[float]]]
+"""(backbone, precision, batch) -> (one call of that model on its batch, the times measured)."""
+
+
+def _inputs(size: int, batch: int) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
+
+
+def _take_turns(runs: Runs, records: list[dict[str, Any]], rounds: int, prefix: str = "") -> None:
+    """Time every call ``rounds`` times, the models taking turns so load from other jobs hits all
+    alike; store each median as ``<prefix><precision>_b<batch>_ms`` (and ``..._ms_per_face``)."""
+    for call, _ in runs.values():
+        call()  # warm-up
+    for _ in range(rounds):
+        for call, times in runs.values():
+            start = time.perf_counter()
+            call()
+            times.append(1000 * (time.perf_counter() - start))
+    by_name = {rec["backbone"]: rec for rec in records}
+    for (name, precision, batch), (_, times) in runs.items():
+        ms = statistics.median(times)
+        by_name[name][f"{prefix}{precision}_b{batch}_ms"] = ms
+        by_name[name][f"{prefix}{precision}_b{batch}_ms_per_face"] = ms / batch
+
+
 def ort_latency(records: list[dict[str, Any]], threads: int, rounds: int) -> None:
-    """Median ms per batch of each export's fp32/int8 model at batch 1 and 8, models taking turns."""
+    """Median ms per batch of each export's fp32/int8 models at batch 1 and 8 (ONNX Runtime)."""
     import onnxruntime as ort
 
-    sessions = {}
+    runs: Runs = {}
     for rec in records:
-        size = rec["input_size"]
         for precision, file in PRECISIONS.items():
             options = ort.SessionOptions()
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
@@ -285,20 +311,10 @@ def ort_latency(records: list[dict[str, Any]], threads: int, rounds: int) -> Non
                 str(Path(rec["export_dir"]) / file), options, providers=["CPUExecutionProvider"]
             )
             for batch in (1, 8):
-                x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
-                session.run(None, {"input": x})  # warm-up
-                sessions[rec["backbone"], precision, batch] = (session, x, [])
-    for _ in range(rounds):
-        for session, x, times in sessions.values():
-            start = time.perf_counter()
-            session.run(None, {"input": x})
-            times.append(1000 * (time.perf_counter() - start))
+                call = functools.partial(session.run, None, {"input": _inputs(rec["input_size"], batch)})
+                runs[rec["backbone"], precision, batch] = (call, [])
+    _take_turns(runs, records, rounds)
     for rec in records:
-        for precision in PRECISIONS:
-            for batch in (1, 8):
-                ms = statistics.median(sessions[rec["backbone"], precision, batch][2])
-                rec[f"{precision}_b{batch}_ms"] = ms
-                rec[f"{precision}_b{batch}_ms_per_face"] = ms / batch
         rec["int8_speedup_b8"] = rec["fp32_b8_ms"] / rec["int8_b8_ms"]
         rec["int8u8_speedup_b8"] = rec["fp32_b8_ms"] / rec["int8u8_b8_ms"]
 
@@ -316,27 +332,18 @@ def openvino_latency(records: list[dict[str, Any]], threads: int, rounds: int) -
     from facesdk.calibration.calibset import load_calibration_set
     from facesdk.export_manifest import load_export_manifest
 
-    runs = {}
+    runs: Runs = {}
+    backends = {}
     for rec in records:
-        manifest, size = load_export_manifest(rec["export_dir"]), rec["input_size"]
+        manifest = load_export_manifest(rec["export_dir"])
         for precision in ("fp32", "int8"):
             path = Path(rec["export_dir"]) / PRECISIONS[precision]
             for batch in (1, 8):  # a backend per batch size: one request never changes its shape
-                backend = OpenVinoBackend(manifest, path, precision_hint="f32", num_threads=threads)
-                x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
-                backend.run(x)  # warm-up (and the reshape for this batch)
-                runs[rec["backbone"], precision, batch] = (backend, x, [])
-    for _ in range(rounds):
-        for backend, x, times in runs.values():
-            start = time.perf_counter()
-            backend.run(x)
-            times.append(1000 * (time.perf_counter() - start))
+                key = (rec["backbone"], precision, batch)
+                backends[key] = OpenVinoBackend(manifest, path, precision_hint="f32", num_threads=threads)
+                runs[key] = (functools.partial(backends[key].run, _inputs(rec["input_size"], batch)), [])
+    _take_turns(runs, records, rounds, prefix="ov_")
     for rec in records:
-        for precision in ("fp32", "int8"):
-            for batch in (1, 8):
-                ms = statistics.median(runs[rec["backbone"], precision, batch][2])
-                rec[f"ov_{precision}_b{batch}_ms"] = ms
-                rec[f"ov_{precision}_b{batch}_ms_per_face"] = ms / batch
         rec["ov_int8_speedup_b8"] = rec["ov_fp32_b8_ms"] / rec["ov_int8_b8_ms"]
         rec["ov_int8_vs_ort_fp32_b8"] = rec["fp32_b8_ms"] / rec["ov_int8_b8_ms"]
         crops, _ = load_calibration_set(rec["calib"]).arrays(rec["calib"])
@@ -345,16 +352,16 @@ def openvino_latency(records: list[dict[str, Any]], threads: int, rounds: int) -
         reference = ort.InferenceSession(
             str(Path(rec["export_dir"]) / PRECISIONS["fp32"]), options, providers=["CPUExecutionProvider"]
         )
-        backend = runs[rec["backbone"], "int8", 8][0]
+        names = [o.name for o in reference.get_outputs()]
+        backend = backends[rec["backbone"], "int8", 8]
         agree: dict[str, list[bool]] = {}
         for i in range(0, len(crops), 8):
             chunk = np.ascontiguousarray(crops[i : i + 8], dtype=np.float32)
-            names = [o.name for o in reference.get_outputs()]
             want = dict(zip(names, reference.run(None, {"input": chunk}), strict=True))
             for task, logits in backend.run(chunk).items():
                 agree.setdefault(task, []).extend(np.argmax(logits, 1) == np.argmax(want[task], 1))
         rec["ov_int8_agreement"] = {task: float(np.mean(v)) for task, v in agree.items()}
-    for backend, _, _ in runs.values():
+    for backend in backends.values():
         backend.close()
 
 
