@@ -55,7 +55,12 @@ def build_parser(prog: str = "facesdk calibrate") -> argparse.ArgumentParser:
     )
     qua.add_argument("--calib", type=Path, required=True, help="calibration directory")
     qua.add_argument("--out", type=Path, required=True, help="output .onnx (e.g. model.int8.onnx)")
-    qua.add_argument("--method", choices=("entropy", "percentile", "minmax"), default="entropy")
+    qua.add_argument(
+        "--method",
+        choices=("entropy", "percentile", "minmax", "auto"),
+        default="entropy",
+        help="activation range calibration (default entropy); auto tries each until one passes the gate",
+    )
     qua.add_argument(
         "--keep-float",
         nargs="*",
@@ -140,7 +145,8 @@ def _quantize(args: argparse.Namespace) -> int:
     )
     if args.report:
         atomic_write_json(args.report, report)
-    summary = {k: report[k] for k in ("agreement", "relative_logit_error", "accuracy", "held_out", "passed")}
+    keys = ("method", "agreement", "relative_logit_error", "accuracy", "held_out", "passed", "method_search")
+    summary = {k: report[k] for k in keys if k in report}
     print(json.dumps(summary, indent=2))
     return 0
 

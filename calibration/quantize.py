@@ -34,6 +34,7 @@ from .accuracy import AccuracyDropError, compare_models, holdout_split, min_agre
 from .calibset import check_fingerprint, load_calibration_set
 
 __all__ = [
+    "AUTO",
     "METHODS",
     "DEFAULT_QUANTIZE_OPS",
     "AccuracyDropError",
@@ -45,6 +46,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 METHODS = ("entropy", "percentile", "minmax")
+AUTO = "auto"
+"""``method="auto"``: try :data:`METHODS` in order, keep the first that passes the gate (else the
+one with the highest lowest-task agreement). Each try is a full calibration pass."""
 DEFAULT_QUANTIZE_OPS = ("MatMul", "Conv")
 BACKBONE_KEEP_FLOAT = (
     "*/patch_embed/*",  # first layer: raw pixels, small, sensitive
@@ -245,7 +249,8 @@ def _gate(
         f"every task needs >= {report['threshold']}. Keeping these node groups float helps most: "
         f"{best or 'none measured (sensitivity budget spent)'}. Keep them float "
         f"(also_keep_float={json.dumps([r['keep_float'] for r in ranking[:1]])}), try another method "
-        "(method=entropy|percentile|minmax), or accept the drop (accept_drop=true): with 'facesdk export build' "
+        "(method=auto tries entropy, percentile and minmax), or accept the drop (accept_drop=true): "
+        "with 'facesdk export build' "
         "each is an --int8-option KEY=VALUE, with 'facesdk calibrate quantize' an option of that name"
     )
     if not accept_drop:
@@ -280,7 +285,9 @@ def quantize_export(
         out_onnx: Where to write ``model.int8.onnx`` (atomically).
         preprocess: The model's preprocessing spec; the set's fingerprint must match it.
         tasks: The model's tasks (output names, label columns).
-        method: Activation range calibration: ``entropy``, ``percentile`` (99.99) or ``minmax``.
+        method: Activation range calibration: ``entropy``, ``percentile`` (99.99), ``minmax``, or
+            ``auto``: each in that order until one passes the gate on the held-out crops (else the
+            best of them); the report names the method kept and lists every try (``method_search``).
         keep_float: Node-name / op-type patterns kept float; ``None`` = :func:`default_keep_float`.
         also_keep_float: Patterns kept float in addition to ``keep_float`` (what the gate's
             sensitivity pass suggests; ``--int8-option 'also_keep_float=["*/proj/*"]'``).
@@ -303,8 +310,8 @@ def quantize_export(
     """
     onnx = require("onnx", "export", "INT8 quantization")
     ort = require("onnxruntime", "", "INT8 quantization")
-    if method not in METHODS:
-        raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
+    if method not in (*METHODS, AUTO):
+        raise ConfigError(f"method must be one of {(*METHODS, AUTO)}, got {method!r}")
     if activations not in ("int8", "uint8"):
         raise ConfigError(f"activations must be 'int8' (TensorRT) or 'uint8' (CPU only), got {activations!r}")
     if not 0.0 <= threshold <= 1.01:
@@ -326,16 +333,37 @@ def quantize_export(
     input_name = model.graph.input[0].name
     x_hold, y_hold = np.ascontiguousarray(crops[held]), np.asarray(labels[held])
     with tempfile.TemporaryDirectory(prefix="facesdk-int8-", dir=out_onnx.parent) as tmp:
-        cfg = _Settings(method, tuple(op_types), activations, Path(tmp) / "ranges.json")
-        staged = Path(tmp) / out_onnx.name
-        start = time.monotonic()
-        _run_quantizer(fp32_onnx, staged, _Reader(crops, rows, input_name), nodes, kept, cfg)
-        seconds = time.monotonic() - start
         ref = run_session(_session(fp32_onnx), x_hold, names)
-        got = run_session(_session(staged), x_hold, names)
+        tried: dict[str, dict[str, Any]] = {}
+        best: str | None = None
+        for candidate in METHODS if method == AUTO else (method,):
+            trial = _Settings(candidate, tuple(op_types), activations, Path(tmp) / f"ranges-{candidate}.json")
+            start = time.monotonic()
+            _run_quantizer(
+                fp32_onnx,
+                Path(tmp) / f"{candidate}.onnx",
+                _Reader(crops, rows, input_name),
+                nodes,
+                kept,
+                trial,
+            )
+            got = run_session(_session(Path(tmp) / f"{candidate}.onnx"), x_hold, names)
+            tried[candidate] = {
+                "settings": trial,
+                "seconds": round(time.monotonic() - start, 2),
+                "comparison": compare_models(ref, got, y_hold, names),
+            }
+            agreement = min_agreement(tried[candidate]["comparison"])
+            log.info("INT8 with %s calibration: lowest top-1 agreement %.3f", candidate, agreement)
+            if best is None or agreement > min_agreement(tried[best]["comparison"]):
+                best = candidate
+            if agreement >= threshold:
+                break  # 'auto' keeps the first method (in METHODS order) that passes the gate
+        assert best is not None
+        cfg, staged, seconds = tried[best]["settings"], Path(tmp) / f"{best}.onnx", tried[best]["seconds"]
         report: dict[str, Any] = {
             "format": "onnx-qdq",
-            "method": method,
+            "method": cfg.method,
             "activations": "int8 symmetric, per tensor"
             if activations == "int8"
             else "uint8 asymmetric, per tensor",
@@ -353,8 +381,17 @@ def quantize_export(
             },
             "quantize_seconds": round(seconds, 2),
             "threshold": threshold,
-            **compare_models(ref, got, y_hold, names),
+            **tried[cfg.method]["comparison"],
         }
+        if method == AUTO:
+            report["method_search"] = {
+                m: {
+                    "agreement": t["comparison"]["agreement"],
+                    "relative_logit_error": t["comparison"]["relative_logit_error"],
+                    "seconds": t["seconds"],
+                }
+                for m, t in tried.items()
+            }
         report["passed"] = min_agreement(report) >= threshold
         if not report["passed"]:
             _gate(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from facesdk.calibration.quantize import AccuracyDropError, default_keep_float, quantize_export, select_nodes
-from facesdk.errors import ManifestError
+from facesdk.errors import ConfigError, ManifestError
 from facesdk.preprocess import Preprocess
 from facesdk.tasks import DEFAULT_TASKS
 
@@ -110,3 +110,81 @@ def test_gate_message_names_the_options_to_use(tiny_onnx, calib_dir, tmp_path, s
         )
     message = str(err.value)
     assert "also_keep_float=[" in message and "accept_drop=true" in message and "--int8-option" in message
+
+
+def test_auto_method_stops_at_the_first_that_passes(tiny_onnx, calib_dir, tmp_path, spec):
+    report = quantize_export(
+        tiny_onnx, calib_dir, tmp_path / "m.onnx", spec, DEFAULT_TASKS, method="auto", threshold=0.0
+    )
+    assert report["passed"] and report["method"] == "entropy"
+    assert list(report["method_search"]) == ["entropy"]  # passed: no further calibration pass
+
+
+def test_auto_method_keeps_the_best_and_writes_it(tiny_onnx, calib_dir, tmp_path, spec):
+    """None passes an impossible gate: all three are tried, the best lowest-task agreement is kept
+    (the first on ties), and the file written is that method's model (its logit error matches)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from facesdk.calibration.accuracy import compare_models, holdout_split, run_session
+    from facesdk.calibration.calibset import load_calibration_set
+
+    out = tmp_path / "m.onnx"
+    report = quantize_export(
+        tiny_onnx, calib_dir, out, spec, DEFAULT_TASKS, method="auto", threshold=1.01, accept_drop=True,
+        sensitivity_budget_s=0,
+    )  # fmt: skip
+    search = report["method_search"]
+    assert list(search) == ["entropy", "percentile", "minmax"]
+    lowest = {m: min(s["agreement"].values()) for m, s in search.items()}
+    assert report["method"] == max(lowest, key=lowest.__getitem__)
+    assert report["agreement"] == search[report["method"]]["agreement"] and report["accepted_drop"]
+    crops, labels = load_calibration_set(calib_dir).arrays(calib_dir)
+    _, held = holdout_split(len(crops), 0.25, 0)
+    names = [t.name for t in DEFAULT_TASKS]
+    x = np.ascontiguousarray(crops[held])
+
+    def logits(path: Path) -> dict:
+        return run_session(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]), x, names)
+
+    again = compare_models(logits(tiny_onnx), logits(out), labels[held], names)
+    kept = search[report["method"]]["relative_logit_error"]
+    assert again["relative_logit_error"] == pytest.approx(kept, rel=1e-5)
+    others = [s["relative_logit_error"] for m, s in search.items() if m != report["method"]]
+    assert all(o != pytest.approx(kept, rel=1e-5) for o in others)  # the methods' models differ
+
+
+def test_unknown_method_is_refused(tiny_onnx, calib_dir, tmp_path, spec):
+    with pytest.raises(ConfigError, match="auto"):
+        quantize_export(tiny_onnx, calib_dir, tmp_path / "m.onnx", spec, DEFAULT_TASKS, method="best")
+
+
+def test_cli_quantize_with_auto_method(tiny_onnx, tmp_path, images, capsys):
+    """``facesdk calibrate quantize --method auto`` on an ONNX file with facesdk metadata: exit 0,
+    the kept method printed, the full report (with every try) written."""
+    import json
+
+    from facesdk.calibration.collect import Source, collect
+    from facesdk.cli import main
+    from facesdk.testing import tiny_manifest
+
+    manifest = tiny_manifest(size=64)
+    model = onnx.load(str(tiny_onnx))
+    onnx.helper.set_model_props(model, manifest.onnx_metadata())
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    collect([Source(images["csv"])], tmp_path / "calib", manifest.preprocess, count=32, progress=False)
+    argv = [
+        "calibrate",
+        "quantize",
+        "--model",
+        str(tmp_path / "model.onnx"),
+        "--calib",
+        str(tmp_path / "calib"),
+    ]
+    argv += ["--out", str(tmp_path / "m.onnx"), "--method", "auto", "--threshold", "0", "--report"]
+    assert main([*argv, str(tmp_path / "r.json")]) == 0
+    out = "\n" + capsys.readouterr().out  # the quantizer prints progress lines before the summary
+    printed = json.loads(out[out.rindex("\n{\n") + 1 :])
+    assert printed["method"] == "entropy" and printed["passed"]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert list(report["method_search"]) == ["entropy"] and (tmp_path / "m.onnx").is_file()
