@@ -4,6 +4,7 @@
 #
 #   bash benchmarks/gpu_check.sh [WORKDIR]     (run from the repository root, on a machine with a GPU)
 #
+# Step 7 repeats the export and timing for a CNN (ResNet-50 at 112 px).
 # Nothing here was run in the session that wrote it (no GPU machine): see docs/benchmarks/gpu.md.
 set -euo pipefail
 
@@ -94,3 +95,38 @@ $PY -m pytest tests/export -q -rs
 # 6. Timing table (batch 1 and 32).
 echo -e "\n### Latency (median ms)\n"
 $PY benchmarks/gpu_timing.py --export "$EXPORT" --ckpt "$CKPT" --batches 1,32
+
+# 7. The CNN path: a random-init ResNet-50 at 112 px (BatchNorm folded into its convolutions),
+#    fp32/fp16/int8 engines from the same export command, then the same timing table.
+CNN_CKPT="$WORK/checkpoint-resnet50"
+if [[ ! -f "$CNN_CKPT/checkpoint.json" ]]; then
+  $PY - "$CNN_CKPT" <<'PY'
+import sys, torch
+from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec
+from facesdk.tasks import DEFAULT_TASKS
+from facesdk.training import build_model, save_checkpoint
+from facesdk.training.backbones import estimate_batchnorm_stats
+backbone = BackboneSpec("resnet50", "random", {"pretrained_cfg_overlay": {"input_size": [3, 112, 112]}})
+heads = {t.name: HeadSpec() for t in DEFAULT_TASKS}
+model, pre, spec = build_model(backbone, DEFAULT_TASKS, heads, MethodSpec("lora", {"rank": 8}))
+torch.manual_seed(0)
+estimate_batchnorm_stats(model, [torch.randn(64, 3, 112, 112)])  # random init: 0/1 statistics otherwise
+save_checkpoint(model, sys.argv[1], backbone=backbone, preprocess=pre, tasks=DEFAULT_TASKS, method=spec, heads=heads)
+print("random ResNet-50 LoRA checkpoint at", sys.argv[1])
+PY
+fi
+CNN_PRECISION=fp32,fp16
+CNN_CALIB_ARG=()
+if [[ -f "$CALIB/calib.json" ]]; then
+  facesdk export build --ckpt "$CNN_CKPT" --out "$WORK/export-resnet50-fp32" --precision fp32 --onnx-only --force
+  facesdk calibrate collect --crops "$WORK/lfw" --model "$WORK/export-resnet50-fp32" --out "$WORK/calib-resnet50" \
+    --count 192 && CNN_PRECISION=fp32,fp16,int8 \
+    && CNN_CALIB_ARG=(--calib "$WORK/calib-resnet50" --int8-option accept_drop=true)
+fi
+echo -e "\n### ResNet-50 (112 px): engines and parity\n"
+facesdk export build --ckpt "$CNN_CKPT" --out "$WORK/export-resnet50" --precision "$CNN_PRECISION" --max-batch 32 \
+  --timing-cache "$WORK/timing.cache" --force "${CNN_CALIB_ARG[@]}"
+$PY -c "import json,sys; m=json.load(open(sys.argv[1])); [print('-', k, json.dumps(v)[:300]) for k, v in m['parity'].items()]" \
+  "$WORK/export-resnet50/export.json"
+echo -e "\n### ResNet-50 (112 px): latency (median ms)\n"
+$PY benchmarks/gpu_timing.py --export "$WORK/export-resnet50" --ckpt "$CNN_CKPT" --batches 1,32

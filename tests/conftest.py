@@ -14,6 +14,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture
+def tensorrt_gpu() -> None:
+    """Skip, naming what is missing, unless TensorRT, cuda-python and a GPU can build engines here."""
+    pytest.importorskip(
+        "tensorrt", reason="TensorRT is not installed (pip install 'facesdk[tensorrt]' on a GPU machine)"
+    )
+    pytest.importorskip("cuda.bindings.runtime", reason="cuda-python is not installed (facesdk[tensorrt])")
+    from facesdk.export.tensorrt_build import tensorrt_unavailable_reason
+
+    reason = tensorrt_unavailable_reason()
+    if reason:
+        pytest.skip(f"no TensorRT build possible here: {reason}")
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Train ``configs/smoke.yaml`` once (subprocess) and return its output folder.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from facesdk.errors import ConfigError
-from facesdk.export.tensorrt_build import EngineFromOnnx, tensorrt_unavailable_reason
+from facesdk.export.tensorrt_build import EngineFromOnnx
 
 
 def test_loader_stores_arguments_and_validates(tmp_path: Path) -> None:
@@ -19,19 +19,8 @@ def test_loader_stores_arguments_and_validates(tmp_path: Path) -> None:
         EngineFromOnnx(tmp_path / "m.onnx", "fp16", "input", (3, 64, 64), (1, 4, 8), typing="loose")
 
 
-def _need_gpu() -> None:
-    pytest.importorskip(
-        "tensorrt", reason="TensorRT is not installed (pip install 'facesdk[tensorrt]' on a GPU machine)"
-    )
-    pytest.importorskip("cuda.bindings.runtime", reason="cuda-python is not installed (facesdk[tensorrt])")
-    reason = tensorrt_unavailable_reason()
-    if reason:
-        pytest.skip(f"no TensorRT build possible here: {reason}")
-
-
 @pytest.mark.gpu
-def test_fp16_engine(checkpoints: dict[str, Path], tmp_path: Path) -> None:
-    _need_gpu()
+def test_fp16_engine(checkpoints: dict[str, Path], tmp_path: Path, tensorrt_gpu: None) -> None:
     from facesdk.export.options import ExportOptions
     from facesdk.export.pipeline import run_export
     from facesdk.export_manifest import load_export_manifest

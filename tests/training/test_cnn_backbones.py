@@ -181,6 +181,29 @@ def test_export_folds_batchnorm_and_matches_torch(exported, backbone: str) -> No
     assert "BatchNormalization" not in ops  # folded into the preceding convolutions
 
 
+@pytest.mark.gpu
+def test_tensorrt_engines_of_a_cnn(trained, tmp_path: Path, tensorrt_gpu: None) -> None:
+    """The CNN path through TensorRT: FP32 and FP16 engines from a ResNet's folded ONNX, each
+    checked against ONNX Runtime by the export's own parity step."""
+    from facesdk.export.options import ExportOptions
+    from facesdk.export.pipeline import run_export
+    from facesdk.export.tensorrt_check import AGREEMENT_MIN
+    from facesdk.export_manifest import load_export_manifest
+
+    _, ckpt = trained("resnet50", EXPORTED["resnet50"])
+    out = tmp_path / "engines"
+    run_export(ExportOptions(ckpt=ckpt, out=out, precisions="fp32,fp16", max_batch=8))
+    manifest = load_export_manifest(out, verify=True)
+    for precision in ("fp32", "fp16"):
+        assert manifest.model("engine", precision).tensorrt
+        low = {
+            n: t
+            for n, t in manifest.parity[f"engine-{precision}"]["tasks"].items()
+            if t["top1_agreement"] < AGREEMENT_MIN[precision]
+        }
+        assert not low, (precision, low)
+
+
 def test_analyzer_runs_a_cnn_export(exported, tmp_path: Path) -> None:
     data = pytest.importorskip("skimage.data")
     import cv2
