@@ -90,7 +90,7 @@ print(f"\nGFLOPs merged {c['merged']['gflops']:.3f}, unmerged {c['unmerged']['gf
 PY
 
 # 5. The export tests, GPU ones included.
-$PY -m pytest tests/export -q -rs
+$PY -m pytest tests/export tests/training/test_cnn_backbones.py::test_tensorrt_engines_of_a_cnn -q -rs
 
 # 6. Timing table (batch 1 and 32).
 echo -e "\n### Latency (median ms)\n"
