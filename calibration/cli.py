@@ -59,7 +59,7 @@ def build_parser(prog: str = "facesdk calibrate") -> argparse.ArgumentParser:
         "--method",
         choices=("entropy", "percentile", "minmax", "auto"),
         default="entropy",
-        help="activation range calibration (default entropy); auto tries each until one passes the gate",
+        help="activation range calibration (default entropy); auto tries all three and keeps the best",
     )
     qua.add_argument(
         "--keep-float",
