@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,28 +111,47 @@ def _evaluate(model: Any, x: Any, y: Any, tasks: Any) -> dict[str, float]:
     return out
 
 
-def train_run(name: str, method: str, data: dict[str, Any], stats: dict[str, Any], args: Any) -> dict:
-    """Build, train ``args.steps`` steps and evaluate one backbone x method; returns its record."""
+@dataclass
+class Fitted:
+    """One backbone x method after training: the model and what saving it needs."""
+
+    model: Any
+    spec: Any
+    heads: dict[str, Any]
+    method: Any
+    preprocess: Any
+    optimizer: Any
+    step_s: list[float]
+
+
+def fit(
+    name: str, method: str, data: dict[str, Any], stats: dict[str, Any], args: Any, *,
+    size: int, lr: float | None = None, config: dict[str, Any] | None = None,
+) -> Fitted:  # fmt: skip
+    """Build ``name`` at ``size`` px with ``method``, estimate BatchNorm statistics on the
+    training images (cached in ``stats``), train ``args.steps`` steps of ``args.batch``."""
     import torch
 
     from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec
     from facesdk.training import build_model
     from facesdk.training.losses import MultiTaskLoss
-    from facesdk.training.methods import count_parameters, get_method
+    from facesdk.training.methods import get_method
 
     tasks = data["tasks"]
+    lr = LR[method] if lr is None else lr
     torch.manual_seed(0)
-    spec = BackboneSpec(name, "random", backbone_kwargs(name, args.train_size, train=True))
+    spec = BackboneSpec(name, "random", backbone_kwargs(name, size, train=size == args.train_size))
     heads = {t.name: HeadSpec() for t in tasks}
-    model, _, method_spec = build_model(
-        spec, tasks, heads, MethodSpec(method, METHODS[method]), load_weights=False
-    )
+    model, preprocess, method_spec = build_model(
+        spec, tasks, heads, MethodSpec(method, METHODS.get(method, {}) if config is None else config),
+        load_weights=False,
+    )  # fmt: skip
     if name not in stats:
         stats[name] = _bn_stats(model, data["train_x"][:128])
     _set_bn_stats(model, stats[name])
     impl = get_method(method)
-    groups = impl.param_groups(model, method_spec.config, LR[method], 0.01)
-    optimizer = impl.optimizer(groups, method_spec.config, lr=LR[method], weight_decay=0.01)
+    groups = impl.param_groups(model, method_spec.config, lr, 0.01)
+    optimizer = impl.optimizer(groups, method_spec.config, lr=lr, weight_decay=0.01)
     loss_fn = MultiTaskLoss(tasks)
     gen = torch.Generator().manual_seed(0)
     n = len(data["train_x"])
@@ -145,6 +165,18 @@ def train_run(name: str, method: str, data: dict[str, Any], stats: dict[str, Any
         loss.backward()
         optimizer.step()
         times.append(time.perf_counter() - start)
+    model.eval()
+    return Fitted(model, spec, heads, method_spec, preprocess, optimizer, times)
+
+
+def train_run(name: str, method: str, data: dict[str, Any], stats: dict[str, Any], args: Any) -> dict:
+    """Build, train ``args.steps`` steps and evaluate one backbone x method; returns its record."""
+    import torch
+
+    from facesdk.training.methods import count_parameters
+
+    fitted = fit(name, method, data, stats, args, size=args.train_size)
+    model, optimizer = fitted.model, fitted.optimizer
     trainable = [p for p in model.parameters() if p.requires_grad]
     state = [t for s in optimizer.state.values() for t in s.values() if isinstance(t, torch.Tensor)]
     activations = saved_activations_mib(model, data["train_x"][: args.batch])
@@ -156,8 +188,8 @@ def train_run(name: str, method: str, data: dict[str, Any], stats: dict[str, Any
         "grads_mib": _mib(trainable),
         "optimizer_mib": _mib(state),
         "activations_mib": activations,
-        "step_ms": 1000 * statistics.median(times[2:] or times),
-        "val_acc": _evaluate(model, data["val_x"], data["val_y"], tasks),
+        "step_ms": 1000 * statistics.median(fitted.step_s[2:] or fitted.step_s),
+        "val_acc": _evaluate(model, data["val_x"], data["val_y"], data["tasks"]),
     }
     record["train_memory_mib"] = sum(
         record[k] for k in ("weights_mib", "grads_mib", "optimizer_mib", "activations_mib")
@@ -166,8 +198,11 @@ def train_run(name: str, method: str, data: dict[str, Any], stats: dict[str, Any
     return record
 
 
-def load_synthetic(work: Path, args: Any) -> dict[str, Any]:
-    """The synthetic set at the training size, preprocessed once (ImageNet mean/std, bicubic)."""
+def load_synthetic(work: Path, count: int, size: int, spec: Any = None) -> dict[str, Any]:
+    """The synthetic set at ``size`` px, preprocessed once: by ``spec`` (a model's ``Preprocess``;
+    the whole image is the crop) or, by default, with ImageNet mean/std and bicubic resizing."""
+    import dataclasses
+
     import torch
 
     from facesdk.preprocess import CropPolicy, Preprocess
@@ -176,15 +211,10 @@ def load_synthetic(work: Path, args: Any) -> dict[str, Any]:
     from facesdk.training.datasets.manifest import read_manifest
     from facesdk.training.synthetic import SynthOptions, generate_synthetic
 
-    synth = generate_synthetic(
-        work / "data", SynthOptions(count=args.synth_count, size=args.train_size, seed=0)
-    )
-    spec = Preprocess(
-        input_size=(args.train_size, args.train_size),
-        mean=(0.485, 0.456, 0.406),
-        std=(0.229, 0.224, 0.225),
-        crop=CropPolicy(kind="full"),
-    )
+    synth = generate_synthetic(work / "data", SynthOptions(count=count, size=size, seed=0))
+    if spec is None:
+        spec = Preprocess(input_size=(size, size), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    spec = dataclasses.replace(spec, crop=CropPolicy(kind="full"))
     out: dict[str, Any] = {"tasks": DEFAULT_TASKS}
     for split, manifest in (("train", synth.train), ("val", synth.val)):
         dataset = FaceDataset(read_manifest(manifest), DEFAULT_TASKS, spec)
@@ -319,8 +349,10 @@ def ort_latency(records: list[dict[str, Any]], threads: int, rounds: int) -> Non
         rec["int8u8_speedup_b8"] = rec["fp32_b8_ms"] / rec["int8u8_b8_ms"]
 
 
-def openvino_latency(records: list[dict[str, Any]], threads: int, rounds: int) -> None:
-    """The same fp32 and int8 files through the SDK's OpenVINO backend (CPU, f32 hint).
+def openvino_latency(
+    records: list[dict[str, Any]], threads: int, rounds: int, precisions: tuple[str, ...] = ("fp32", "int8")
+) -> None:
+    """The same model files (``precisions``) through the SDK's OpenVINO backend (CPU, f32 hint).
 
     Median ms per batch at batch 1 and 8, the models taking turns, and the int8 model's top-1
     agreement with ONNX Runtime's fp32 on the calibration crops (all of them). OpenVINO runs the
@@ -336,7 +368,7 @@ def openvino_latency(records: list[dict[str, Any]], threads: int, rounds: int) -
     backends = {}
     for rec in records:
         manifest = load_export_manifest(rec["export_dir"])
-        for precision in ("fp32", "int8"):
+        for precision in precisions:
             path = Path(rec["export_dir"]) / PRECISIONS[precision]
             for batch in (1, 8):  # a backend per batch size: one request never changes its shape
                 key = (rec["backbone"], precision, batch)
@@ -408,20 +440,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--synth-count", type=int, default=500)
     parser.add_argument("--calib-count", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=15, help="latency samples per model and batch")
     parser.add_argument("--repeats", type=int, default=8, help="Analyzer frames per measurement")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "backbones.md")
-    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    common_args(parser, ROOT / "docs" / "benchmarks" / "backbones.md")
     return parser.parse_args(argv)
+
+
+def common_args(parser: argparse.ArgumentParser, out: Path) -> None:
+    """Options shared with ``cnn_int8.py``: timing rounds, threads, the report and a scratch folder."""
+    parser.add_argument("--rounds", type=int, default=15, help="latency samples per model and batch")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=out)
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+
+
+def start_logging(logger: logging.Logger) -> None:
+    """INFO from ``logger``; WARNING elsewhere (ORT's quantizer warns on the root logger per call)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.WARNING)
+    logger.setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> None:
     import torch
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger().setLevel(logging.WARNING)  # ORT's quantizer warns on the root logger per call
-    log.setLevel(logging.INFO)
+    start_logging(log)
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     backbones = [b for b in args.backbones.split(",") if b]
@@ -429,7 +471,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="facesdk-backbones-") as tmp:
         work = args.work or Path(tmp)
-        data = load_synthetic(work, args)
+        data = load_synthetic(work, args.synth_count, args.train_size)
         stats: dict[str, Any] = {}
         train = [train_run(b, m, data, stats, args) for b in backbones for m in methods]
         part1 = time.perf_counter() - started
