@@ -173,7 +173,8 @@ def _findings(results: dict[str, Any]) -> list[str]:
         ),
         f"- Agreement gate (>= 0.98 on every task) on these random-init models: passed by "
         f"{', '.join(passed) or 'none'}; failed by {', '.join(failed) or 'none'} (random heads on random "
-        "features give near-tie logits; the gate is the real check on a trained model).",
+        "features give near-tie logits; the gate is the real check on a trained model: trained CNNs "
+        "through INT8 in [cnn_int8.md](cnn_int8.md), `python benchmarks/cnn_int8.py`).",
     ]
 
 
