@@ -160,6 +160,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
+def method_options() -> dict[str, dict]:
+    """:data:`METHOD_OPTIONS`: each trainable method's options for the smoke backbone (depth 2)."""
+    return METHOD_OPTIONS
+
+
+@pytest.fixture(scope="session")
 def trained_method_names() -> tuple[frozenset[str], frozenset[str]]:
     """The methods ``method_runs`` trains, and the registered ones it leaves out on purpose."""
     return frozenset(METHOD_OPTIONS), frozenset(NOT_TRAINED)
