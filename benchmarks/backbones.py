@@ -350,12 +350,13 @@ def ort_latency(records: list[dict[str, Any]], threads: int, rounds: int) -> Non
 
 
 def openvino_latency(
-    records: list[dict[str, Any]], threads: int, rounds: int, precisions: tuple[str, ...] = ("fp32", "int8")
-) -> None:
+    records: list[dict[str, Any]], threads: int, rounds: int, precisions: tuple[str, ...] = ("fp32", "int8"),
+    agreement: bool = True,
+) -> None:  # fmt: skip
     """The same model files (``precisions``) through the SDK's OpenVINO backend (CPU, f32 hint).
 
-    Median ms per batch at batch 1 and 8, the models taking turns, and the int8 model's top-1
-    agreement with ONNX Runtime's fp32 on the calibration crops (all of them). OpenVINO runs the
+    Median ms per batch at batch 1 and 8, the models taking turns, and (``agreement``) the int8 model's
+    top-1 agreement with ONNX Runtime's fp32 on the calibration crops (all of them). OpenVINO runs the
     Q/DQ graph with its own int8 kernels (it folds each pair into the convolution or MatMul).
     """
     import onnxruntime as ort
@@ -378,6 +379,8 @@ def openvino_latency(
     for rec in records:
         rec["ov_int8_speedup_b8"] = rec["ov_fp32_b8_ms"] / rec["ov_int8_b8_ms"]
         rec["ov_int8_vs_ort_fp32_b8"] = rec["fp32_b8_ms"] / rec["ov_int8_b8_ms"]
+        if not agreement:
+            continue
         crops, _ = load_calibration_set(rec["calib"]).arrays(rec["calib"])
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.log_severity_level = threads, 3

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import statistics
 import sys
 import tempfile
@@ -108,16 +109,17 @@ def train_export(name: str, work: Path, args: argparse.Namespace) -> dict[str, A
         method=fitted.method, heads=fitted.heads,
     )  # fmt: skip
     calib = synthetic_set(root, "calib", fitted.preprocess, args.calib_count, seed=1)
+    int8 = {"method": args.int8_method, "also_keep_float": args.also_keep_float}
     options = ExportOptions(
         ckpt=ckpt, out=root / "export", precisions=("fp32", "int8"), calib=calib, max_batch=8,
         onnx_only=True, force=True,
-        int8_options={"accept_drop": True, "sensitivity_budget_s": 0.0, "method": args.int8_method},
+        int8_options={"accept_drop": True, "sensitivity_budget_s": 0.0, **int8},
     )  # fmt: skip
     manifest = run_export(options)
     report = manifest.models["onnx-int8"].extra["calibration"]
     u8 = quantize_export(
         options.out / "model.onnx", calib, options.out / UINT8_FILE, fitted.preprocess, DEFAULT_TASKS,
-        activations="uint8", accept_drop=True, sensitivity_budget_s=0.0, method=args.int8_method,
+        activations="uint8", accept_drop=True, sensitivity_budget_s=0.0, **int8,
     )  # fmt: skip
     return {
         "backbone": name,
@@ -207,7 +209,7 @@ def render(results: dict[str, Any]) -> str:
     lines = [
         "# A trained CNN through INT8 on CPU",
         "",
-        f"Written by `python benchmarks/cnn_int8.py` ({a['size']} px; full fine-tuning from random init, "
+        f"Written by `{results.get('command', 'python benchmarks/cnn_int8.py')}` ({a['size']} px; full fine-tuning from random init, "
         f"{a['steps']} steps of batch {a['batch']} on {a['synth_count']} synthetic faces; {a['threads']} threads). "
         "The models *learn* the synthetic set first, so their logits have the margins a trained model has: "
         "the random-init models of `backbones.md` give near-tie logits that make INT8 agreement meaningless. "
@@ -236,6 +238,11 @@ def render(results: dict[str, Any]) -> str:
         + (
             " (entropy, percentile and minmax each calibrate; the best on the held-out crops is kept)"
             if a["int8_method"] == "auto"
+            else ""
+        )
+        + (
+            f", kept float besides the defaults: `also_keep_float={json.dumps(a['also_keep_float'])}`"
+            if a.get("also_keep_float")
             else ""
         )
         + ".",
@@ -345,6 +352,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="calibration method: entropy, percentile, minmax or auto (the best of the three)",
     )
     parser.add_argument("--test-count", type=int, default=256)
+    parser.add_argument(
+        "--also-keep-float",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="node pattern kept float in every INT8 model, besides the defaults (repeatable)",
+    )
     common_args(parser, ROOT / "docs" / "benchmarks" / "cnn_int8.md")
     return parser.parse_args(argv)
 
@@ -366,8 +380,11 @@ def main(argv: list[str] | None = None) -> None:
         for rec in deploy:
             predictions(rec, args.threads)
         ort_latency(deploy, args.threads, args.rounds)
-        openvino_latency(deploy, args.threads, args.rounds, ("fp32", "int8", "int8u8"))
+        openvino_latency(deploy, args.threads, args.rounds, ("fp32", "int8", "int8u8"), agreement=False)
     results = {
+        "command": shlex.join(
+            ["python", "benchmarks/cnn_int8.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "deploy": [
             {k: v for k, v in r.items() if k not in ("export_dir", "calib", "test", "lfw")} for r in deploy
