@@ -22,7 +22,7 @@ from .errors import (
     SourceError,
 )
 from .preprocess import CropPolicy, Preprocess
-from .results import Detection, FaceResult, FrameResult, Prediction
+from .results import Detection, FaceResult, FrameResult, Prediction, Quality
 from .tasks import AGE, DEFAULT_TASKS, EMOTION, GENDER, TaskSpec
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ __all__ = [
     "MissingFileError",
     "Prediction",
     "Preprocess",
+    "Quality",
     "SchemaVersionError",
     "SourceError",
     "TaskSpec",

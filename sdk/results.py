@@ -7,7 +7,35 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Detection", "Prediction", "FaceResult", "FrameResult"]
+__all__ = ["AGE_BIN_YEARS", "Detection", "Prediction", "Quality", "FaceResult", "FrameResult", "expected_age"]
+
+AGE_BIN_YEARS: dict[str, float] = {
+    "0-2": 1.0,
+    "3-9": 6.0,
+    "10-19": 14.5,
+    "20-29": 24.5,
+    "30-39": 34.5,
+    "40-49": 44.5,
+    "50-59": 54.5,
+    "60-69": 64.5,
+    "70+": 75.0,
+}
+"""Years each FairFace age group stands for in :func:`expected_age`: the bin's midpoint
+(``0-2`` -> 1.0, ``20-29`` -> 24.5); the open ``70+`` bin is capped at 75."""
+
+
+def expected_age(age: Prediction | None) -> float | None:
+    """Expected age in years from the age-group probabilities, or ``None``.
+
+    ``sum(p(bin) * midpoint(bin))`` over :data:`AGE_BIN_YEARS`; ``None`` when there is no
+    age prediction or its labels are not the FaceResult age groups.
+    """
+    if age is None or not age.probs or any(k not in AGE_BIN_YEARS for k in age.probs):
+        return None
+    total = sum(age.probs.values())
+    if total <= 0:
+        return None
+    return sum(p * AGE_BIN_YEARS[k] for k, p in age.probs.items()) / total
 
 
 def _floats(values: Any) -> tuple[float, ...]:
@@ -66,11 +94,49 @@ class Prediction:
 
 
 @dataclass(frozen=True, slots=True)
+class Quality:
+    """How well a frame shows a face, each component in [0, 1] (1 is best).
+
+    Attributes:
+        score: The combined score (see ``docs/sdk.md``, "Face quality").
+        size: From the face's size in pixels.
+        sharpness: From the variance of the Laplacian of the aligned crop.
+        pose: From the yaw estimated from the five landmarks (frontal is 1).
+        detector: The detector's own score.
+    """
+
+    score: float
+    size: float
+    sharpness: float
+    pose: float
+    detector: float
+
+    def to_json(self) -> dict[str, float]:
+        return {
+            "score": self.score,
+            "size": self.size,
+            "sharpness": self.sharpness,
+            "pose": self.pose,
+            "detector": self.detector,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Quality:
+        return cls(**{k: float(data[k]) for k in ("score", "size", "sharpness", "pose", "detector")})
+
+
+@dataclass(frozen=True, slots=True)
 class FaceResult:
     """One face of a frame with its predictions.
 
     ``attributes`` holds every task's prediction by name (the standard three and any extra
-    task a model carries); ``age``, ``gender`` and ``emotion`` are typed shortcuts.
+    task a model carries); ``age``, ``gender`` and ``emotion`` are typed shortcuts. It is
+    empty when the face was not estimated (e.g. skipped for low quality with no earlier
+    estimate of its track).
+
+    In streams, a tracked face's attributes may come from an earlier frame of its track:
+    ``inferred`` says whether this frame ran the backbone on this face, and
+    ``estimate_age_s`` how many seconds old the estimate is (0.0 when inferred now).
     """
 
     box: tuple[float, float, float, float]
@@ -78,6 +144,19 @@ class FaceResult:
     landmarks: tuple[tuple[float, float], ...]
     attributes: Mapping[str, Prediction]
     track_id: int | None = None
+    inferred: bool = True
+    estimate_age_s: float = 0.0
+    quality: Quality | None = None
+
+    @property
+    def estimated(self) -> bool:
+        """Whether the face carries attributes at all."""
+        return bool(self.attributes)
+
+    @property
+    def age_years(self) -> float | None:
+        """Expected age in years from the age-group probabilities (:func:`expected_age`)."""
+        return expected_age(self.attributes.get("age"))
 
     @property
     def age(self) -> Prediction | None:
@@ -101,6 +180,10 @@ class FaceResult:
             "score": self.score,
             "landmarks": [list(p) for p in self.landmarks],
             "track_id": self.track_id,
+            "inferred": self.inferred,
+            "estimate_age_s": self.estimate_age_s,
+            "quality": None if self.quality is None else self.quality.to_json(),
+            "age_years": self.age_years,
             "attributes": {k: v.to_json() for k, v in self.attributes.items()},
         }
 
@@ -112,6 +195,9 @@ class FaceResult:
             landmarks=tuple(_floats(p) for p in data["landmarks"]),  # type: ignore[misc]
             attributes={k: Prediction.from_json(v) for k, v in data["attributes"].items()},
             track_id=data.get("track_id"),
+            inferred=bool(data.get("inferred", True)),
+            estimate_age_s=float(data.get("estimate_age_s", 0.0)),
+            quality=None if data.get("quality") is None else Quality.from_json(data["quality"]),
         )
 
 

@@ -194,3 +194,35 @@ def test_every_error_is_a_facesdk_error() -> None:
         assert issubclass(getattr(errors, name), FaceSdkError)
     with pytest.raises(errors.DependencyError, match=r"pip install 'facesdk\[train\]'"):
         errors.require("no_such_module_xyz", "train", "training")
+
+
+def test_expected_age_weights_bin_midpoints_and_caps_the_open_bin():
+    from facesdk.results import AGE_BIN_YEARS, Prediction, expected_age
+    from facesdk.tasks import AGE
+
+    labels = AGE.labels
+    assert tuple(AGE_BIN_YEARS) == labels
+    one_hot = Prediction.from_probs(labels, [1.0 if k == "20-29" else 0.0 for k in labels])
+    assert expected_age(one_hot) == pytest.approx(24.5)
+    half = Prediction.from_probs(labels, [0.5 if k in ("0-2", "70+") else 0.0 for k in labels])
+    assert expected_age(half) == pytest.approx((1.0 + 75.0) / 2)
+    assert expected_age(Prediction.from_probs(("a", "b"), [0.5, 0.5])) is None
+    assert expected_age(None) is None
+
+
+def test_face_result_stream_fields_round_trip_and_old_json_still_loads():
+    from facesdk.results import FaceResult, Quality
+
+    quality = Quality(score=0.5, size=0.9, sharpness=0.4, pose=0.8, detector=0.95)
+    face = FaceResult(
+        (1, 2, 3, 4), 0.9, (), {}, track_id=3, inferred=False, estimate_age_s=0.25, quality=quality
+    )
+    again = FaceResult.from_json(face.to_json())
+    assert again == face and not again.estimated and again.age_years is None
+    old = {
+        k: v
+        for k, v in face.to_json().items()
+        if k not in ("inferred", "estimate_age_s", "quality", "age_years")
+    }
+    loaded = FaceResult.from_json(old)
+    assert loaded.inferred is True and loaded.estimate_age_s == 0.0 and loaded.quality is None
