@@ -5,7 +5,8 @@ single ``T > 0`` before the softmax keeps every arg-max (accuracy is unchanged) 
 to minimise the negative log-likelihood on held-out labels, makes the confidences match how
 often the model is right. The training run fits ``T`` on its validation split and writes it
 into ``checkpoint.json``; ``facesdk eval --calibrate`` refits it on any labelled manifest.
-Post-processing applies it (:mod:`facesdk.temperature`). Everything here is numpy.
+Post-processing applies it (:mod:`facesdk.temperature`). Everything here is numpy except
+:func:`fit_on_dataset`, which runs a torch model.
 
 Metrics:
     * **NLL**: mean ``-log p(true label)`` over labelled rows.
@@ -29,10 +30,11 @@ from facesdk.tasks import MISSING
 __all__ = [
     "ECE_BINS",
     "T_RANGE",
-    "CalibrationMetrics",
+    "Calibration",
     "ReliabilityBins",
-    "calibration_metrics",
+    "calibration_at",
     "expected_calibration_error",
+    "fit_on_dataset",
     "fit_temperature",
     "fit_temperatures",
     "log_softmax",
@@ -175,65 +177,92 @@ def fit_temperatures(
 
 
 @dataclass(frozen=True)
-class CalibrationMetrics:
-    """NLL and ECE of one task before (the model's temperature) and after (a fitted one) scaling.
+class Calibration:
+    """NLL and reliability bins of one task's logits at one temperature.
 
     Attributes:
+        temperature: The ``T`` the logits were divided by.
         count: Labelled rows.
-        temperature_before: The temperature the model already had (1.0 if none).
-        temperature_after: The temperature compared with it (a fit, or the same when not refitted).
-        bins_before: Reliability bins with ``temperature_before``.
-        bins_after: Reliability bins with ``temperature_after``.
+        nll: Mean negative log-likelihood.
+        bins: Reliability bins (their :attr:`~ReliabilityBins.ece` is the ECE).
     """
 
-    task: str
+    temperature: float
     count: int
-    temperature_before: float
-    temperature_after: float
-    nll_before: float
-    nll_after: float
-    bins_before: ReliabilityBins
-    bins_after: ReliabilityBins
+    nll: float
+    bins: ReliabilityBins
 
     @property
-    def ece_before(self) -> float:
-        return self.bins_before.ece
-
-    @property
-    def ece_after(self) -> float:
-        return self.bins_after.ece
+    def ece(self) -> float:
+        return self.bins.ece
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "temperature": self.temperature,
             "count": self.count,
-            "bins": len(self.bins_before.counts),
-            "temperature_before": self.temperature_before,
-            "temperature_after": self.temperature_after,
-            "ece_before": self.ece_before,
-            "ece_after": self.ece_after,
-            "nll_before": self.nll_before,
-            "nll_after": self.nll_after,
-            "reliability_before": self.bins_before.to_json(),
-            "reliability_after": self.bins_after.to_json(),
+            "ece": self.ece,
+            "nll": self.nll,
+            "bins": len(self.bins.counts),
+            "reliability": self.bins.to_json(),
         }
 
 
-def calibration_metrics(
-    task: str, logits: np.ndarray, labels: np.ndarray, before: float, after: float, bins: int = ECE_BINS
-) -> CalibrationMetrics:
-    """NLL and reliability bins of raw ``logits`` scaled by ``before`` and by ``after``."""
+def calibration_at(
+    logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0, bins: int = ECE_BINS
+) -> Calibration:
+    """NLL, ECE and reliability bins of ``softmax(logits / temperature)`` against ``labels``."""
     labels = np.asarray(labels, dtype=np.int64)
-
-    def probs(t: float) -> np.ndarray:
-        return np.exp(log_softmax(logits, t))
-
-    return CalibrationMetrics(
-        task=task,
+    return Calibration(
+        temperature=float(temperature),
         count=int((labels != MISSING).sum()),
-        temperature_before=float(before),
-        temperature_after=float(after),
-        nll_before=negative_log_likelihood(logits, labels, before),
-        nll_after=negative_log_likelihood(logits, labels, after),
-        bins_before=reliability_bins(probs(before), labels, bins),
-        bins_after=reliability_bins(probs(after), labels, bins),
+        nll=negative_log_likelihood(logits, labels, temperature),
+        bins=reliability_bins(np.exp(log_softmax(logits, temperature)), labels, bins),
     )
+
+
+def fit_on_dataset(
+    model: Any, dataset: Any, tasks: Any, device: Any, batch_size: int = 128, num_workers: int = 0
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Fit temperatures on a labelled torch dataset (the training run's validation split).
+
+    Args:
+        model: A :class:`MultiTaskModel` (``{task: logits}`` per batch).
+        dataset: Yields ``(image tensor, label vector)`` with labels in ``tasks`` order.
+        tasks: The model's :class:`TaskSpec` sequence.
+        device: Torch device to run on.
+
+    Returns:
+        The temperatures (tasks without labels are left out, i.e. 1.0) and a summary
+        ``{task: {"temperature", "count", "ece_before", "ece_after", "nll_before", "nll_after"}}``.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    logits: dict[str, list[np.ndarray]] = {t.name: [] for t in tasks}
+    labels: list[np.ndarray] = []
+    model.eval()
+    with torch.inference_mode():
+        for x, y in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
+            out = model(x.to(device))
+            for task in tasks:
+                logits[task.name].append(out[task.name].float().cpu().numpy())
+            labels.append(y.numpy())
+    if not labels:
+        return {}, {}
+    stacked = np.concatenate(labels)
+    by_task = {t.name: np.concatenate(logits[t.name]) for t in tasks}
+    task_labels = {t.name: stacked[:, j] for j, t in enumerate(tasks)}
+    temperatures = fit_temperatures(by_task, task_labels)
+    summary = {}
+    for name, t in temperatures.items():
+        before = calibration_at(by_task[name], task_labels[name], 1.0)
+        after = calibration_at(by_task[name], task_labels[name], t)
+        summary[name] = {
+            "temperature": t,
+            "count": after.count,
+            "ece_before": before.ece,
+            "ece_after": after.ece,
+            "nll_before": before.nll,
+            "nll_after": after.nll,
+        }
+    return temperatures, summary

@@ -8,7 +8,7 @@ import pytest
 from facesdk.errors import ConfigError
 from facesdk.tasks import MISSING
 from facesdk.training.temperature import (
-    calibration_metrics,
+    calibration_at,
     expected_calibration_error,
     fit_temperature,
     fit_temperatures,
@@ -59,13 +59,14 @@ def test_fit_on_an_overconfident_model_lowers_ece_and_nll_and_keeps_accuracy() -
     assert 0.4 < accuracy < 0.9  # the model makes errors
     t = fit_temperature(logits, labels)
     assert t == pytest.approx(5.0, rel=0.1)
-    m = calibration_metrics("age", logits, labels, 1.0, t)
-    assert m.ece_before > 0.15 and m.ece_after < 0.03
-    assert m.nll_after < m.nll_before
+    before, after = calibration_at(logits, labels, 1.0), calibration_at(logits, labels, t)
+    assert before.ece > 0.15 and after.ece < 0.03
+    assert after.nll < before.nll
+    assert after.count == before.count == len(labels)
     assert (np.exp(log_softmax(logits, t)).argmax(1) == labels).mean() == accuracy
     # The fit is a minimum: nudging T either way raises the NLL.
-    assert m.nll_after < negative_log_likelihood(logits, labels, t * 1.05)
-    assert m.nll_after < negative_log_likelihood(logits, labels, t / 1.05)
+    assert after.nll < negative_log_likelihood(logits, labels, t * 1.05)
+    assert after.nll < negative_log_likelihood(logits, labels, t / 1.05)
 
 
 def test_fit_sharpens_an_underconfident_model_and_ignores_missing_labels() -> None:
