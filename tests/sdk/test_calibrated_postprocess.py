@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from facesdk.pipeline import postprocess, softmax
 from facesdk.results import Detection, expected_age
@@ -61,3 +62,49 @@ def test_analyzer_applies_the_exports_temperatures(
         got = np.array(list(scaled[0].attributes[task.name].probs.values()))
         np.testing.assert_allclose(got, want, atol=1e-9)
         assert scaled[0].attributes[task.name].label == plain[0].attributes[task.name].label
+
+
+# The documented midpoints (docs/sdk.md, "Age in years"); 70+ capped at 75.
+DOCUMENTED_YEARS = [1.0, 6.0, 14.5, 24.5, 34.5, 44.5, 54.5, 64.5, 75.0]
+
+
+def test_analyze_cli_prints_age_years_from_calibrated_probabilities(
+    tiny_export: Path, yunet_path: Path, astronaut_bgr: np.ndarray, tmp_path: Path
+) -> None:
+    import cv2
+
+    from facesdk.cli import main
+    from facesdk.tasks import AGE
+
+    calibrated = tmp_path / "calibrated"
+    shutil.copytree(tiny_export, calibrated)
+    data = json.loads((calibrated / "export.json").read_text())
+    data["temperatures"] = {"age": 4.0}
+    (calibrated / "export.json").write_text(json.dumps(data))
+    image = tmp_path / "astronaut.png"
+    cv2.imwrite(str(image), astronaut_bgr)
+    lines = {}
+    for name, model in (("plain", tiny_export), ("calibrated", calibrated)):
+        out = tmp_path / f"{name}.jsonl"
+        argv = [
+            "analyze",
+            str(image),
+            "--model",
+            str(model),
+            "--detector",
+            str(yunet_path),
+            "--json",
+            str(out),
+        ]
+        assert main(argv) == 0
+        lines[name] = json.loads(out.read_text().splitlines()[0])["faces"][0]
+    for face in lines.values():
+        probs = face["attributes"]["age"]["probs"]
+        assert list(probs) == list(AGE.labels)
+        want = sum(p * y for p, y in zip(probs.values(), DOCUMENTED_YEARS, strict=True)) / sum(probs.values())
+        assert face["age_years"] == pytest.approx(want, abs=1e-9)
+        assert 1.0 <= face["age_years"] <= 75.0
+    plain = np.array(list(lines["plain"]["attributes"]["age"]["probs"].values()))
+    got = np.array(list(lines["calibrated"]["attributes"]["age"]["probs"].values()))
+    np.testing.assert_allclose(got, softmax(np.log(plain) / 4.0), atol=1e-9)
+    assert lines["calibrated"]["age_years"] != pytest.approx(lines["plain"]["age_years"], abs=1e-3)

@@ -96,3 +96,22 @@ def test_eval_tsne_pca_and_calibrate_on_a_checkpoint(tiny_run: Path, tiny_synth,
     assert refit == pytest.approx(stored, rel=1e-6)
     assert (copy / "model.safetensors").read_bytes() == (ckpt / "model.safetensors").read_bytes()
     load_checkpoint(copy)  # a loadable checkpoint
+
+
+def test_export_and_sdk_carry_the_checkpoints_temperatures(tiny_run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    from facesdk.checkpoint import load_checkpoint_manifest
+    from facesdk.cli import main as facesdk_main
+    from facesdk.export_manifest import load_export_manifest
+    from facesdk.model_loader import resolve_model
+
+    ckpt = tiny_run / "checkpoint"
+    stored = load_checkpoint_manifest(ckpt).temperatures
+    assert stored and all(t != 1.0 for t in stored.values())
+    assert resolve_model(ckpt, "torch").manifest.temperatures == stored  # Analyzer(ckpt, backend="torch")
+    export = tmp_path / "export"
+    assert (
+        facesdk_main(["export", "build", "--ckpt", str(ckpt), "--out", str(export), "--max-batch", "4"]) == 0
+    )
+    assert load_export_manifest(export).temperatures == stored
+    assert resolve_model(export / "model.onnx", "onnxruntime").manifest.temperatures == stored  # lone .onnx
