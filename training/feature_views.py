@@ -103,7 +103,7 @@ def backbone_features(
     import torch
 
     from .checkpoint_io import load_checkpoint_with_manifest
-    from .evaluate import read_crops
+    from .eval_inputs import read_crops
 
     model, _ = load_checkpoint_with_manifest(checkpoint)
     model = model.to(device).eval()
