@@ -120,6 +120,7 @@ def _base_manifest(
         },
         versions=_versions(),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        temperatures=ckpt.temperatures,  # applied in post-processing; the graph keeps raw logits
     )
 
 

@@ -156,7 +156,7 @@ class Analyzer:
             logits = infer_crops(backend, crops, self.manifest.preprocess)
         end = time.perf_counter()
         flat = [d for dets in detections for d in dets]
-        faces = postprocess(flat, logits, self.manifest.tasks)
+        faces = postprocess(flat, logits, self.manifest.tasks, self.manifest.temperatures)
         share = 1000.0 / len(images)
         shared = {
             "align": (mid - start) * share,

@@ -17,6 +17,7 @@ from .errors import ConfigError, ManifestError
 from .manifest_io import FileEntry, atomic_write_json, read_manifest_json
 from .preprocess import Preprocess
 from .tasks import TaskSpec, tasks_from_json, tasks_to_json
+from .temperature import TEMPERATURES_KEY, check_temperatures
 
 __all__ = [
     "CHECKPOINT_MANIFEST",
@@ -123,6 +124,8 @@ class CheckpointManifest:
         params: ``{"total": n, "trainable": n}``.
         versions: Library versions used to train.
         created: ISO 8601 time of writing.
+        temperatures: Optional softmax temperature per task (``facesdk.temperature``); a task
+            not listed, and every task of a checkpoint written before temperatures, has 1.0.
     """
 
     backbone: BackboneSpec
@@ -135,15 +138,22 @@ class CheckpointManifest:
     params: Mapping[str, int] = field(default_factory=dict)
     versions: Mapping[str, str] = field(default_factory=dict)
     created: str = ""
+    temperatures: Mapping[str, float] = field(default_factory=dict)
     schema_version: int = CHECKPOINT_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
         missing = [t.name for t in self.tasks if t.name not in self.heads]
         if missing:
             raise ConfigError(f"no head spec for task(s) {missing}")
+        names = [t.name for t in self.tasks]
+        object.__setattr__(self, "temperatures", check_temperatures(self.temperatures, names, "checkpoint"))
+
+    def temperature(self, task: str) -> float:
+        """The softmax temperature of ``task`` (1.0 when none was fitted)."""
+        return self.temperatures.get(task, 1.0)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "kind": "checkpoint",
             "schema_version": self.schema_version,
             "created": self.created,
@@ -157,6 +167,9 @@ class CheckpointManifest:
             "training": dict(self.training),
             "versions": dict(self.versions),
         }
+        if self.temperatures:  # optional: absent means 1.0 for every task
+            out[TEMPERATURES_KEY] = dict(self.temperatures)
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CheckpointManifest:
@@ -173,6 +186,7 @@ class CheckpointManifest:
                 params=dict(data.get("params", {})),
                 training=dict(data.get("training", {})),
                 versions=dict(data.get("versions", {})),
+                temperatures=data.get(TEMPERATURES_KEY) or {},
             )
         except KeyError as exc:
             raise ManifestError(f"checkpoint manifest lacks the field {exc.args[0]!r}") from exc

@@ -17,6 +17,7 @@ from .errors import ConfigError, ManifestError, MissingFileError
 from .manifest_io import FileEntry, atomic_write_json, read_manifest_json
 from .preprocess import Preprocess
 from .tasks import TaskSpec, tasks_from_json, tasks_to_json
+from .temperature import TEMPERATURES_KEY, check_temperatures
 
 __all__ = [
     "EXPORT_MANIFEST",
@@ -113,7 +114,8 @@ class ExportManifest:
     """Everything ``export.json`` records.
 
     ``models`` maps a key (``"onnx-fp32"``, ``"onnx-int8"``, ``"engine-fp16"``, ...) to its entry;
-    :meth:`model_key` builds the key.
+    :meth:`model_key` builds the key. ``temperatures`` (optional, ``{task: T}``) are the softmax
+    temperatures post-processing applies; a task not listed has 1.0. The model files keep raw logits.
     """
 
     tasks: tuple[TaskSpec, ...]
@@ -128,6 +130,7 @@ class ExportManifest:
     source: Mapping[str, Any] = field(default_factory=dict)
     versions: Mapping[str, str] = field(default_factory=dict)
     created: str = ""
+    temperatures: Mapping[str, float] = field(default_factory=dict)
     schema_version: int = EXPORT_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -139,6 +142,11 @@ class ExportManifest:
         tasks = [t.name for t in self.tasks]
         if names != tasks:
             raise ManifestError(f"outputs {names} must be the task names in order {tasks}")
+        object.__setattr__(self, "temperatures", check_temperatures(self.temperatures, tasks, "export"))
+
+    def temperature(self, task: str) -> float:
+        """The softmax temperature of ``task`` (1.0 when none was fitted)."""
+        return self.temperatures.get(task, 1.0)
 
     @property
     def max_batch(self) -> int:
@@ -159,7 +167,7 @@ class ExportManifest:
         return self.models[key]
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "kind": "export",
             "schema_version": self.schema_version,
             "created": self.created,
@@ -175,6 +183,9 @@ class ExportManifest:
             "source": dict(self.source),
             "versions": dict(self.versions),
         }
+        if self.temperatures:  # optional: absent means 1.0 for every task
+            out[TEMPERATURES_KEY] = dict(self.temperatures)
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ExportManifest:
@@ -193,6 +204,7 @@ class ExportManifest:
                 parity=dict(data.get("parity", {})),
                 source=dict(data.get("source", {})),
                 versions=dict(data.get("versions", {})),
+                temperatures=data.get(TEMPERATURES_KEY) or {},
             )
         except (KeyError, TypeError) as exc:
             raise ManifestError(f"export manifest lacks or garbles the field {exc}") from exc
@@ -212,6 +224,8 @@ class ExportManifest:
             "source": dict(self.source),
             "complexity": dict(self.complexity),
         }
+        if self.temperatures:
+            summary[TEMPERATURES_KEY] = dict(self.temperatures)
         return {
             ONNX_METADATA_KEYS["schema_version"]: str(self.schema_version),
             ONNX_METADATA_KEYS["preprocess"]: json.dumps(self.preprocess.to_json()),
@@ -266,4 +280,5 @@ def manifest_from_onnx_metadata(
         opset=int(summary["opset"]),
         source=dict(summary.get("source", {})),
         complexity=dict(summary.get("complexity", {})),
+        temperatures=summary.get(TEMPERATURES_KEY) or {},
     )

@@ -110,6 +110,7 @@ def _from_checkpoint(directory: Path, max_batch: int) -> ResolvedModel:
         outputs=tuple(TensorSpec(t.name, ("batch", t.num_classes)) for t in ckpt.tasks),
         batch=(1, max_batch),
         opset=0,
+        temperatures=ckpt.temperatures,
     )
     return ResolvedModel(manifest, "torch", directory)
 

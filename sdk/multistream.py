@@ -186,7 +186,9 @@ class MultiStream:
         with self.analyzer._backend_lock:
             logits = infer_crops(backend, crops, self.analyzer.manifest.preprocess)
         mid = time.perf_counter()
-        faces = postprocess([d for f in frames for d in f.detections], logits, self.analyzer.manifest.tasks)
+        manifest = self.analyzer.manifest
+        detections = [d for f in frames for d in f.detections]
+        faces = postprocess(detections, logits, manifest.tasks, manifest.temperatures)
         share = 1000.0 / len(frames)
         shared = {"infer": (mid - start) * share, "post": (time.perf_counter() - mid) * share}
         self.batches.append(len(crops))

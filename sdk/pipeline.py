@@ -19,6 +19,7 @@ from .faces.align import crop_faces
 from .preprocess import Preprocess, to_input_tensor
 from .results import Detection, FaceResult, Prediction
 from .tasks import TaskSpec
+from .temperature import apply_temperature
 
 __all__ = ["analyze_faces", "infer_crops", "postprocess", "softmax", "STAGES"]
 
@@ -42,12 +43,18 @@ def infer_crops(backend: Backend, crops: Sequence[np.ndarray], spec: Preprocess)
 
 
 def postprocess(
-    detections: Sequence[Detection], logits: Mapping[str, np.ndarray], tasks: Sequence[TaskSpec]
+    detections: Sequence[Detection],
+    logits: Mapping[str, np.ndarray],
+    tasks: Sequence[TaskSpec],
+    temperatures: Mapping[str, float] | None = None,
 ) -> tuple[FaceResult, ...]:
     """Turn per-task logits into one :class:`FaceResult` per detection (softmax probabilities).
 
-    Every task of ``tasks`` becomes an entry of ``FaceResult.attributes``.
+    Every task of ``tasks`` becomes an entry of ``FaceResult.attributes``. A task's probabilities
+    are ``softmax(logits / T)`` with ``T`` its temperature in ``temperatures`` (the manifest's;
+    1.0 when absent), which changes confidences, never the predicted label.
     """
+    temperatures = temperatures or {}
     if not detections:
         return ()
     probs = {}
@@ -58,7 +65,7 @@ def postprocess(
             raise BackendError(
                 f"expected logits {task.name!r} of shape ({len(detections)}, {task.num_classes}), got {found}"
             )
-        probs[task.name] = softmax(values)
+        probs[task.name] = softmax(apply_temperature(values, temperatures.get(task.name, 1.0)))
     faces = []
     for i, det in enumerate(detections):
         attributes = {t.name: Prediction.from_probs(t.labels, probs[t.name][i]) for t in tasks}
@@ -94,7 +101,7 @@ def analyze_faces(
     else:
         logits = infer_crops(backend, crops, manifest.preprocess)
     end = time.perf_counter()
-    faces = postprocess(detections, logits, manifest.tasks)
+    faces = postprocess(detections, logits, manifest.tasks, manifest.temperatures)
     timings.update(
         align=(mid - start) * 1000.0, infer=(end - mid) * 1000.0, post=(time.perf_counter() - end) * 1000.0
     )

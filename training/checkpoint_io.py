@@ -105,8 +105,12 @@ def save_checkpoint(
     method: MethodSpec,
     heads: Mapping[str, HeadSpec],
     training: Mapping[str, Any] | None = None,
+    temperatures: Mapping[str, float] | None = None,
 ) -> CheckpointManifest:
-    """Write ``model.safetensors`` and ``checkpoint.json``; the directory appears whole or not at all."""
+    """Write ``model.safetensors`` and ``checkpoint.json``; the directory appears whole or not at all.
+
+    ``temperatures`` (task -> softmax temperature, see ``facesdk.temperature``) go into the manifest.
+    """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -125,6 +129,7 @@ def save_checkpoint(
             params=count_parameters(model),
             versions=library_versions(),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            temperatures=dict(temperatures or {}),
         )
         manifest.write(tmp)
         replace_directory(tmp, directory)

@@ -2,7 +2,8 @@
 
     facesdk eval --model CKPT_OR_EXPORT[@PRECISION] [--model NAME=PATH@int8 ...]
                  [--baseline [NAME=]ZEROSHOT_CKPT_OR_EXPORT]
-                 --data [NAME=]MANIFEST_OR_PREPARED_DIR ... --out DIR [--batch-size N] [--pca]
+                 --data [NAME=]MANIFEST_OR_PREPARED_DIR ... --out DIR [--batch-size N]
+                 [--pca] [--tsne] [--calibrate]
 
 A checkpoint directory runs on the torch backend; an export directory (or ``.onnx`` file)
 on ONNX Runtime, with ``@fp32``/``@fp16``/``@int8`` choosing among the export's models, so a
@@ -10,7 +11,11 @@ checkpoint and its exports can be compared side by side. ``--baseline`` adds a m
 training (``facesdk zeroshot build``) as the table's first row, labelled as the baseline.
 Writes ``metrics.json`` (every number, confusion counts included), ``results.md`` (the table
 laid out like the reference results), ``confusion/<model>/<dataset>_<task>.png`` and
-``predictions/<model>/<dataset>.csv``.
+``predictions/<model>/<dataset>.csv``, and per task the expected calibration error and
+negative log-likelihood (``calibration.md``, ``reliability/<model>/<dataset>_<task>.png``; see
+:mod:`facesdk.training.calibration_report`). ``--calibrate`` refits the temperatures on the
+given manifests and writes ``calibrated/<model>/``; ``--pca`` and ``--tsne`` add feature views
+(:mod:`facesdk.training.feature_views`).
 """
 
 from __future__ import annotations
@@ -25,26 +30,45 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
-from tqdm import tqdm
 
-from facesdk.errors import ConfigError, MissingFileError
+from facesdk.errors import ConfigError
 from facesdk.manifest_io import atomic_write_bytes, atomic_write_json
-from facesdk.preprocess import Preprocess, to_input_tensor
+from facesdk.preprocess import Preprocess
 from facesdk.tasks import DEFAULT_TASKS, MISSING, TaskSpec
 
+from .calibration_report import calibration_table, report_calibration
 from .datasets.manifest import ManifestRow, read_manifest, read_prepare_info
-from .datasets.readers import DATASETS, get_dataset
+from .datasets.readers import DATASETS
+from .eval_inputs import (
+    DataArg,
+    ModelArg,
+    baseline_label,
+    model_temperatures,
+    open_model,
+    predict,
+    predict_logits,
+    read_crops,
+)
+from .feature_views import pca_2d, write_feature_views
 
 __all__ = [
     "TABLE_COLUMNS",
-    "TaskMetrics",
+    "baseline_label",
     "confusion_matrix",
+    "DataArg",
+    "dataset_title",
     "evaluate_predictions",
     "main",
+    "model_temperatures",
+    "ModelArg",
+    "open_model",
     "pca_2d",
+    "predict",
+    "predict_logits",
+    "read_crops",
     "results_table",
+    "TaskMetrics",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,8 +86,6 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
 
 NOT_AVERAGED = frozenset({"vggface2"})
 """Datasets left out of the per-task averages (VggFace2's age labels are model-produced)."""
-
-_OUR_TASKS = {t.name: t for t in DEFAULT_TASKS}
 
 
 # ----------------------------------------------------------------------------------------- metrics
@@ -131,8 +153,12 @@ def evaluate_predictions(
 
 
 # ----------------------------------------------------------------------------------------- table
-def _title(dataset: str) -> str:
+def dataset_title(dataset: str) -> str:
+    """A dataset's display name (``FairFace``), or its key when it is not a known dataset."""
     return DATASETS[dataset].title if dataset in DATASETS else dataset
+
+
+_title = dataset_title
 
 
 def _cell(value: float | None) -> str:
@@ -208,128 +234,6 @@ def plot_confusion(metrics: TaskMetrics, title: str, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-# ----------------------------------------------------------------------------------------- inputs
-@dataclass(frozen=True, slots=True)
-class ModelArg:
-    """``--model [NAME=]PATH[@PRECISION]``."""
-
-    name: str
-    path: Path
-    precision: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> ModelArg:
-        name, sep, rest = text.partition("=")
-        if not sep:
-            name, rest = "", text
-        path, at, precision = rest.rpartition("@")
-        if not at:
-            path, precision = rest, ""
-        path_ = Path(path)
-        if not name:
-            # "runs/l14/checkpoint" is named "l14"; an export directory by its own name.
-            base = path_.parent.name if path_.name == "checkpoint" and path_.parent.name else path_.name
-            name = base if not precision else f"{base}@{precision}"
-        return cls(name, path_, precision or None)
-
-
-@dataclass(frozen=True, slots=True)
-class DataArg:
-    """``--data [NAME=]PATH``: a manifest CSV, or a prepared folder (its test.csv, else val.csv)."""
-
-    dataset: str
-    manifest: Path
-
-    @classmethod
-    def parse(cls, text: str) -> DataArg:
-        name, sep, path = text.partition("=")
-        if not sep or "/" in name:
-            name, path = "", text
-        manifest = Path(path)
-        if manifest.is_dir():
-            manifest = next(
-                (manifest / f for f in ("test.csv", "val.csv") if (manifest / f).is_file()),
-                manifest / "test.csv",
-            )
-        if not manifest.is_file():
-            raise MissingFileError(f"--data {text}: {manifest} does not exist")
-        if not name:
-            info = read_prepare_info(manifest)
-            if info is None or "dataset" not in info:
-                raise ConfigError(
-                    f"--data {text}: no prepare.json beside it names the dataset; use --data NAME={path}"
-                )
-            name = str(info["dataset"])
-        try:
-            name = get_dataset(name).name
-        except ConfigError:
-            name = name.lower()
-        return cls(name, manifest)
-
-
-def baseline_label(arg: ModelArg) -> str:
-    """The table label of a baseline: ``NAME (zero-shot baseline)`` for a zero-shot model."""
-    from facesdk.checkpoint import CHECKPOINT_MANIFEST, load_checkpoint_manifest
-    from facesdk.model_loader import resolve_model
-
-    if (arg.path / CHECKPOINT_MANIFEST).is_file():
-        method = load_checkpoint_manifest(arg.path, verify=False).method.name
-    else:
-        resolved = resolve_model(arg.path, "onnxruntime", arg.precision, verify=False)
-        method = resolved.manifest.source.get("method")
-    if method != "zeroshot":
-        log.warning("baseline %s was made with method %r, not by 'facesdk zeroshot build'", arg.path, method)
-        return f"{arg.name} (baseline)"
-    return f"{arg.name} (zero-shot baseline)"
-
-
-def open_model(arg: ModelArg, device: str = "cpu") -> tuple[Any, Preprocess, tuple[TaskSpec, ...]]:
-    """A backend for a checkpoint (torch) or an export / ``.onnx`` (ONNX Runtime)."""
-    from facesdk.backends import create_backend
-    from facesdk.checkpoint import CHECKPOINT_MANIFEST
-    from facesdk.model_loader import resolve_model
-
-    is_checkpoint = (arg.path / CHECKPOINT_MANIFEST).is_file()
-    if is_checkpoint and arg.precision:
-        raise ConfigError(
-            f"--model {arg.path}@{arg.precision}: a checkpoint has no precisions; export it first"
-        )
-    resolved = resolve_model(arg.path, "torch" if is_checkpoint else "onnxruntime", arg.precision)
-    for task in resolved.manifest.tasks:
-        ours = _OUR_TASKS.get(task.name)
-        if ours is not None and ours.labels != task.labels:
-            raise ConfigError(
-                f"{arg.path}: task {task.name!r} has labels {list(task.labels)}; manifests use {list(ours.labels)}"
-            )
-    opts = {"device": device} if is_checkpoint else {}
-    backend = create_backend(resolved.backend, resolved.manifest, resolved.path, **opts)
-    return backend, resolved.manifest.preprocess, resolved.manifest.tasks
-
-
-def _read_crops(rows: Sequence[ManifestRow]) -> list[np.ndarray]:
-    crops = []
-    for row in rows:
-        image = cv2.imread(str(row.path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise MissingFileError(f"crop {row.path} is missing or unreadable; re-run 'facesdk data prepare'")
-        crops.append(image)
-    return crops
-
-
-def predict(
-    backend: Any, preprocess: Preprocess, rows: Sequence[ManifestRow], batch_size: int, desc: str
-) -> dict[str, np.ndarray]:
-    """Class predictions (argmax of logits) per task for every row's crop."""
-    from facesdk.backends import run_batched
-
-    parts: dict[str, list[np.ndarray]] = {}
-    for start in tqdm(range(0, len(rows), batch_size), desc=desc, unit="batch"):
-        crops = _read_crops(rows[start : start + batch_size])
-        for name, logits in run_batched(backend, to_input_tensor(crops, preprocess)).items():
-            parts.setdefault(name, []).append(np.asarray(logits).argmax(axis=1))
-    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
-
-
 def _check_crops(manifest: Path, preprocess: Preprocess, model: str) -> None:
     info = read_prepare_info(manifest) or {}
     made = info.get("preprocess", {}).get("crop")
@@ -354,97 +258,59 @@ def _write_predictions(path: Path, rows: Sequence[ManifestRow], preds: Mapping[s
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
-def pca_2d(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Project ``N x D`` features on their first two principal axes; also return their variance shares."""
-    centered = np.asarray(features, dtype=np.float64) - np.mean(features, axis=0)
-    _, s, vt = np.linalg.svd(centered, full_matrices=False)
-    var = s**2
-    explained = var / var.sum() if var.sum() > 0 else var
-    points = np.zeros((len(centered), 2))
-    points[:, : min(2, vt.shape[0])] = centered @ vt[:2].T
-    shares = np.zeros(2)
-    shares[: min(2, len(explained))] = explained[:2]
-    return points, shares
+@dataclass(frozen=True, slots=True)
+class ReportOptions:
+    """What ``facesdk eval`` computes beyond the accuracy tables."""
+
+    batch_size: int = 32
+    device: str = "cpu"
+    pca: bool = False
+    tsne: bool = False
+    calibrate: bool = False
 
 
-def plot_pca(
-    points: np.ndarray, shares: np.ndarray, labels: np.ndarray, task: TaskSpec, title: str, path: Path
-) -> None:
-    """Scatter a 2-D projection, one colour per class of ``task`` (missing labels in grey)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 5), dpi=100)
-    missing = labels == MISSING
-    if missing.any():
-        ax.scatter(points[missing, 0], points[missing, 1], s=4, c="lightgrey", label="missing")
-    cmap = plt.get_cmap("tab10")
-    for k, name in enumerate(task.labels):
-        pick = labels == k
-        if pick.any():
-            ax.scatter(points[pick, 0], points[pick, 1], s=6, color=cmap(k % 10), label=name)
-    ax.set_xlabel(f"PC1 ({100 * shares[0]:.1f}%)")
-    ax.set_ylabel(f"PC2 ({100 * shares[1]:.1f}%)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, markerscale=2, loc="best")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def backbone_features(
-    checkpoint: Path, preprocess: Preprocess, rows: Sequence[ManifestRow], batch_size: int, device: str
-) -> np.ndarray | None:
-    """Backbone features of a checkpoint for every row's crop; ``None`` for per-task (MTLoRA) features."""
-    import torch
-
-    from .checkpoint_io import load_checkpoint_with_manifest
-
-    model, _ = load_checkpoint_with_manifest(checkpoint)
-    model = model.to(device).eval()
-    parts = []
-    with torch.inference_mode():
-        for start in range(0, len(rows), batch_size):
-            batch = to_input_tensor(_read_crops(rows[start : start + batch_size]), preprocess)
-            feats = model.forward_features(torch.from_numpy(batch).to(device))
-            if isinstance(feats, dict):
-                log.warning("%s: the backbone gives one feature path per task; no PCA plot", checkpoint)
-                return None
-            parts.append(feats.float().reshape(len(batch), -1).cpu().numpy())
-    return np.concatenate(parts) if parts else None
-
-
-def _write_pca(
-    model: ModelArg,
-    preprocess: Preprocess,
-    tasks: Sequence[TaskSpec],
-    data: Mapping[str, Any],
-    out: Path,
-    batch_size: int,
-    device: str,
-) -> None:
-    from facesdk.checkpoint import CHECKPOINT_MANIFEST
-
-    if not (model.path / CHECKPOINT_MANIFEST).is_file():
-        log.info("%s: PCA needs backbone features, which only checkpoints give; skipped", model.name)
-        return
-    for name, (_, rows) in data.items():
-        features = backbone_features(model.path, preprocess, rows, batch_size, device)
-        if features is None or len(features) < 2:
-            continue
-        points, shares = pca_2d(features)
-        for task in tasks:
-            labels = np.array([row.label(task.name) for row in rows])
-            if (labels != MISSING).any():
-                title = f"{model.name} · {_title(name)} · backbone PCA by {task.name}"
-                plot_pca(
-                    points, shares, labels, task, title, out / "pca" / model.name / f"{name}_{task.name}.png"
-                )
+def _evaluate_model(
+    model: ModelArg, datasets: Mapping[str, tuple[DataArg, list[ManifestRow]]], out: Path, opts: ReportOptions
+) -> tuple[dict[str, dict[str, TaskMetrics]], dict[str, Any]]:
+    """One model on every dataset: metrics, and its ``metrics.json`` entry (without label/baseline)."""
+    backend, preprocess, tasks = open_model(model, opts.device)
+    results: dict[str, dict[str, TaskMetrics]] = {}
+    entry: dict[str, Any] = {"path": str(model.path), "precision": model.precision, "datasets": {}}
+    logits: dict[str, dict[str, np.ndarray]] = {}
+    try:
+        for name, (arg, rows) in datasets.items():
+            _check_crops(arg.manifest, preprocess, model.name)
+            logits[name] = predict_logits(backend, preprocess, rows, opts.batch_size, f"{model.name} {name}")
+            preds = {task: values.argmax(axis=1) for task, values in logits[name].items()}
+            metrics = evaluate_predictions(rows, preds, tasks)
+            results[name] = metrics
+            entry["datasets"][name] = {
+                "manifest": str(arg.manifest),
+                "tasks": {t: m.to_json() for t, m in metrics.items()},
+            }
+            _write_predictions(out / "predictions" / model.name / f"{name}.csv", rows, preds)
+            for task, m in metrics.items():
+                title = f"{model.name} · {dataset_title(name)} {task}"
+                plot_confusion(m, title, out / "confusion" / model.name / f"{name}_{task}.png")
+    finally:
+        backend.close()
+    temperatures = model_temperatures(model)
+    rows_by_ds = {name: rows for name, (_, rows) in datasets.items()}
+    calibration, calibrated = report_calibration(
+        model, tasks, temperatures, logits, rows_by_ds, out, refit=opts.calibrate
+    )
+    entry["temperatures"] = temperatures
+    for name, by_task in calibration.items():
+        entry["datasets"][name]["calibration"] = by_task
+    if calibrated is not None:
+        entry["calibrated"] = calibrated
+    if opts.pca or opts.tsne:
+        views = write_feature_views(
+            model, preprocess, tasks, datasets, out, opts.batch_size, opts.device, opts.pca, opts.tsne
+        )
+        if views:
+            entry["features"] = views
+    return results, entry
 
 
 def evaluate(
@@ -455,14 +321,19 @@ def evaluate(
     device: str = "cpu",
     pca: bool = False,
     baseline: ModelArg | None = None,
+    tsne: bool = False,
+    calibrate: bool = False,
 ) -> dict[str, dict[str, dict[str, TaskMetrics]]]:
     """Evaluate every model on every manifest; write the report files into ``out``.
 
     ``baseline`` (a zero-shot model) is evaluated first and labelled as the baseline row.
+    Every model also gets ECE/NLL and reliability diagrams per task; with ``calibrate`` its
+    temperatures are refitted on all the manifests and ``calibrated/<model>/`` written.
 
-    With ``pca``, checkpoints also get ``pca/<model>/<dataset>_<task>.png``: their backbone
-    features projected on the first two principal axes, coloured by label.
+    With ``pca`` / ``tsne``, checkpoints also get ``pca/`` / ``tsne/<model>/<dataset>_<task>.png``:
+    their backbone features in 2-D, coloured by label, and the features in ``features/`` as ``.npy``.
     """
+    opts = ReportOptions(batch_size, device, pca, tsne, calibrate)
     labels = {baseline.name: baseline_label(baseline)} if baseline is not None else {}
     models = [baseline, *models] if baseline is not None else list(models)
     names = [m.name for m in models]
@@ -477,43 +348,20 @@ def evaluate(
     results: dict[str, dict[str, dict[str, TaskMetrics]]] = {}
     record: dict[str, Any] = {"models": {}}
     for model in models:
-        backend, preprocess, tasks = open_model(model, device)
-        try:
-            results[model.name] = {}
-            entry = record["models"][model.name] = {
-                "path": str(model.path),
-                "precision": model.precision,
-                "label": labels.get(model.name, model.name),
-                "baseline": model.name in labels,
-                "datasets": {},
-            }
-            for name, (arg, rows) in datasets.items():
-                _check_crops(arg.manifest, preprocess, model.name)
-                preds = predict(backend, preprocess, rows, batch_size, f"{model.name} {name}")
-                metrics = evaluate_predictions(rows, preds, tasks)
-                results[model.name][name] = metrics
-                entry["datasets"][name] = {
-                    "manifest": str(arg.manifest),
-                    "tasks": {t: m.to_json() for t, m in metrics.items()},
-                }
-                _write_predictions(out / "predictions" / model.name / f"{name}.csv", rows, preds)
-                for task, m in metrics.items():
-                    plot_confusion(
-                        m,
-                        f"{model.name} · {_title(name)} {task}",
-                        out / "confusion" / model.name / f"{name}_{task}.png",
-                    )
-        finally:
-            backend.close()
-        if pca:
-            _write_pca(model, preprocess, tasks, datasets, out, batch_size, device)
+        results[model.name], entry = _evaluate_model(model, datasets, out, opts)
+        entry["label"] = labels.get(model.name, model.name)
+        entry["baseline"] = model.name in labels
+        record["models"][model.name] = entry
     table = results_table(results, labels=labels)
     balanced = results_table(results, "balanced_accuracy", labels)
+    calibration = calibration_table(record)
     record["table_markdown"] = table
     atomic_write_json(out / "metrics.json", record)
     text = f"## Accuracy (%)\n\n{table}\n## Balanced accuracy (%)\n\n{balanced}"
     text += "\nAverages leave out VggFace2, whose age labels are model-produced.\n"
+    text += f"\n## Calibration\n\n{calibration}"
     atomic_write_bytes(out / "results.md", text.encode())
+    atomic_write_bytes(out / "calibration.md", f"## Calibration\n\n{calibration}".encode())
     log.info("results:\n%s", table)
     return results
 
@@ -539,6 +387,17 @@ def build_parser(prog: str = "facesdk eval") -> argparse.ArgumentParser:
     parser.add_argument(
         "--pca", action="store_true", help="checkpoints: PCA plots of backbone features by label"
     )
+    parser.add_argument(
+        "--tsne",
+        action="store_true",
+        help="checkpoints: t-SNE plots of backbone features by label (scikit-learn, in the [train] extra)",
+    )
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="refit each task's temperature on the --data manifests and write the model with them "
+        "to OUT/calibrated/NAME (the input is not changed)",
+    )
     return parser
 
 
@@ -554,7 +413,17 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk eval") -> int:
     models = [ModelArg.parse(m) for m in args.model]
     baseline = ModelArg.parse(args.baseline) if args.baseline else None
     data = [DataArg.parse(d) for d in args.data]
-    evaluate(models, data, args.out, args.batch_size, args.device, pca=args.pca, baseline=baseline)
+    evaluate(
+        models,
+        data,
+        args.out,
+        args.batch_size,
+        args.device,
+        pca=args.pca,
+        baseline=baseline,
+        tsne=args.tsne,
+        calibrate=args.calibrate,
+    )
     sys.stdout.write((args.out / "results.md").read_text())
     return 0
 

@@ -44,6 +44,7 @@ from .reporting import Reporter, confusion_metrics
 from .sampler import TaskBalancedSampler, shard
 from .state import load_state, save_state, trainable_state
 from .synthetic import generate_synthetic
+from .temperature import fit_on_dataset
 
 __all__ = ["Trainer", "read_split_rows", "source_weights", "crop_policy_of", "cosine_schedule"]
 
@@ -466,7 +467,12 @@ class Trainer:
         self.reporter.write_history(progress["history"])
         self._save_state(progress)
 
-    def _save_checkpoint(self, training: dict[str, Any], model: torch.nn.Module | None = None) -> None:
+    def _save_checkpoint(
+        self,
+        training: dict[str, Any],
+        model: torch.nn.Module | None = None,
+        temperatures: dict[str, float] | None = None,
+    ) -> None:
         save_checkpoint(
             model or self.model,
             self.ckpt_dir,
@@ -476,6 +482,7 @@ class Trainer:
             method=self.method_spec,
             heads=self.heads,
             training=training,
+            temperatures=temperatures,
         )
 
     def _finish(self, progress: dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
@@ -498,8 +505,26 @@ class Trainer:
         }
 
         def rewrite() -> None:
-            best_model = load_checkpoint(self.ckpt_dir)
-            self._save_checkpoint(summary, best_model)
+            # The best model's temperatures, fitted on the validation split (main rank only).
+            best_model = load_checkpoint(self.ckpt_dir).to(self.setup.device)
+            temperatures, calibration = fit_on_dataset(
+                best_model,
+                self.val_set,
+                self.tasks,
+                self.setup.device,
+                2 * self.config.optim.batch_size,
+                self.config.data.num_workers,
+            )
+            summary["calibration"] = calibration
+            for name, c in calibration.items():
+                self.reporter.info(
+                    "%s: temperature %.3f, validation ECE %.4f -> %.4f",
+                    name,
+                    c["temperature"],
+                    c["ece_before"],
+                    c["ece_after"],
+                )
+            self._save_checkpoint(summary, best_model.cpu(), temperatures)
 
         self.reporter.save(rewrite)
         self.reporter.info("best epoch %d; checkpoint in %s", best["epoch"], self.ckpt_dir)

@@ -32,13 +32,15 @@ std::vector<std::vector<float>> infer(Backend& backend, const Manifest& m, const
   return logits;
 }
 
+// softmax(logits / T) with the task's temperature T (1.0 unless export.json carries one).
 Prediction softmax_prediction(const Task& task, const float* logits) {
   const size_t n = task.labels.size();
-  double top = logits[0];
-  for (size_t i = 1; i < n; ++i) top = std::max(top, static_cast<double>(logits[i]));
+  std::vector<double> x(n);
+  for (size_t i = 0; i < n; ++i) x[i] = static_cast<double>(logits[i]) / task.temperature;
+  const double top = *std::max_element(x.begin(), x.end());
   std::vector<double> e(n);
   double sum = 0.0;
-  for (size_t i = 0; i < n; ++i) sum += e[i] = std::exp(static_cast<double>(logits[i]) - top);
+  for (size_t i = 0; i < n; ++i) sum += e[i] = std::exp(x[i] - top);
   Prediction p;
   size_t best = 0;
   for (size_t i = 0; i < n; ++i) {
@@ -48,6 +50,28 @@ Prediction softmax_prediction(const Task& task, const float* logits) {
   p.label = task.labels[best];
   p.confidence = p.probs[best].second;
   return p;
+}
+
+// Years each age group stands for: its midpoint, the open 70+ capped at 75 (facesdk.results.AGE_BIN_YEARS).
+const std::vector<std::pair<std::string, double>> kAgeBinYears = {
+    {"0-2", 1.0},    {"3-9", 6.0},    {"10-19", 14.5}, {"20-29", 24.5}, {"30-39", 34.5},
+    {"40-49", 44.5}, {"50-59", 54.5}, {"60-69", 64.5}, {"70+", 75.0}};
+
+// Expected age in years from the "age" task's probabilities (facesdk.results.expected_age); null
+// when there is no age task or its labels are not the age groups above.
+nlohmann::ordered_json expected_age(const FaceResult& face) {
+  for (const auto& [task, pred] : face.attributes) {
+    if (task != "age" || pred.probs.empty()) continue;
+    double total = 0.0, years = 0.0;
+    for (const auto& [label, p] : pred.probs) {
+      auto bin = std::find_if(kAgeBinYears.begin(), kAgeBinYears.end(), [&](const auto& b) { return b.first == label; });
+      if (bin == kAgeBinYears.end()) return nullptr;
+      total += p;
+      years += p * bin->second;
+    }
+    return total > 0.0 ? nlohmann::ordered_json(years / total) : nlohmann::ordered_json();
+  }
+  return nullptr;
 }
 
 }  // namespace
@@ -69,6 +93,7 @@ nlohmann::ordered_json FrameResult::to_json() const {
     f["landmarks"] = ordered_json::array();
     for (const auto& p : d.landmarks) f["landmarks"].push_back({p[0], p[1]});
     f["track_id"] = nullptr;
+    f["age_years"] = expected_age(face);
     f["attributes"] = ordered_json::object();
     for (const auto& [task, pred] : face.attributes) {
       ordered_json probs = ordered_json::object();

@@ -1,5 +1,7 @@
 #include "manifest.h"
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -33,6 +35,22 @@ static Preprocess parse_preprocess(const json& p) {
     out.margin = p["crop"].value("margin", 0.4);
   }
   return out;
+}
+
+// The optional "temperatures" {task: T > 0}; a task not listed keeps 1.0 (sdk/temperature.py).
+static void read_temperatures(const json& t, std::vector<Task>& tasks, const std::string& file) {
+  if (t.is_null()) return;
+  if (!t.is_object())
+    throw Error(file + ": 'temperatures' must map task names to numbers; rewrite it or delete the field");
+  for (const auto& [name, value] : t.items()) {
+    auto task = std::find_if(tasks.begin(), tasks.end(), [&](const Task& k) { return k.name == name; });
+    if (task == tasks.end())
+      throw Error(file + ": 'temperatures' names task '" + name + "' that the manifest does not have");
+    if (!value.is_number() || !std::isfinite(value.get<double>()) || value.get<double>() <= 0.0)
+      throw Error(file + ": temperature of task '" + name + "' must be a finite number > 0, found " +
+                  value.dump() + "; refit it with 'facesdk eval --calibrate' or delete the entry");
+    task->temperature = value.get<double>();
+  }
 }
 
 Manifest load_manifest(const std::string& directory) {
@@ -80,6 +98,7 @@ Manifest load_manifest(const std::string& directory) {
     if (i >= m.output_names.size() || m.output_names[i] != m.tasks[i].name)
       throw Error(file.string() + ": outputs must be the task names in order");
   if (m.max_batch < 1) throw Error(file.string() + ": batch.max must be >= 1");
+  read_temperatures(data.value("temperatures", json()), m.tasks, file.string());
   for (const auto& [key, f] : m.models) {
     if (!fs::is_regular_file(f.path)) throw Error(f.path + " is missing; the manifest lists it as " + key);
     if (static_cast<long long>(fs::file_size(f.path)) != f.size)

@@ -20,6 +20,9 @@ constexpr int kExportSchemaVersion = 1;
 struct Task {
   std::string name;
   std::vector<std::string> labels;
+  // Softmax temperature from export.json's optional "temperatures" {task: T} (1.0 when absent):
+  // probabilities are softmax(logits / T), as in sdk/pipeline.py::postprocess.
+  double temperature = 1.0;
 };
 
 struct Preprocess {
@@ -52,7 +55,7 @@ struct Manifest {
   const ModelFile& model(const std::string& key) const;
 };
 
-// Reads DIR/export.json; checks kind, schema version, tasks == outputs and model file sizes.
+// Reads DIR/export.json; checks kind, schema version, tasks == outputs, temperatures and model file sizes.
 Manifest load_manifest(const std::string& directory);
 
 }  // namespace facesdk

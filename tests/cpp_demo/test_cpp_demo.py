@@ -38,6 +38,9 @@ def assert_same_faces(got: list[dict], want: list[dict]) -> None:
         np.testing.assert_allclose(g["landmarks"], w["landmarks"], atol=BOX_TOLERANCE_PX)
         assert g["score"] == pytest.approx(w["score"], abs=1e-4)
         assert list(g["attributes"]) == list(w["attributes"])
+        assert (g["age_years"] is None) == (w["age_years"] is None)
+        if w["age_years"] is not None:  # expected age: the same bin midpoints, probabilities within tolerance
+            assert g["age_years"] == pytest.approx(w["age_years"], abs=75 * PROB_TOLERANCE)
         for task, pred in w["attributes"].items():
             assert g["attributes"][task]["label"] == pred["label"]
             assert list(g["attributes"][task]["probs"]) == list(pred["probs"])
@@ -71,6 +74,29 @@ def test_matches_python_analyzer(
     assert cv2.imread(str(tmp_path / "out.png")).shape == astronaut_bgr.shape
 
 
+def test_applies_the_exports_temperatures_like_python(
+    demo_binary: Path, yunet_path: Path, astronaut_png: Path, astronaut_bgr: np.ndarray, tmp_path: Path
+) -> None:
+    from facesdk import Analyzer
+
+    plain, calibrated = tmp_path / "plain", tmp_path / "calibrated"
+    make_tiny_export(plain)
+    make_tiny_export(calibrated)
+    data = json.loads((calibrated / "export.json").read_text())
+    data["temperatures"] = {"age": 3.0, "gender": 0.25}  # emotion left out: 1.0
+    (calibrated / "export.json").write_text(json.dumps(data))
+    got = demo_json(demo_binary, calibrated, astronaut_png, yunet_path)[0]["faces"]
+    raw = demo_json(demo_binary, plain, astronaut_png, yunet_path)[0]["faces"]
+    with Analyzer(calibrated, backend="onnxruntime", detector=yunet_path) as analyzer:
+        want = analyzer.analyze(astronaut_bgr).to_json()["faces"]
+    assert_same_faces(got, want)
+    # The temperatures change what the demo prints (beyond the tolerance), except for emotion.
+    for task, changed in (("age", True), ("gender", True), ("emotion", False)):
+        a = np.array(list(got[0]["attributes"][task]["probs"].values()))
+        b = np.array(list(raw[0]["attributes"][task]["probs"].values()))
+        assert (np.abs(a - b).max() > 10 * PROB_TOLERANCE) == changed, task
+
+
 def test_video_gives_one_line_per_frame(
     demo_binary: Path, tiny_export: Path, yunet_path: Path, astronaut_bgr: np.ndarray, tmp_path: Path
 ) -> None:
@@ -82,6 +108,17 @@ def test_video_gives_one_line_per_frame(
     frames = demo_json(demo_binary, tiny_export, path, yunet_path)
     assert [f["index"] for f in frames] == [0, 1, 2]
     assert all(len(f["faces"]) == 1 for f in frames)
+
+
+def _edited(tmp_path: Path, tiny_export: Path, **fields: object) -> Path:
+    """A copy of the tiny export whose export.json has ``fields`` replaced."""
+    import shutil
+
+    export = tmp_path / "edited"
+    shutil.copytree(tiny_export, export)
+    data = json.loads((export / "export.json").read_text())
+    (export / "export.json").write_text(json.dumps({**data, **fields}))
+    return export
 
 
 def _schema_v2(tmp_path: Path, tiny_export: Path) -> Path:
@@ -98,6 +135,7 @@ def _schema_v2(tmp_path: Path, tiny_export: Path) -> Path:
     [
         ("missing_model", "export directory .* does not exist"),
         ("schema_v2", "schema version 2; this facesdk_demo reads version 1"),
+        ("bad_temperature", "temperature of task 'age' must be a finite number > 0, found -1"),
         ("bad_source", "cannot (open|read)"),
         ("missing_device", "device 'NPU' is not present on this machine; available: CPU"),
         ("unbuilt_backend", "backend 'tflite' is not built into this facesdk_demo; built: .*openvino"),
@@ -114,6 +152,8 @@ def test_bad_input_exits_nonzero_with_message(
         model = str(tmp_path / "nowhere")
     elif case == "schema_v2":
         model = str(_schema_v2(tmp_path, tiny_export))
+    elif case == "bad_temperature":
+        model = str(_edited(tmp_path, tiny_export, temperatures={"age": -1.0}))
     elif case == "bad_source":
         source = str(tmp_path / "garbage.png")
     elif case == "unbuilt_backend":

@@ -27,6 +27,28 @@ def serving_env():  # noqa: ANN201
             )
 
 
+SERVED_TEMPERATURES = {"age": 2.5, "gender": 0.4}  # emotion left out: 1.0
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny export with softmax temperatures, so every served probability is a calibrated one.
+
+    Overrides tests/sdk/conftest.py's fixture for the serving tests: the server, the in-process
+    Analyzer they compare with, and the backbone's raw logits all use this export.
+    """
+    import json
+
+    from facesdk.testing import make_tiny_export
+
+    directory = tmp_path_factory.mktemp("served_export")
+    make_tiny_export(directory, max_batch=8)
+    data = json.loads((directory / "export.json").read_text())
+    data["temperatures"] = SERVED_TEMPERATURES
+    (directory / "export.json").write_text(json.dumps(data))
+    return directory
+
+
 @pytest.fixture(scope="session")
 def repository(tmp_path_factory: pytest.TempPathFactory, tiny_export: Path, yunet_path: Path) -> Path:
     from facesdk.serving import RepositoryConfig, write_repository

@@ -24,6 +24,37 @@ def _probs(result) -> np.ndarray:  # noqa: ANN001
     return np.array([p for f in result.faces for a in f.attributes.values() for p in a.probs.values()])
 
 
+def test_pipeline_applies_the_exports_temperatures(
+    server, tiny_export: Path, yunet_path: Path, astronaut_bgr
+) -> None:  # noqa: ANN001
+    """The served export carries temperatures (conftest): the pipeline gives softmax(logits / T)."""
+    import json
+    import shutil
+
+    from facesdk import Analyzer
+    from facesdk.pipeline import softmax
+
+    plain = Path(str(tiny_export) + "_plain")
+    shutil.copytree(tiny_export, plain, dirs_exist_ok=True)
+    data = json.loads((plain / "export.json").read_text())
+    temperatures = data.pop("temperatures")
+    assert temperatures  # the serving conftest's export is calibrated
+    (plain / "export.json").write_text(json.dumps(data))
+    with Analyzer(plain, backend="onnxruntime", detector=yunet_path) as analyzer:
+        raw = analyzer.analyze(astronaut_bgr).faces[0]
+    with Client(server.http_url) as client:
+        served = client.analyze(astronaut_bgr).faces[0]
+    for task, prediction in raw.attributes.items():
+        t = temperatures.get(task, 1.0)
+        want = softmax(np.log(np.array(list(prediction.probs.values()))) / t)  # log p = logits + constant
+        got = np.array(list(served.attributes[task].probs.values()))
+        np.testing.assert_allclose(got, want, atol=CROSS_LIBRARY_PROB_ATOL)
+        if t != 1.0:  # the temperature moves probabilities well beyond the tolerance
+            assert (
+                np.abs(want - np.array(list(prediction.probs.values()))).max() > 10 * CROSS_LIBRARY_PROB_ATOL
+            )
+
+
 def test_backbone_matches_in_process_backend_and_batches(server, tiny_export: Path) -> None:  # noqa: ANN001
     from facesdk.backends.base import create_backend
     from facesdk.export_manifest import load_export_manifest

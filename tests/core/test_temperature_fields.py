@@ -1,0 +1,142 @@
+"""The optional ``temperatures`` field of checkpoint and export manifests (absent = 1.0)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from facesdk.checkpoint import (
+    CHECKPOINT_MANIFEST,
+    BackboneSpec,
+    CheckpointManifest,
+    HeadSpec,
+    MethodSpec,
+    load_checkpoint_manifest,
+)
+from facesdk.errors import ManifestError
+from facesdk.export_manifest import (
+    EXPORT_MANIFEST,
+    ExportManifest,
+    ModelEntry,
+    TensorSpec,
+    load_export_manifest,
+    manifest_from_onnx_metadata,
+)
+from facesdk.manifest_io import FileEntry
+from facesdk.preprocess import Preprocess
+from facesdk.tasks import DEFAULT_TASKS
+
+# checkpoint.json as facesdk wrote it before temperatures existed (fields of schema version 1).
+OLD_CHECKPOINT = {
+    "kind": "checkpoint",
+    "schema_version": 1,
+    "created": "2026-05-01T00:00:00+00:00",
+    "backbone": {"name": "vit_pe_core_tiny_patch16_384", "weights": "random", "kwargs": {"img_size": 64}},
+    "preprocess": Preprocess(input_size=(64, 64)).to_json(),
+    "tasks": [t.to_json() for t in DEFAULT_TASKS],
+    "method": {"name": "full", "config": {}},
+    "heads": {t.name: {"kind": "linear", "hidden": 0, "dropout": 0.0} for t in DEFAULT_TASKS},
+    "files": {},
+    "params": {},
+    "training": {},
+    "versions": {},
+}
+
+
+def _checkpoint(tmp_path: Path, **extra: object) -> CheckpointManifest:
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    return CheckpointManifest(
+        backbone=BackboneSpec("vit_pe_core_tiny_patch16_384"),
+        preprocess=Preprocess(input_size=(64, 64)),
+        tasks=DEFAULT_TASKS,
+        method=MethodSpec("full"),
+        heads={t.name: HeadSpec() for t in DEFAULT_TASKS},
+        files={"model.safetensors": FileEntry.of(tmp_path, "model.safetensors")},
+        **extra,
+    )
+
+
+def _export(tmp_path: Path, **extra: object) -> ExportManifest:
+    (tmp_path / "model.onnx").write_bytes(b"onnx bytes")
+    return ExportManifest(
+        tasks=DEFAULT_TASKS,
+        preprocess=Preprocess(input_size=(64, 64)),
+        input=TensorSpec("input", ("batch", 3, 64, 64)),
+        outputs=tuple(TensorSpec(t.name, ("batch", t.num_classes)) for t in DEFAULT_TASKS),
+        batch=(1, 4),
+        opset=18,
+        models={"onnx-fp32": ModelEntry(FileEntry.of(tmp_path, "model.onnx"), "onnx", "fp32")},
+        **extra,
+    )
+
+
+def test_old_checkpoint_without_temperatures_loads_with_one(tmp_path: Path) -> None:
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    data = {
+        **OLD_CHECKPOINT,
+        "files": {"model.safetensors": FileEntry.of(tmp_path, "model.safetensors").to_json()},
+    }
+    (tmp_path / CHECKPOINT_MANIFEST).write_text(json.dumps(data))
+    manifest = load_checkpoint_manifest(tmp_path)
+    assert manifest.temperatures == {}
+    assert [manifest.temperature(t.name) for t in DEFAULT_TASKS] == [1.0, 1.0, 1.0]
+    assert "temperatures" not in manifest.to_json()  # an uncalibrated manifest is written as before
+
+
+def test_checkpoint_temperatures_round_trip(tmp_path: Path) -> None:
+    manifest = _checkpoint(tmp_path, temperatures={"gender": 1.75, "age": 0.5})
+    manifest.write(tmp_path)
+    data = json.loads((tmp_path / CHECKPOINT_MANIFEST).read_text())
+    assert data["temperatures"] == {"age": 0.5, "gender": 1.75}
+    loaded = load_checkpoint_manifest(tmp_path)
+    assert loaded == manifest
+    assert (loaded.temperature("age"), loaded.temperature("gender"), loaded.temperature("emotion")) == (
+        0.5,
+        1.75,
+        1.0,
+    )
+
+
+def test_old_export_without_temperatures_loads_and_round_trips(tmp_path: Path) -> None:
+    manifest = _export(tmp_path)
+    data = manifest.to_json()
+    assert "temperatures" not in data
+    (tmp_path / EXPORT_MANIFEST).write_text(json.dumps(data))
+    assert load_export_manifest(tmp_path).temperature("emotion") == 1.0
+
+    calibrated = _export(tmp_path, temperatures={"emotion": 2.0})
+    calibrated.write(tmp_path)
+    assert json.loads((tmp_path / EXPORT_MANIFEST).read_text())["temperatures"] == {"emotion": 2.0}
+    assert load_export_manifest(tmp_path).temperature("emotion") == 2.0
+    rebuilt = manifest_from_onnx_metadata(calibrated.onnx_metadata(), "model.onnx")
+    assert rebuilt.temperatures == {"emotion": 2.0}
+    assert manifest_from_onnx_metadata(manifest.onnx_metadata(), "model.onnx").temperatures == {}
+
+
+@pytest.mark.parametrize(
+    ("temperatures", "message"),
+    [
+        ({"colour": 1.0}, r"task\(s\) \['colour'\]"),
+        ({"age": 0.0}, "'age' must be a finite number > 0, found 0.0"),
+        ({"age": -1.0}, "finite number > 0"),
+        ({"age": float("nan")}, "finite number > 0"),
+        ({"age": float("inf")}, "finite number > 0"),
+        ({"age": "2"}, "finite number > 0, found '2'"),
+        ({"age": True}, "finite number > 0"),
+        ([1.0, 2.0], "must map task names to numbers, found list"),
+    ],
+)
+def test_bad_temperatures_are_refused(tmp_path: Path, temperatures: object, message: str) -> None:
+    with pytest.raises(ManifestError, match=message):
+        _export(tmp_path, temperatures=temperatures)
+    with pytest.raises(ManifestError, match=message):
+        _checkpoint(tmp_path, temperatures=temperatures)
+    manifest = _export(tmp_path)
+    manifest.write(tmp_path)
+    data = json.loads((tmp_path / EXPORT_MANIFEST).read_text())
+    data["temperatures"] = temperatures
+    (tmp_path / EXPORT_MANIFEST).write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match=message):
+        load_export_manifest(tmp_path)
