@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import IntegrityError, ManifestError, MissingFileError, SchemaVersionError
+from .integrity import cached_sha256
 
 __all__ = ["FileEntry", "sha256_file", "atomic_write_bytes", "atomic_write_json", "read_manifest_json"]
 
@@ -72,7 +73,7 @@ class FileEntry:
                 "replaced; rebuild the directory"
             )
         if check_hash:
-            digest = sha256_file(full)
+            digest = cached_sha256(full)
             if digest != self.sha256:
                 raise IntegrityError(
                     f"{full} has sha256 {digest[:16]}… but its manifest records {self.sha256[:16]}…: the file is "
