@@ -15,6 +15,19 @@ from typing import Any
 
 from .errors import ConfigError, ManifestError
 from .manifest_io import FileEntry, atomic_write_json, read_manifest_json
+from .manifest_schema import (
+    FILE_ENTRY,
+    PREPROCESS,
+    TASKS,
+    Float,
+    Int,
+    MapOf,
+    Obj,
+    Str,
+    check_task_names,
+    field_error,
+    validate,
+)
 from .preprocess import Preprocess
 from .tasks import TaskSpec, tasks_from_json, tasks_to_json
 
@@ -25,6 +38,8 @@ __all__ = [
     "HeadSpec",
     "MethodSpec",
     "CheckpointManifest",
+    "CHECKPOINT_SCHEMA",
+    "check_checkpoint_fields",
     "load_checkpoint_manifest",
 ]
 
@@ -108,6 +123,59 @@ class MethodSpec:
         return cls(name=str(data["name"]), config=dict(data.get("config", {})))
 
 
+HEAD = Obj(
+    optional={
+        "kind": Str(choices=("linear", "mlp")),
+        "hidden": Int(lo=0),
+        "dropout": Float(lo=0.0, hi=0.999999),
+    }
+)
+"""One head spec (:class:`HeadSpec`)."""
+
+CHECKPOINT_SCHEMA = Obj(
+    required={
+        "schema_version": Int(),
+        "backbone": Obj(
+            required={"name": Str(nonempty=True)},
+            optional={
+                "weights": Str(pattern=r"random|hub|file:.+", what="'random', 'hub' or 'file:<path>'"),
+                "kwargs": MapOf(),
+            },
+        ),
+        "preprocess": PREPROCESS,
+        "tasks": TASKS,
+        "method": Obj(required={"name": Str(nonempty=True)}, optional={"config": MapOf()}),
+        "heads": MapOf(HEAD, min_len=1),
+    },
+    optional={
+        "created": Str(),
+        "files": MapOf(FILE_ENTRY),
+        "params": MapOf(Int(lo=0)),
+        "training": MapOf(),
+        "versions": MapOf(),
+    },
+)
+"""``checkpoint.json``; optional top-level fields go into ``CHECKPOINT_SCHEMA.optional``."""
+
+_FIX = "Re-save the checkpoint from training, or correct that field"
+
+
+def check_checkpoint_fields(data: Mapping[str, Any], where: str) -> None:
+    """Validate a raw checkpoint manifest whole; raise a :class:`ManifestError` naming the field."""
+    validate(CHECKPOINT_SCHEMA, data, where, _FIX)
+    check_task_names(data["tasks"], where, _FIX)
+    for i, task in enumerate(data["tasks"]):
+        if task["name"] not in data["heads"]:
+            raise field_error(where, "heads", f"has no entry for tasks[{i}] {task['name']!r}", _FIX)
+    for key, entry in data.get("files", {}).items():
+        if key != entry["path"]:
+            raise field_error(
+                where, f"files.{key}", f"names the file {entry['path']!r}; it must be {key!r}", _FIX
+            )
+    if WEIGHTS_FILE not in data.get("files", {}):
+        raise field_error(where, "files", f"lists no {WEIGHTS_FILE}", _FIX)
+
+
 @dataclass(frozen=True, slots=True)
 class CheckpointManifest:
     """Everything ``checkpoint.json`` records.
@@ -159,7 +227,9 @@ class CheckpointManifest:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> CheckpointManifest:
+    def from_json(cls, data: Mapping[str, Any], where: str = CHECKPOINT_MANIFEST) -> CheckpointManifest:
+        """Build the manifest from its JSON form, validated whole first (:func:`check_checkpoint_fields`)."""
+        check_checkpoint_fields(data, where)
         try:
             return cls(
                 schema_version=int(data["schema_version"]),
@@ -174,8 +244,8 @@ class CheckpointManifest:
                 training=dict(data.get("training", {})),
                 versions=dict(data.get("versions", {})),
             )
-        except KeyError as exc:
-            raise ManifestError(f"checkpoint manifest lacks the field {exc.args[0]!r}") from exc
+        except (KeyError, TypeError, ValueError) as exc:  # ConfigError is a ValueError
+            raise ManifestError(f"{where}: {exc}. {_FIX}") from exc
 
     def write(self, directory: str | os.PathLike[str]) -> Path:
         """Write ``checkpoint.json`` atomically into ``directory``."""
@@ -202,9 +272,7 @@ def load_checkpoint_manifest(directory: str | os.PathLike[str], verify: bool = T
 
         raise MissingFileError(f"checkpoint directory {directory} does not exist")
     data = read_manifest_json(directory / CHECKPOINT_MANIFEST, "checkpoint", (CHECKPOINT_SCHEMA_VERSION,))
-    manifest = CheckpointManifest.from_json(data)
-    if WEIGHTS_FILE not in manifest.files:
-        raise ManifestError(f"{directory / CHECKPOINT_MANIFEST} lists no {WEIGHTS_FILE}")
+    manifest = CheckpointManifest.from_json(data, str(directory / CHECKPOINT_MANIFEST))
     for entry in manifest.files.values():
         entry.verify(directory, check_hash=verify)
     return manifest
