@@ -207,14 +207,12 @@ class Seq(Spec):
 
     def describe(self) -> str:
         if self.max_len is not None and self.max_len == self.min_len:
-            size = f"{self.min_len} "
+            size = f"{self.min_len} item{'s' if self.min_len != 1 else ''}"
         elif self.min_len:
-            size = f"at least {self.min_len} "
+            size = f"at least {self.min_len} item{'s' if self.min_len != 1 else ''}"
         else:
-            size = ""
-        return f"a list of {size}items, each {self.item.describe()}" + (
-            ", all different" if self.unique else ""
-        )
+            size = "items"
+        return f"a list of {size}, each {self.item.describe()}" + (", all different" if self.unique else "")
 
     def check(self, value: Any, path: str) -> None:
         if not isinstance(value, list | tuple) or len(value) < self.min_len:
