@@ -197,8 +197,8 @@ class CalibrationSet:
     def iter_shards(self, directory: str | os.PathLike[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(crops, labels)`` per shard, memory-mapped (read-only)."""
         for shard in self.shards:
-            crops = np.load(Path(directory) / shard.crops.path, mmap_mode="r")
-            labels = np.load(Path(directory) / shard.labels.path, mmap_mode="r")
+            crops = np.load(Path(directory) / shard.crops.path, mmap_mode="r", allow_pickle=False)
+            labels = np.load(Path(directory) / shard.labels.path, mmap_mode="r", allow_pickle=False)
             yield crops, labels
 
     def arrays(self, directory: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -219,7 +219,7 @@ def _check_shard_shapes(calib: CalibrationSet, directory: Path) -> None:
         for part in ("crops", "labels"):
             path = directory / getattr(shard, part).path
             try:
-                shape = tuple(np.load(path, mmap_mode="r").shape)
+                shape = tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape)
             except (OSError, ValueError) as exc:
                 raise ManifestError(f"{path} is not a readable .npy array ({exc}). {_FIX}") from exc
             if shape != expect[part]:
