@@ -7,7 +7,9 @@ this module only describes and validates it.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,6 +256,35 @@ class CheckpointManifest:
         return path
 
 
+def _safetensors_shapes(path: Path) -> dict[str, list[int]] | None:
+    """Tensor name -> shape from a safetensors header (no torch), or ``None`` if unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            if not 0 < size <= 1 << 26:
+                return None
+            header = json.loads(fh.read(size))
+        return {k: list(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _check_head_shapes(directory: Path, manifest: CheckpointManifest) -> None:
+    """Each task's label count against its head's output size in the weights (when found)."""
+    shapes = _safetensors_shapes(directory / WEIGHTS_FILE)
+    if not shapes:
+        return  # not a readable header: the sha256 already vouched for the file, torch will say more
+    for i, task in enumerate(manifest.tasks):
+        pattern = re.compile(rf"(?:^|\.)heads\.{re.escape(task.name)}\.(\d+)\.bias$")
+        found = sorted((int(m.group(1)), v) for k, v in shapes.items() if (m := pattern.search(k)))
+        if found and found[-1][1] != [task.num_classes]:
+            raise ManifestError(
+                f"{directory / CHECKPOINT_MANIFEST}: field tasks[{i}].labels lists {task.num_classes} labels for "
+                f"{task.name!r} but the head in {WEIGHTS_FILE} has {found[-1][1]} outputs: the manifest does not "
+                f"describe these weights. {_FIX}"
+            )
+
+
 def load_checkpoint_manifest(directory: str | os.PathLike[str], verify: bool = True) -> CheckpointManifest:
     """Read and validate a checkpoint directory's manifest.
 
@@ -275,4 +306,5 @@ def load_checkpoint_manifest(directory: str | os.PathLike[str], verify: bool = T
     manifest = CheckpointManifest.from_json(data, str(directory / CHECKPOINT_MANIFEST))
     for entry in manifest.files.values():
         entry.verify(directory, check_hash=verify)
+    _check_head_shapes(directory, manifest)
     return manifest

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from facesdk.backends import create_backend
@@ -215,11 +216,26 @@ def test_escaping_file_is_not_even_opened(pristine: Path, tmp_path: Path) -> Non
 # --- checkpoint folder -----------------------------------------------------------------------
 
 
+def _safetensors(shapes: dict[str, list[int]]) -> bytes:
+    """A minimal safetensors file (float32 zeros) written by hand, so this test needs no torch."""
+    header, offset = {}, 0
+    for name, shape in shapes.items():
+        size = 4 * int(np.prod(shape))
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + bytes(offset)
+
+
+HEADS = {f"heads.{t.name}.0.{p}": ([t.num_classes, 4] if p == "weight" else [t.num_classes]) for t in DEFAULT_TASKS
+         for p in ("weight", "bias")}  # fmt: skip
+
+
 @pytest.fixture()
 def checkpoint(tmp_path: Path) -> Path:
     directory = tmp_path / "ckpt"
     directory.mkdir()
-    (directory / "model.safetensors").write_bytes(b"not really safetensors, only hashed here" * 8)
+    (directory / "model.safetensors").write_bytes(_safetensors({"backbone.w": [4, 4], **HEADS}))
     CheckpointManifest(
         backbone=BackboneSpec("vit_pe_core_tiny_patch16_384", "random", {"img_size": 64}),
         preprocess=Preprocess(input_size=(64, 64)),
@@ -258,6 +274,11 @@ CHECKPOINT_CASES: dict[str, tuple[Damage, type[Exception], str]] = {
     "newer crop geometry": (_set("preprocess.crop.align_version", 2), ManifestError, "align_version"),
     "schema version as text": (_set("schema_version", "1"), SchemaVersionError, "schema version '1'"),
     "weights changed": (_bytes("model.safetensors", _flip_middle), IntegrityError, "sha256"),
+    "label count disagrees with the head": (
+        _set("tasks.1.labels", ["m", "f", "x"]),
+        ManifestError,
+        r"tasks\[1\].labels lists 3 labels for 'gender' but the head",
+    ),
     "weights missing": (_remove("model.safetensors"), MissingFileError, "model.safetensors is missing"),
 }
 
