@@ -156,9 +156,11 @@ class Preprocess:
                 interpolation=str(data.get("interpolation", "bicubic")),
                 crop=CropPolicy.from_json(data.get("crop", {})),
             )
-        except (KeyError, TypeError) as exc:
+        except ConfigError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(
-                f"preprocessing spec needs input_size, mean and std; got {dict(data)!r}"
+                f"preprocessing spec needs input_size (2 integers), mean and std (3 numbers each); got {data!r:.200}"
             ) from exc
 
     def fingerprint(self) -> str:
