@@ -4,7 +4,9 @@ Three tools, all without the ``onnx`` package (the lean runtime does not have it
 
 * :func:`cached_sha256` / :func:`verify_file`: the sha256 of a file, computed once per process
   for a given (real path, device, inode, size, mtime). A stream that opens the same detector or
-  model again does not hash it again; a file replaced or rewritten is hashed anew.
+  model again does not hash it again; a file replaced or rewritten is hashed anew, and a file
+  modified in the last two seconds is never cached (a rewrite within the file system's
+  timestamp granularity could keep its mtime).
 * :func:`stamp_onnx_digest` / :func:`check_onnx_digest`: a digest of a whole ONNX file stored
   inside the file, in its ``metadata_props`` under :data:`ONNX_DIGEST_KEY`. The digest is the
   sha256 of the file's bytes with the 64 hex characters of the digest value replaced by
@@ -31,6 +33,7 @@ import mmap
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,10 +65,19 @@ _SHA_CACHE: dict[tuple[str, int, int, int, int], str] = {}
 _ONNX_CACHE: dict[tuple[str, int, int, int, int], str | None] = {}
 
 
+_RACY_NS = 2_000_000_000
+"""Files modified less than this long ago are not cached: a rewrite within the file system's
+timestamp granularity could keep the same mtime (the "racy git" problem)."""
+
+
 def _key(path: str | os.PathLike[str]) -> tuple[str, int, int, int, int]:
     real = os.path.realpath(path)
     st = os.stat(real)
     return real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _cacheable(key: tuple[str, int, int, int, int]) -> bool:
+    return time.time_ns() - key[4] >= _RACY_NS
 
 
 def clear_cache() -> None:
@@ -87,8 +99,9 @@ def cached_sha256(path: str | os.PathLike[str]) -> str:
         while block := fh.read(1 << 20):
             digest.update(block)
     value = digest.hexdigest()
-    with _LOCK:
-        _SHA_CACHE[key] = value
+    if _cacheable(key):
+        with _LOCK:
+            _SHA_CACHE[key] = value
     return value
 
 
@@ -282,8 +295,9 @@ def check_onnx_digest(path: str | os.PathLike[str]) -> str | None:
         if key in _ONNX_CACHE:
             return _ONNX_CACHE[key]
     value = _compute(Path(key[0]))
-    with _LOCK:
-        _ONNX_CACHE[key] = value
+    if _cacheable(key):
+        with _LOCK:
+            _ONNX_CACHE[key] = value
     return value
 
 

@@ -84,16 +84,30 @@ def test_hash_cache_is_keyed_by_size_and_mtime(tmp_path: Path) -> None:
     clear_cache()
     path = tmp_path / "f.bin"
     path.write_bytes(b"a" * 1000)
+    old = path.stat().st_mtime_ns - 10_000_000_000
+    os.utime(path, ns=(old, old))  # settled: older than the racy window
     digest = cached_sha256(path)
-    stat = path.stat()
     with open(path, "r+b") as fh:  # same size, same inode, mtime put back: the cache answers
         fh.write(b"b")
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.utime(path, ns=(old, old))
     assert cached_sha256(path) == digest != sha256_file(path)
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    os.utime(path, ns=(old, old + 1_000_000))
     assert cached_sha256(path) == sha256_file(path)
     with pytest.raises(IntegrityError, match="what to do"):
         verify_file(path, digest, what="cache file", fix="what to do")
+
+
+def test_a_file_modified_just_now_is_never_cached(tmp_path: Path) -> None:
+    """A rewrite within the file system's timestamp granularity can keep the mtime: no cache then."""
+    clear_cache()
+    path = tmp_path / "g.bin"
+    path.write_bytes(b"a" * 1000)
+    digest = cached_sha256(path)
+    stat = path.stat()
+    with open(path, "r+b") as fh:
+        fh.write(b"b")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert cached_sha256(path) == sha256_file(path) != digest
 
 
 def test_onnx_digest_roundtrip_and_runtime_sees_it(tmp_path: Path) -> None:
