@@ -28,6 +28,7 @@ from .manifest_schema import (
     Str,
     check_task_names,
     field_error,
+    member_path,
     validate,
 )
 from .preprocess import Preprocess
@@ -172,7 +173,10 @@ def check_checkpoint_fields(data: Mapping[str, Any], where: str) -> None:
     for key, entry in data.get("files", {}).items():
         if key != entry["path"]:
             raise field_error(
-                where, f"files.{key}", f"names the file {entry['path']!r}; it must be {key!r}", _FIX
+                where,
+                member_path("files", key),
+                f"names the file {entry['path']!r}; it must be {key!r}",
+                _FIX,
             )
     if WEIGHTS_FILE not in data.get("files", {}):
         raise field_error(where, "files", f"lists no {WEIGHTS_FILE}", _FIX)

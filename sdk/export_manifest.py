@@ -27,6 +27,7 @@ from .manifest_schema import (
     Str,
     check_task_names,
     field_error,
+    member_path,
     validate,
 )
 from .preprocess import Preprocess
@@ -199,7 +200,10 @@ def check_export_fields(data: Mapping[str, Any], where: str) -> None:
         expected = f"{entry['format']}-{entry['precision']}"
         if key != expected:
             raise field_error(
-                where, f"models.{key}", f"holds a {expected} model; its key must be {expected!r}", _FIX
+                where,
+                member_path("models", key),
+                f"holds a {expected} model; its key must be {expected!r}",
+                _FIX,
             )
 
 

@@ -45,12 +45,20 @@ __all__ = [
     "CROP",
     "FILE_ENTRY",
     "check_plain_name",
+    "member_path",
 ]
 
 
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def member_path(path: str, key: Any) -> str:
+    """``path.key``, with a key that is not a plain word shown as ``path['key']`` (escaped)."""
+    if isinstance(key, str) and re.fullmatch(r"[A-Za-z0-9_.+-]+", key):
+        return f"{path}.{key}" if path else key
+    return f"{path}[{key!r}]"
 
 
 class _Invalid(Exception):
@@ -240,8 +248,8 @@ class MapOf(Spec):
             raise _Invalid(path, self.describe(), value)
         for key, item in value.items():
             if not isinstance(key, str) or not key:
-                raise _Invalid(f"{path}.{key}", "a non-empty string key", key)
-            self.value.check(item, f"{path}.{key}")
+                raise _Invalid(member_path(path, key), "a non-empty string key", key)
+            self.value.check(item, member_path(path, key))
 
 
 @dataclass(frozen=True)
