@@ -26,11 +26,24 @@ import numpy as np
 
 from facesdk.errors import ManifestError
 from facesdk.manifest_io import FileEntry, atomic_write_json, read_manifest_json
+from facesdk.manifest_schema import (
+    FILE_ENTRY,
+    PREPROCESS,
+    Bool,
+    Int,
+    MapOf,
+    Obj,
+    Seq,
+    Str,
+    field_error,
+    validate,
+)
 from facesdk.preprocess import Preprocess
 
 __all__ = [
     "CALIB_MANIFEST",
     "CALIB_SCHEMA_VERSION",
+    "CALIB_SCHEMA",
     "CalibrationSet",
     "Shard",
     "check_fingerprint",
@@ -39,6 +52,31 @@ __all__ = [
 
 CALIB_MANIFEST = "calib.json"
 CALIB_SCHEMA_VERSION = 1
+
+SHARD = Obj(
+    required={"crops": FILE_ENTRY, "labels": FILE_ENTRY, "count": Int(lo=0), "plan_end": Int(lo=0)},
+    optional={"no_face": Int(lo=0)},
+)
+CALIB_SCHEMA = Obj(
+    required={
+        "schema_version": Int(),
+        "preprocess": PREPROCESS,
+        "tasks": Seq(Str(nonempty=True), min_len=1, unique=True),
+        "sources": Seq(MapOf()),
+        "shards": Seq(SHARD),
+        "target": Int(lo=0),
+        "plan_id": Str(),
+    },
+    optional={
+        "complete": Bool(),
+        "count": Int(lo=0),
+        "frames": MapOf(Int(lo=0)),
+        "preprocess_fingerprint": Str(pattern=r"[0-9a-f]{64}", what="64 lowercase hex digits"),
+    },
+)
+"""``calib.json``; optional fields go into ``CALIB_SCHEMA.optional``."""
+
+_FIX = "Re-run 'facesdk calibrate collect' into a new folder, or correct that field"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +160,11 @@ class CalibrationSet:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], where: str = CALIB_MANIFEST) -> CalibrationSet:
+        validate(CALIB_SCHEMA, data, where, _FIX)
+        if "count" in data and data["count"] != sum(s["count"] for s in data["shards"]):
+            raise field_error(
+                where, "count", f"is {data['count']} but the shards hold a different number", _FIX
+            )
         try:
             out = cls(
                 preprocess=Preprocess.from_json(data["preprocess"]),
@@ -154,8 +197,8 @@ class CalibrationSet:
     def iter_shards(self, directory: str | os.PathLike[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(crops, labels)`` per shard, memory-mapped (read-only)."""
         for shard in self.shards:
-            crops = np.load(Path(directory) / shard.crops.path, mmap_mode="r")
-            labels = np.load(Path(directory) / shard.labels.path, mmap_mode="r")
+            crops = np.load(Path(directory) / shard.crops.path, mmap_mode="r", allow_pickle=False)
+            labels = np.load(Path(directory) / shard.labels.path, mmap_mode="r", allow_pickle=False)
             yield crops, labels
 
     def arrays(self, directory: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -165,6 +208,28 @@ class CalibrationSet:
             h, w = self.preprocess.input_size
             return np.empty((0, 3, h, w), np.float32), np.empty((0, len(self.tasks)), np.int64)
         return np.concatenate([c for c, _ in pairs]), np.concatenate([lab for _, lab in pairs])
+
+
+def _check_shard_shapes(calib: CalibrationSet, directory: Path) -> None:
+    """Each shard's arrays (headers only) against the spec's input size and the task count."""
+    h, w = calib.preprocess.input_size
+    where = str(directory / CALIB_MANIFEST)
+    for i, shard in enumerate(calib.shards):
+        expect = {"crops": (shard.count, 3, h, w), "labels": (shard.count, len(calib.tasks))}
+        for part in ("crops", "labels"):
+            path = directory / getattr(shard, part).path
+            try:
+                shape = tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape)
+            except (OSError, ValueError) as exc:
+                raise ManifestError(f"{path} is not a readable .npy array ({exc}). {_FIX}") from exc
+            if shape != expect[part]:
+                raise field_error(
+                    where,
+                    f"shards[{i}].{part}",
+                    f"holds an array of shape {list(shape)}; count, preprocess.input_size and tasks "
+                    f"need {list(expect[part])}",
+                    _FIX,
+                )
 
 
 def load_calibration_set(
@@ -182,6 +247,7 @@ def load_calibration_set(
     for shard in calib.shards:
         shard.crops.verify(directory, check_hash=verify)
         shard.labels.verify(directory, check_hash=verify)
+    _check_shard_shapes(calib, directory)
     return calib
 
 

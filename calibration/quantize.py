@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from facesdk.errors import ConfigError, require
+from facesdk.integrity import stamp_onnx_digest
 from facesdk.manifest_io import sha256_file
 from facesdk.preprocess import Preprocess
 from facesdk.tasks import TaskSpec
@@ -410,6 +411,7 @@ def quantize_export(
                 sensitivity_budget_s,
                 accept_drop,
             )
+        stamp_onnx_digest(staged)  # the quantizer copies the FP32 file's metadata, its digest too
         os.replace(staged, out_onnx)
     report["sha256"] = sha256_file(out_onnx)
     log.info("wrote %s: agreement %s", out_onnx, report["agreement"])

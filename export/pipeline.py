@@ -22,6 +22,7 @@ import torch
 from facesdk.checkpoint import CHECKPOINT_MANIFEST, CheckpointManifest
 from facesdk.errors import ConfigError, FaceSdkError, ManifestError
 from facesdk.export_manifest import ExportManifest, ModelEntry, TensorSpec
+from facesdk.integrity import stamp_onnx_digest
 from facesdk.manifest_io import FileEntry, sha256_file
 
 from .errors import ExportError
@@ -175,6 +176,8 @@ def _onnx_agreement(
 
 def _entry(stage: Path, fmt: str, precision: str, **kwargs: Any) -> tuple[str, ModelEntry]:
     name = MODEL_FILES[fmt, precision]
+    if fmt == "onnx":  # after the file's last write: a lone .onnx is verified against this digest
+        stamp_onnx_digest(stage / name)
     return ExportManifest.model_key(fmt, precision), ModelEntry(
         FileEntry.of(stage, name), fmt, precision, **kwargs
     )

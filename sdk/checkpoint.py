@@ -7,7 +7,9 @@ this module only describes and validates it.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,20 @@ from typing import Any
 
 from .errors import ConfigError, ManifestError
 from .manifest_io import FileEntry, atomic_write_json, read_manifest_json
+from .manifest_schema import (
+    FILE_ENTRY,
+    PREPROCESS,
+    TASKS,
+    Float,
+    Int,
+    MapOf,
+    Obj,
+    Str,
+    check_task_names,
+    field_error,
+    member_path,
+    validate,
+)
 from .preprocess import Preprocess
 from .tasks import TaskSpec, tasks_from_json, tasks_to_json
 from .temperature import TEMPERATURES_KEY, check_temperatures
@@ -26,6 +42,8 @@ __all__ = [
     "HeadSpec",
     "MethodSpec",
     "CheckpointManifest",
+    "CHECKPOINT_SCHEMA",
+    "check_checkpoint_fields",
     "load_checkpoint_manifest",
 ]
 
@@ -109,6 +127,62 @@ class MethodSpec:
         return cls(name=str(data["name"]), config=dict(data.get("config", {})))
 
 
+HEAD = Obj(
+    optional={
+        "kind": Str(choices=("linear", "mlp")),
+        "hidden": Int(lo=0),
+        "dropout": Float(lo=0.0, hi=0.999999),
+    }
+)
+"""One head spec (:class:`HeadSpec`)."""
+
+CHECKPOINT_SCHEMA = Obj(
+    required={
+        "schema_version": Int(),
+        "backbone": Obj(
+            required={"name": Str(nonempty=True)},
+            optional={
+                "weights": Str(pattern=r"random|hub|file:.+", what="'random', 'hub' or 'file:<path>'"),
+                "kwargs": MapOf(),
+            },
+        ),
+        "preprocess": PREPROCESS,
+        "tasks": TASKS,
+        "method": Obj(required={"name": Str(nonempty=True)}, optional={"config": MapOf()}),
+        "heads": MapOf(HEAD, min_len=1),
+    },
+    optional={
+        "created": Str(),
+        "files": MapOf(FILE_ENTRY),
+        "params": MapOf(Int(lo=0)),
+        "training": MapOf(),
+        "versions": MapOf(),
+    },
+)
+"""``checkpoint.json``; optional top-level fields go into ``CHECKPOINT_SCHEMA.optional``."""
+
+_FIX = "Re-save the checkpoint from training, or correct that field"
+
+
+def check_checkpoint_fields(data: Mapping[str, Any], where: str) -> None:
+    """Validate a raw checkpoint manifest whole; raise a :class:`ManifestError` naming the field."""
+    validate(CHECKPOINT_SCHEMA, data, where, _FIX)
+    check_task_names(data["tasks"], where, _FIX)
+    for i, task in enumerate(data["tasks"]):
+        if task["name"] not in data["heads"]:
+            raise field_error(where, "heads", f"has no entry for tasks[{i}] {task['name']!r}", _FIX)
+    for key, entry in data.get("files", {}).items():
+        if key != entry["path"]:
+            raise field_error(
+                where,
+                member_path("files", key),
+                f"names the file {entry['path']!r}; it must be {key!r}",
+                _FIX,
+            )
+    if WEIGHTS_FILE not in data.get("files", {}):
+        raise field_error(where, "files", f"lists no {WEIGHTS_FILE}", _FIX)
+
+
 @dataclass(frozen=True, slots=True)
 class CheckpointManifest:
     """Everything ``checkpoint.json`` records.
@@ -172,7 +246,9 @@ class CheckpointManifest:
         return out
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> CheckpointManifest:
+    def from_json(cls, data: Mapping[str, Any], where: str = CHECKPOINT_MANIFEST) -> CheckpointManifest:
+        """Build the manifest from its JSON form, validated whole first (:func:`check_checkpoint_fields`)."""
+        check_checkpoint_fields(data, where)
         try:
             return cls(
                 schema_version=int(data["schema_version"]),
@@ -188,14 +264,43 @@ class CheckpointManifest:
                 versions=dict(data.get("versions", {})),
                 temperatures=data.get(TEMPERATURES_KEY) or {},
             )
-        except KeyError as exc:
-            raise ManifestError(f"checkpoint manifest lacks the field {exc.args[0]!r}") from exc
+        except (KeyError, TypeError, ValueError) as exc:  # ConfigError is a ValueError
+            raise ManifestError(f"{where}: {exc}. {_FIX}") from exc
 
     def write(self, directory: str | os.PathLike[str]) -> Path:
         """Write ``checkpoint.json`` atomically into ``directory``."""
         path = Path(directory) / CHECKPOINT_MANIFEST
         atomic_write_json(path, self.to_json())
         return path
+
+
+def _safetensors_shapes(path: Path) -> dict[str, list[int]] | None:
+    """Tensor name -> shape from a safetensors header (no torch), or ``None`` if unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            if not 0 < size <= 1 << 26:
+                return None
+            header = json.loads(fh.read(size))
+        return {k: list(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _check_head_shapes(directory: Path, manifest: CheckpointManifest) -> None:
+    """Each task's label count against its head's output size in the weights (when found)."""
+    shapes = _safetensors_shapes(directory / WEIGHTS_FILE)
+    if not shapes:
+        return  # not a readable header: the sha256 already vouched for the file, torch will say more
+    for i, task in enumerate(manifest.tasks):
+        pattern = re.compile(rf"(?:^|\.)heads\.{re.escape(task.name)}\.(\d+)\.bias$")
+        found = sorted((int(m.group(1)), v) for k, v in shapes.items() if (m := pattern.search(k)))
+        if found and found[-1][1] != [task.num_classes]:
+            raise ManifestError(
+                f"{directory / CHECKPOINT_MANIFEST}: field tasks[{i}].labels lists {task.num_classes} labels for "
+                f"{task.name!r} but the head in {WEIGHTS_FILE} has {found[-1][1]} outputs: the manifest does not "
+                f"describe these weights. {_FIX}"
+            )
 
 
 def load_checkpoint_manifest(directory: str | os.PathLike[str], verify: bool = True) -> CheckpointManifest:
@@ -216,9 +321,8 @@ def load_checkpoint_manifest(directory: str | os.PathLike[str], verify: bool = T
 
         raise MissingFileError(f"checkpoint directory {directory} does not exist")
     data = read_manifest_json(directory / CHECKPOINT_MANIFEST, "checkpoint", (CHECKPOINT_SCHEMA_VERSION,))
-    manifest = CheckpointManifest.from_json(data)
-    if WEIGHTS_FILE not in manifest.files:
-        raise ManifestError(f"{directory / CHECKPOINT_MANIFEST} lists no {WEIGHTS_FILE}")
+    manifest = CheckpointManifest.from_json(data, str(directory / CHECKPOINT_MANIFEST))
     for entry in manifest.files.values():
         entry.verify(directory, check_hash=verify)
+    _check_head_shapes(directory, manifest)
     return manifest

@@ -17,6 +17,7 @@ __all__ = [
     "DetectorNotFoundError",
     "InvalidFrameError",
     "BackendError",
+    "ModelMismatchError",
     "SourceError",
 ]
 
@@ -59,6 +60,10 @@ class InvalidFrameError(FaceSdkError, ValueError):
 
 class BackendError(FaceSdkError, RuntimeError):
     """An inference backend is unavailable or rejected the model."""
+
+
+class ModelMismatchError(ManifestError, BackendError):
+    """A manifest and the model file it describes disagree (input size, label counts, names)."""
 
 
 class SourceError(FaceSdkError, OSError):

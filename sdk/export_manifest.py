@@ -15,6 +15,21 @@ from typing import Any
 
 from .errors import ConfigError, ManifestError, MissingFileError
 from .manifest_io import FileEntry, atomic_write_json, read_manifest_json
+from .manifest_schema import (
+    FILE_ENTRY,
+    PREPROCESS,
+    TASKS,
+    Dim,
+    Int,
+    MapOf,
+    Obj,
+    Seq,
+    Str,
+    check_task_names,
+    field_error,
+    member_path,
+    validate,
+)
 from .preprocess import Preprocess
 from .tasks import TaskSpec, tasks_from_json, tasks_to_json
 from .temperature import TEMPERATURES_KEY, check_temperatures
@@ -27,6 +42,9 @@ __all__ = [
     "TensorSpec",
     "ModelEntry",
     "ExportManifest",
+    "EXPORT_SCHEMA",
+    "MODEL_FORMATS",
+    "check_export_fields",
     "load_export_manifest",
     "manifest_from_onnx_metadata",
 ]
@@ -34,6 +52,7 @@ __all__ = [
 EXPORT_MANIFEST = "export.json"
 EXPORT_SCHEMA_VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8")
+MODEL_FORMATS = ("onnx", "engine")
 INPUT_NAME = "input"
 
 ONNX_METADATA_KEYS = {
@@ -81,8 +100,8 @@ class ModelEntry:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.format not in ("onnx", "engine"):
-            raise ConfigError(f"model format must be 'onnx' or 'engine', got {self.format!r}")
+        if self.format not in MODEL_FORMATS:
+            raise ConfigError(f"model format must be one of {MODEL_FORMATS}, got {self.format!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
@@ -107,6 +126,86 @@ class ModelEntry:
             tensorrt=data.get("tensorrt"),
             extra=dict(data.get("extra", {})),
         )
+
+
+TENSOR = Obj(
+    required={"name": Str(nonempty=True), "shape": Seq(Dim(), min_len=1)},
+    optional={"dtype": Str(nonempty=True)},
+)
+"""A model input or output (:class:`TensorSpec`)."""
+
+MODEL_ENTRY = Obj(
+    required={"file": FILE_ENTRY, "format": Str(choices=MODEL_FORMATS), "precision": Str(choices=PRECISIONS)},
+    optional={"tensorrt": MapOf(), "extra": MapOf()},
+)
+"""One model file of an export (:class:`ModelEntry`); add optional per-model fields here."""
+
+EXPORT_SCHEMA = Obj(
+    required={
+        "schema_version": Int(),
+        "tasks": TASKS,
+        "preprocess": PREPROCESS,
+        "input": TENSOR,
+        "outputs": Seq(TENSOR, min_len=1),
+        "batch": Obj(required={"min": Int(lo=1), "max": Int(lo=1)}),
+        "opset": Int(lo=0, hi=1000),
+    },
+    optional={
+        "created": Str(),
+        "models": MapOf(MODEL_ENTRY),
+        "complexity": MapOf(),
+        "parity": MapOf(),
+        "source": MapOf(),
+        "versions": MapOf(),
+    },
+)
+"""``export.json`` (and the metadata of a lone ``.onnx``); optional top-level fields go into
+``EXPORT_SCHEMA.optional`` (see :mod:`facesdk.manifest_schema`)."""
+
+_FIX = "Re-create the export with 'facesdk export build', or correct that field"
+
+
+def check_export_fields(data: Mapping[str, Any], where: str) -> None:
+    """Validate a raw export manifest whole: types and ranges, then the fields against each other.
+
+    Raises:
+        ManifestError: Naming the first field that is wrong.
+    """
+    validate(EXPORT_SCHEMA, data, where, _FIX)
+    tasks = data["tasks"]
+    check_task_names(tasks, where, _FIX)
+    if data["batch"]["min"] > data["batch"]["max"]:
+        raise field_error(where, "batch", f"must have min <= max, found {dict(data['batch'])}", _FIX)
+    h, w = data["preprocess"]["input_size"]
+    shape = list(data["input"]["shape"])
+    if len(shape) != 4 or shape[1:] != [3, h, w]:
+        raise field_error(
+            where,
+            "input.shape",
+            f"is {shape} but preprocess.input_size {[h, w]} needs [batch, 3, {h}, {w}]",
+            _FIX,
+        )
+    names = [o["name"] for o in data["outputs"]]
+    if names != [t["name"] for t in tasks]:
+        raise field_error(where, "outputs", f"are {names}; they must be the task names in order", _FIX)
+    for i, (out, task) in enumerate(zip(data["outputs"], tasks, strict=True)):
+        want = len(task["labels"])
+        if len(out["shape"]) != 2 or out["shape"][1] != want:
+            raise field_error(
+                where,
+                f"outputs[{i}].shape",
+                f"is {list(out['shape'])} but task {task['name']!r} has {want} labels (tasks[{i}].labels)",
+                _FIX,
+            )
+    for key, entry in data.get("models", {}).items():
+        expected = f"{entry['format']}-{entry['precision']}"
+        if key != expected:
+            raise field_error(
+                where,
+                member_path("models", key),
+                f"holds a {expected} model; its key must be {expected!r}",
+                _FIX,
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +287,9 @@ class ExportManifest:
         return out
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ExportManifest:
+    def from_json(cls, data: Mapping[str, Any], where: str = EXPORT_MANIFEST) -> ExportManifest:
+        """Build the manifest from its JSON form, validated whole first (:func:`check_export_fields`)."""
+        check_export_fields(data, where)
         try:
             return cls(
                 schema_version=int(data["schema_version"]),
@@ -206,8 +307,8 @@ class ExportManifest:
                 versions=dict(data.get("versions", {})),
                 temperatures=data.get(TEMPERATURES_KEY) or {},
             )
-        except (KeyError, TypeError) as exc:
-            raise ManifestError(f"export manifest lacks or garbles the field {exc}") from exc
+        except (KeyError, TypeError, ValueError) as exc:  # ConfigError is a ValueError
+            raise ManifestError(f"{where}: {exc}. {_FIX}") from exc
 
     def write(self, directory: str | os.PathLike[str]) -> Path:
         path = Path(directory) / EXPORT_MANIFEST
@@ -240,7 +341,7 @@ def load_export_manifest(directory: str | os.PathLike[str], verify: bool = True)
     if not directory.is_dir():
         raise MissingFileError(f"export directory {directory} does not exist")
     data = read_manifest_json(directory / EXPORT_MANIFEST, "export", (EXPORT_SCHEMA_VERSION,))
-    manifest = ExportManifest.from_json(data)
+    manifest = ExportManifest.from_json(data, str(directory / EXPORT_MANIFEST))
     for entry in manifest.models.values():
         entry.file.verify(directory, check_hash=verify)
     return manifest
@@ -270,15 +371,22 @@ def manifest_from_onnx_metadata(
         raise SchemaVersionError(
             f"{source} has export schema version {version!r} in its metadata; this facesdk reads {EXPORT_SCHEMA_VERSION}"
         )
-    summary = json.loads(metadata[keys["summary"]])
-    return ExportManifest(
-        tasks=tasks_from_json(json.loads(metadata[keys["tasks"]])),
-        preprocess=Preprocess.from_json(json.loads(metadata[keys["preprocess"]])),
-        input=TensorSpec.from_json(summary["input"]),
-        outputs=tuple(TensorSpec.from_json(o) for o in summary["outputs"]),
-        batch=(int(summary["batch"]["min"]), int(summary["batch"]["max"])),
-        opset=int(summary["opset"]),
-        source=dict(summary.get("source", {})),
-        complexity=dict(summary.get("complexity", {})),
-        temperatures=summary.get(TEMPERATURES_KEY) or {},
-    )
+    try:
+        summary = json.loads(metadata[keys["summary"]])
+        data = {
+            "schema_version": EXPORT_SCHEMA_VERSION,
+            "tasks": json.loads(metadata[keys["tasks"]]),
+            "preprocess": json.loads(metadata[keys["preprocess"]]),
+        }
+    except json.JSONDecodeError as exc:
+        raise ManifestError(
+            f"{source}: the facesdk metadata is not valid JSON ({exc}); re-export the model"
+        ) from exc
+    if not isinstance(summary, dict):
+        raise ManifestError(
+            f"{source}: metadata {keys['summary']} must be a JSON object; re-export the model"
+        )
+    for name in ("input", "outputs", "batch", "opset", "source", "complexity", TEMPERATURES_KEY):
+        if name in summary:
+            data[name] = summary[name]
+    return ExportManifest.from_json(data, f"{source} (ONNX metadata)")

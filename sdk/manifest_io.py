@@ -12,8 +12,26 @@ from pathlib import Path
 from typing import Any
 
 from .errors import IntegrityError, ManifestError, MissingFileError, SchemaVersionError
+from .integrity import cached_sha256
 
-__all__ = ["FileEntry", "sha256_file", "atomic_write_bytes", "atomic_write_json", "read_manifest_json"]
+__all__ = [
+    "FileEntry",
+    "check_plain_name",
+    "sha256_file",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "read_manifest_json",
+]
+
+
+def check_plain_name(name: object) -> bool:
+    """True for a plain file name inside its folder: no separators, no ``..``, not absolute."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and not any(c in name for c in "/\\\x00")
+        and not (len(name) > 1 and name[1] == ":")
+    )
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -62,6 +80,11 @@ class FileEntry:
 
     def verify(self, directory: str | os.PathLike[str], check_hash: bool = True) -> Path:
         """Check that the file exists with the recorded size (and hash); return its path."""
+        if not check_plain_name(self.path):
+            raise ManifestError(
+                f"the manifest in {directory} names the file {self.path!r}: expected a plain file name inside "
+                "that folder (no separators, no '..', not absolute); the manifest was edited: rebuild the directory"
+            )
         full = Path(directory) / self.path
         if not full.is_file():
             raise MissingFileError(f"{full} is missing; the manifest in {directory} lists it")
@@ -72,7 +95,7 @@ class FileEntry:
                 "replaced; rebuild the directory"
             )
         if check_hash:
-            digest = sha256_file(full)
+            digest = cached_sha256(full)
             if digest != self.sha256:
                 raise IntegrityError(
                     f"{full} has sha256 {digest[:16]}… but its manifest records {self.sha256[:16]}…: the file is "

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoint import CHECKPOINT_MANIFEST, load_checkpoint_manifest
-from .errors import BackendError, ConfigError, ManifestError, MissingFileError, require
+from .errors import ConfigError, ManifestError, MissingFileError, require
 from .export_manifest import (
     EXPORT_MANIFEST,
     ExportManifest,
@@ -21,6 +21,7 @@ from .export_manifest import (
     load_export_manifest,
     manifest_from_onnx_metadata,
 )
+from .integrity import ONNX_DIGEST_KEY, check_onnx_digest, read_onnx_metadata
 
 __all__ = ["BACKEND_KINDS", "ResolvedModel", "gpu_available", "ort_cuda_available", "resolve_model"]
 
@@ -85,17 +86,19 @@ def _from_export_dir(directory: Path, backend: str, precision: str | None, verif
     return ResolvedModel(manifest, backend, directory / manifest.models[key].file.path)
 
 
-def _from_onnx(path: Path, backend: str) -> ResolvedModel:
+def _from_onnx(path: Path, backend: str, verify: bool) -> ResolvedModel:
     if backend not in ("auto", "onnxruntime", "openvino"):
         raise ConfigError(
             f"a lone .onnx file runs on backend 'onnxruntime' or 'openvino' (or 'auto'), not {backend!r}"
         )
-    ort = require("onnxruntime", "", "reading ONNX metadata")
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise BackendError(f"ONNX Runtime could not load {path}: {exc}") from exc
-    metadata = session.get_modelmeta().custom_metadata_map
+    # Verified and described before any runtime parses the graph (facesdk.integrity).
+    if verify and check_onnx_digest(path) is None:
+        logger.warning(
+            "%s carries no '%s' digest (not written by this facesdk's export): using it unverified",
+            path,
+            ONNX_DIGEST_KEY,
+        )
+    metadata = read_onnx_metadata(path)
     kind = "openvino" if backend == "openvino" else "onnxruntime"
     return ResolvedModel(manifest_from_onnx_metadata(metadata, str(path)), kind, path)
 
@@ -128,7 +131,8 @@ def resolve_model(
         model: Export directory, ``.onnx`` file, ``.engine`` file or (torch) checkpoint dir.
         backend: ``"auto"``, ``"onnxruntime"``, ``"openvino"``, ``"tensorrt"`` or ``"torch"``.
         precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` to choose among an export's models.
-        verify: Check model files' sha256 against the manifest.
+        verify: Check model files' sha256 against the manifest (a lone ``.onnx``: against the
+            digest it carries).
         max_batch: Max batch for checkpoint directories (exports carry their own).
     """
     if backend not in BACKEND_KINDS:
@@ -149,7 +153,7 @@ def resolve_model(
             return _from_checkpoint(path, max_batch)
         raise ManifestError(f"{path} holds neither {EXPORT_MANIFEST} nor {CHECKPOINT_MANIFEST}")
     if path.suffix == ".onnx":
-        return _from_onnx(path, backend)
+        return _from_onnx(path, backend, verify)
     if path.suffix in (".engine", ".plan"):
         if backend not in ("auto", "tensorrt"):
             raise ConfigError(f"an engine file runs on backend 'tensorrt', not {backend!r}")

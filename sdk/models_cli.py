@@ -6,11 +6,9 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-from .errors import DetectorNotFoundError
 from .faces.model_store import (
     DETECTOR_SHA256,
     DETECTOR_URL,
-    candidate_paths,
     default_fetch_dir,
     fetch_detector_model,
     find_detector_model,
@@ -29,7 +27,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     fetch.add_argument("--url", default=DETECTOR_URL, help="download URL (file:// works for mirrors)")
     fetch.add_argument("--sha256", default=DETECTOR_SHA256, help="expected sha256 of the file")
     fetch.add_argument("--force", action="store_true", help="download even if a valid copy exists")
-    sub.add_parser("path", help="print the detector path that would be used (exit 1 if none)")
+    sub.add_parser(
+        "path", help="print the verified detector path that would be used (exit 2 if none or damaged)"
+    )
     return parser
 
 
@@ -40,11 +40,7 @@ def main(argv: Sequence[str], prog: str = "facesdk models") -> int:
         path = fetch_detector_model(args.dir, url=args.url, sha256=args.sha256, force=args.force)
         print(path)
         return 0
-    try:
-        print(find_detector_model())
-    except DetectorNotFoundError as exc:
-        logger.error("%s", exc)
-        for candidate in candidate_paths():
-            logger.info("looked in %s", candidate)
-        return 1
+    # A missing or damaged detector raises a FaceSdkError: the facesdk CLI prints it as one line
+    # (the damaged case names 'facesdk models fetch') and exits 2.
+    print(find_detector_model())
     return 0

@@ -17,7 +17,14 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["CropPolicy", "Preprocess", "to_input_tensor", "INTERPOLATIONS"]
+__all__ = [
+    "ALIGN_VERSION",
+    "SUPPORTED_ALIGN_VERSIONS",
+    "CropPolicy",
+    "Preprocess",
+    "to_input_tensor",
+    "INTERPOLATIONS",
+]
 
 INTERPOLATIONS: dict[str, int] = {
     "bilinear": cv2.INTER_LINEAR,
@@ -27,6 +34,19 @@ INTERPOLATIONS: dict[str, int] = {
 }
 
 CROP_KINDS = ("align5", "box", "full")
+
+ALIGN_VERSION = 1
+"""Version of the crop geometry (``facesdk.faces.align``: template, margin, box square, border).
+
+It is part of every model's contract: crops of another geometry are other inputs. Any change to
+what :func:`facesdk.faces.align.crop_face` returns for a given spec must bump it (the golden
+crops in ``tests/core/golden/`` fail until then), and bump the manifests' schema versions so
+that older readers, which ignore unknown fields, refuse the new manifests instead of cutting
+version-1 crops for them.
+"""
+
+SUPPORTED_ALIGN_VERSIONS: tuple[int, ...] = (ALIGN_VERSION,)
+"""Crop geometry versions this release can make; a manifest recording another one is refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,23 +59,40 @@ class CropPolicy:
             ``"full"`` resizes the whole image (for inputs that are already face crops).
         margin: Extra context around the face, as a fraction of the face size; age and
             gender read hair and face shape, so the default keeps some context.
+        align_version: The crop geometry version (:data:`ALIGN_VERSION`); part of the
+            fingerprint whenever it is not 1.
     """
 
     kind: str = "align5"
     margin: float = 0.4
+    align_version: int = ALIGN_VERSION
 
     def __post_init__(self) -> None:
         if self.kind not in CROP_KINDS:
             raise ConfigError(f"crop kind must be one of {CROP_KINDS}, got {self.kind!r}")
         if not 0.0 <= self.margin <= 3.0:
             raise ConfigError(f"crop margin must be within [0, 3], got {self.margin}")
+        if self.align_version not in SUPPORTED_ALIGN_VERSIONS:
+            raise ConfigError(
+                f"crop geometry version {self.align_version} is not made by this facesdk (it makes version(s) "
+                f"{list(SUPPORTED_ALIGN_VERSIONS)}); use the facesdk release the model was trained with"
+            )
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "margin": self.margin}
+        """The JSON form; ``align_version`` 1 is left implicit so files from before versioning match."""
+        out: dict[str, Any] = {"kind": self.kind, "margin": self.margin}
+        if self.align_version != 1:
+            out["align_version"] = self.align_version
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CropPolicy:
-        return cls(kind=str(data.get("kind", "align5")), margin=float(data.get("margin", 0.4)))
+        """Read a crop policy; a record without ``align_version`` is version 1 (before versioning)."""
+        return cls(
+            kind=str(data.get("kind", "align5")),
+            margin=float(data.get("margin", 0.4)),
+            align_version=int(data.get("align_version", 1)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +156,19 @@ class Preprocess:
                 interpolation=str(data.get("interpolation", "bicubic")),
                 crop=CropPolicy.from_json(data.get("crop", {})),
             )
-        except (KeyError, TypeError) as exc:
+        except ConfigError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(
-                f"preprocessing spec needs input_size, mean and std; got {dict(data)!r}"
+                f"preprocessing spec needs input_size (2 integers), mean and std (3 numbers each); got {data!r:.200}"
             ) from exc
 
     def fingerprint(self) -> str:
-        """sha256 of the canonical JSON form: equal specs make equal crops."""
+        """sha256 of the canonical JSON form: equal specs make equal crops.
+
+        The form includes the crop geometry version (left out at version 1, so fingerprints
+        recorded before versioning stay valid; any other version changes the fingerprint).
+        """
         text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 

@@ -3,7 +3,7 @@
 ``make_tiny_export(directory)`` writes ``model.onnx`` (input ``input`` float32
 [batch, 3, S, S] -> GlobalAveragePool -> Flatten -> one MatMul + Add per task) and a valid
 ``export.json``; the ONNX file also carries the manifest's metadata_props, so it works as a
-lone file. Needs the ``onnx`` package (``[export]`` or ``[dev]`` extra).
+lone file, with its own digest (``facesdk.integrity``). Needs the ``onnx`` package (``[export]`` or ``[dev]`` extra).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import require
 from .export_manifest import ExportManifest, ModelEntry, TensorSpec
+from .integrity import stamp_onnx_digest
 from .manifest_io import FileEntry
 from .preprocess import CropPolicy, Preprocess
 from .tasks import DEFAULT_TASKS, TaskSpec
@@ -87,6 +88,7 @@ def make_tiny_export(
     helper.set_model_props(model, manifest.onnx_metadata())
     onnx.checker.check_model(model)
     onnx.save(model, str(directory / "model.onnx"))
+    stamp_onnx_digest(directory / "model.onnx")
     entry = ModelEntry(file=FileEntry.of(directory, "model.onnx"), format="onnx", precision="fp32")
     manifest = tiny_manifest(tasks, size, max_batch, crop, models={"onnx-fp32": entry})
     manifest.write(directory)

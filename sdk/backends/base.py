@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import BackendError, ConfigError
+from ..errors import BackendError, ConfigError, ModelMismatchError
 from ..export_manifest import ExportManifest
 
 __all__ = [
@@ -99,6 +99,36 @@ def _dims_match(found: Sequence[Any], expected: Sequence[Any]) -> bool:
     return True
 
 
+def _static(dim: Any) -> int | None:
+    return dim if isinstance(dim, int) and not isinstance(dim, bool) and dim > 0 else None
+
+
+def _check_declared_sizes(
+    source: str,
+    manifest: ExportManifest,
+    inputs: Mapping[str, Sequence[Any]],
+    outputs: Mapping[str, Sequence[Any]],
+) -> None:
+    """The manifest's input size and label counts against the model's own tensors."""
+    shape = list(inputs.get(manifest.input.name, ()))
+    if len(shape) == 4:
+        found = (_static(shape[2]), _static(shape[3]))
+        want = tuple(manifest.preprocess.input_size)
+        if any(f is not None and f != w for f, w in zip(found, want, strict=True)):
+            raise ModelMismatchError(
+                f"{source}: field preprocess.input_size of its manifest is {list(want)} but the model's input "
+                f"shape is {shape}: the manifest does not describe this model; re-export it"
+            )
+    for i, task in enumerate(manifest.tasks):
+        out = list(outputs.get(task.name, ()))
+        if len(out) == 2 and _static(out[1]) is not None and out[1] != task.num_classes:
+            raise ModelMismatchError(
+                f"{source}: field tasks[{i}].labels of its manifest lists {task.num_classes} labels for "
+                f"{task.name!r} but the model's output shape is {out}: the manifest does not describe this "
+                "model; re-export it"
+            )
+
+
 def check_io(
     source: str,
     manifest: ExportManifest,
@@ -114,8 +144,12 @@ def check_io(
         outputs: Output name -> shape.
 
     Raises:
+        ModelMismatchError: The manifest's ``preprocess.input_size`` or a task's label count
+            differs from the model's own static input or output shape (a :class:`ManifestError`
+            and a :class:`BackendError`, naming the field).
         BackendError: A name is missing or a static dimension differs.
     """
+    _check_declared_sizes(source, manifest, inputs, outputs)
     want = manifest.input
     if list(inputs) != [want.name]:
         raise BackendError(

@@ -6,6 +6,12 @@ Lookup order (first hit wins):
 2. ``$FACESDK_HOME/models/face_detection_yunet_2026may.onnx``;
 3. the cache: ``$XDG_CACHE_HOME/facesdk/models/`` or ``~/.cache/facesdk/models/``.
 
+A file found in the store (2 or 3, or an explicit path that points there) is checked against
+:data:`DETECTOR_SHA256` on every load (hashed once per process, see
+:func:`facesdk.integrity.cached_sha256`); a mismatch is an :class:`IntegrityError` naming
+``facesdk models fetch`` as the fix. An explicit path elsewhere whose hash the store does not
+know is used as given, with a logged warning.
+
 Nothing here touches the network unless :func:`fetch_detector_model` is called.
 """
 
@@ -21,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DetectorNotFoundError, IntegrityError, SourceError
+from ..integrity import cached_sha256, verify_file
 
 __all__ = [
     "DETECTOR_FILENAME",
@@ -31,6 +38,7 @@ __all__ = [
     "default_fetch_dir",
     "fetch_detector_model",
     "find_detector_model",
+    "verify_store_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -41,6 +49,7 @@ DETECTOR_URL = (
     "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/" + DETECTOR_FILENAME
 )
 _CHUNK = 1 << 16
+_FETCH_FIX = "Run 'facesdk models fetch' to replace it with a verified copy."
 
 
 def cache_dir() -> Path:
@@ -65,12 +74,29 @@ def candidate_paths() -> list[Path]:
     return paths
 
 
+def verify_store_file(path: str | os.PathLike[str]) -> Path:
+    """Check a detector file of the model store against :data:`DETECTOR_SHA256`.
+
+    Raises:
+        IntegrityError: The file differs; the message names ``facesdk models fetch``.
+    """
+    return verify_file(path, DETECTOR_SHA256, what="face detector model", fix=_FETCH_FIX)
+
+
+def _in_store(path: Path) -> bool:
+    real = os.path.realpath(path)
+    return any(
+        os.path.realpath(c) == real for c in [*candidate_paths(), default_fetch_dir() / DETECTOR_FILENAME]
+    )
+
+
 def find_detector_model(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """Return the detector model path, following the documented lookup order.
+    """Return the detector model path, following the documented lookup order, verified.
 
     Raises:
         DetectorNotFoundError: The explicit path does not exist, or no location holds the
             model; the message lists where it looked and what to do.
+        IntegrityError: The store's file differs from the sha256 recorded for it.
     """
     if explicit is not None:
         path = Path(explicit).expanduser()
@@ -79,11 +105,19 @@ def find_detector_model(explicit: str | os.PathLike[str] | None = None) -> Path:
                 f"face detector model {path} does not exist; pass the path of {DETECTOR_FILENAME}, "
                 "or leave detector unset to use the cache (fill it with 'facesdk models fetch')"
             )
+        if _in_store(path):
+            return verify_store_file(path)
+        if cached_sha256(path) != DETECTOR_SHA256:
+            logger.warning(
+                "face detector %s is not the %s the model store knows (sha256 differs); using it as given",
+                path,
+                DETECTOR_FILENAME,
+            )
         return path
     candidates = candidate_paths()
     for path in candidates:
         if path.is_file():
-            return path
+            return verify_store_file(path)
     looked = ", ".join(str(p) for p in candidates)
     raise DetectorNotFoundError(
         f"face detector model {DETECTOR_FILENAME} not found (looked in: {looked}). "

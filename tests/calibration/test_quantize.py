@@ -202,3 +202,14 @@ def test_cli_quantize_with_auto_method(tiny_onnx, tmp_path, images, capsys):
     assert list(report["method_search"]) == ["entropy", "percentile", "minmax"]
     assert printed["method"] == report["method"] == _best(report["method_search"]) and printed["passed"]
     assert (tmp_path / "m.onnx").is_file()
+
+
+def test_int8_model_carries_its_own_digest(quantized, tiny_onnx):
+    """The quantizer copies the FP32 file's metadata; the INT8 file is stamped with its own digest."""
+    from facesdk.integrity import check_onnx_digest, stamp_onnx_digest
+
+    path, _ = quantized
+    fp32 = tiny_onnx.parent / "stamped-fp32.onnx"
+    fp32.write_bytes(tiny_onnx.read_bytes())
+    digest = check_onnx_digest(path)
+    assert digest is not None and digest != stamp_onnx_digest(fp32)

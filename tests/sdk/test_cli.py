@@ -76,10 +76,10 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_models_fetch_and_path(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_models_fetch_and_path(env: Path, capsys: pytest.CaptureFixture[str], yunet_path: Path) -> None:
     mirror = env / "mirror.onnx"
-    mirror.write_bytes(b"model" * 64)
-    assert main(["models", "path"]) == 1
+    mirror.write_bytes(yunet_path.read_bytes())
+    assert main(["models", "path"]) == 2
     argv = ["models", "fetch", "--url", mirror.as_uri(), "--sha256", sha256_file(mirror)]
     assert main(argv) == 0
     installed = env / "cache" / "facesdk" / "models" / DETECTOR_FILENAME
@@ -87,6 +87,19 @@ def test_models_fetch_and_path(env: Path, capsys: pytest.CaptureFixture[str]) ->
     capsys.readouterr()
     assert main(["models", "path"]) == 0
     assert capsys.readouterr().out.strip() == str(installed)
+
+
+def test_models_path_reports_a_damaged_store_file(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A store file that differs from the recorded sha256 is one line naming the fix, exit 2."""
+    mirror = env / "mirror.onnx"
+    mirror.write_bytes(b"model" * 64)
+    assert main(["models", "fetch", "--url", mirror.as_uri(), "--sha256", sha256_file(mirror)]) == 0
+    capsys.readouterr()
+    assert main(["models", "path"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and "facesdk models fetch" in err and "sha256" in err
 
 
 def test_models_fetch_refuses_wrong_hash(env: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,15 +27,17 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_lookup_order_explicit_then_home_then_cache(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lookup_order_explicit_then_home_then_cache(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, yunet_path: Path
+) -> None:
     cached = cache_dir() / DETECTOR_FILENAME
     assert cached == clean_env / "cache" / "facesdk" / "models" / DETECTOR_FILENAME
     cached.parent.mkdir(parents=True)
-    cached.write_bytes(b"c")
+    cached.write_bytes(yunet_path.read_bytes())
     assert find_detector_model() == cached
     home = clean_env / "home"
     (home / "models").mkdir(parents=True)
-    (home / "models" / DETECTOR_FILENAME).write_bytes(b"h")
+    (home / "models" / DETECTOR_FILENAME).write_bytes(yunet_path.read_bytes())
     monkeypatch.setenv("FACESDK_HOME", str(home))
     assert find_detector_model() == home / "models" / DETECTOR_FILENAME
     explicit = clean_env / "mine.onnx"
