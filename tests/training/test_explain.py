@@ -13,75 +13,29 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="explain needs the [train] extra")
 
-from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec  # noqa: E402
+from facesdk.checkpoint import HeadSpec  # noqa: E402
 from facesdk.cli import main as facesdk_main  # noqa: E402
 from facesdk.errors import ConfigError  # noqa: E402
-from facesdk.tasks import TaskSpec  # noqa: E402
-from facesdk.training.checkpoint_io import build_model, save_checkpoint  # noqa: E402
+from facesdk.training.checkpoint_io import save_checkpoint  # noqa: E402
 from facesdk.training.explain import ALL_TASKS, explain_model, overlay  # noqa: E402
+from facesdk.training.known_patch import (  # noqa: E402
+    BACKBONES,
+    KEY,
+    TASK,
+    KnownPatchRun,
+    known_patch_set,
+    peak_cell,
+    to_batch,
+    train_known_patch,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 YUNET = ROOT / ".." / "shared" / "models" / "face_detection_yunet_2026may.onnx"
-TASK = TaskSpec("patch", ("blue", "red"))
-KEY = (1, 2)  # (row, column) of the cell whose colour decides the label
-# RGB: the key cell is red (label "red") or blue ("blue"); every other cell green, yellow or grey.
-PALETTE = np.array([[255, 0, 0], [0, 0, 255], [0, 200, 0], [230, 230, 0], [128, 128, 128]], np.float32)
-BACKBONES = {
-    # a Perception Encoder ViT (attention-pool head), 4 x 4 patches of 8 px
-    "pe": (
-        BackboneSpec(
-            "vit_pe_core_tiny_patch16_384",
-            "random",
-            {"img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 48, "num_heads": 3},
-        ),
-        4,
-        150,
-    ),
-    # a plain ViT with a class token (no attention pool): attention rollout
-    "vit": (
-        BackboneSpec(
-            "vit_tiny_patch16_224",
-            "random",
-            {"img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 48, "num_heads": 3},
-        ),
-        4,
-        150,
-    ),
-    # a narrow ResNet (stride 32) at 96 px: a 3 x 3 last feature map for Grad-CAM
-    "cnn": (
-        BackboneSpec(
-            "resnet18",
-            "random",
-            {
-                "layers": [1, 1, 1, 1],
-                "channels": [16, 32, 64, 128],
-                "stem_width": 16,
-                "pretrained_cfg_overlay": {"input_size": [3, 96, 96]},
-            },
-        ),
-        3,
-        40,
-    ),
-}
-
-
-def known_patch_set(count: int, size: int, grid: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images of ``grid x grid`` coloured cells whose label is the colour of the cell at :data:`KEY`."""
-    rng = np.random.default_rng(seed)
-    cell = size // grid
-    colours = rng.integers(2, len(PALETTE), (count, grid, grid))
-    labels = rng.integers(0, 2, count)
-    colours[:, KEY[0], KEY[1]] = 1 - labels  # label 1 ("red") -> palette 0 (red)
-    pixels = PALETTE[colours].repeat(cell, 1).repeat(cell, 2) + rng.normal(0, 20, (count, size, size, 3))
-    batch = ((pixels / 255.0 - 0.5) / 0.5).transpose(0, 3, 1, 2).astype(np.float32)
-    return torch.from_numpy(batch), torch.from_numpy(labels)
 
 
 @dataclass(frozen=True)
 class Trained:
-    model: torch.nn.Module
-    grid: int
-    size: int
+    run: KnownPatchRun
     checkpoint: Path
 
 
@@ -98,61 +52,48 @@ def one_thread() -> Iterator[None]:
 def trained(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> dict[str, Trained]:
     """Each backbone of :data:`BACKBONES` trained on the known-patch task (seconds) and saved."""
     out = {}
-    for name, (spec, grid, steps) in BACKBONES.items():
-        torch.manual_seed(0)
-        model, preprocess, method = build_model(
-            spec, (TASK,), {TASK.name: HeadSpec()}, MethodSpec("full", {})
-        )
-        size = preprocess.input_size[0]
-        images, labels = known_patch_set(2048, size, grid, seed=0)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-        model.train()
-        for _ in range(steps):
-            pick = torch.randint(0, len(images), (32,))
-            loss = torch.nn.functional.cross_entropy(model(images[pick])[TASK.name], labels[pick])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        model.eval()
+    for name, (spec, _, _) in BACKBONES.items():
+        run = train_known_patch(name)
         directory = tmp_path_factory.mktemp("explain") / name / "checkpoint"
         save_checkpoint(
-            model,
+            run.model,
             directory,
             backbone=spec,
-            preprocess=preprocess,
+            preprocess=run.preprocess,
             tasks=(TASK,),
-            method=method,
+            method=run.method,
             heads={TASK.name: HeadSpec()},
         )
-        out[name] = Trained(model, grid, size, directory)
+        out[name] = Trained(run, directory)
     return out
 
 
 @pytest.mark.parametrize(
-    ("name", "method", "target"),
+    ("name", "method", "target", "shape"),
     [
-        ("pe", "attention pool", ALL_TASKS),
-        ("vit", "attention rollout", ALL_TASKS),
-        ("cnn", "grad-cam", "patch"),
+        ("pe", "attention pool", ALL_TASKS, (4, 4)),
+        ("vit", "attention rollout", ALL_TASKS, (4, 4)),
+        ("cnn", "grad-cam", "patch", (6, 6)),
     ],
 )
 def test_map_peaks_on_the_patch_that_decides_the_label(
-    trained: dict[str, Trained], name: str, method: str, target: str
+    trained: dict[str, Trained], name: str, method: str, target: str, shape: tuple[int, int]
 ) -> None:
-    run = trained[name]
+    run = trained[name].run
     images, labels = known_patch_set(64, run.size, run.grid, seed=1)
+    batch = to_batch(images, run.preprocess)
     with torch.no_grad():
-        accuracy = (run.model(images)[TASK.name].argmax(1) == labels).float().mean().item()
+        accuracy = (run.model(batch)[TASK.name].argmax(1).numpy() == labels).mean()
     assert accuracy > 0.95, f"the {name} model did not learn the known-patch task ({accuracy:.2f})"
-    (explanation,) = explain_model(run.model, images)
+    (explanation,) = explain_model(run.model, batch)
     assert (explanation.method, explanation.target) == (method, target)
     maps = explanation.maps
-    assert maps.shape == (64, run.grid, run.grid)
+    assert maps.shape == (64, *shape)
     assert maps.min() >= 0.0 and maps.max() <= 1.0
     mean = maps.mean(axis=0)
-    assert np.unravel_index(int(mean.argmax()), mean.shape) == KEY, mean.round(2)
-    peaks = maps.reshape(len(maps), -1).argmax(axis=1)
-    assert (peaks == KEY[0] * run.grid + KEY[1]).mean() >= 0.6
+    assert peak_cell(mean, run.size, run.grid) == KEY, mean.round(2)
+    hits = np.mean([peak_cell(m, run.size, run.grid) == KEY for m in maps])
+    assert hits >= 0.6, f"{hits:.2f} of the maps peak on the key cell"
 
 
 def test_overlay_keeps_the_crop_size() -> None:
