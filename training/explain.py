@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -336,6 +337,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk explain") -> in
     detector = FaceDetector(args.detector)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes it private; the output is an ordinary folder
     try:
         report = {"models": {e.label: str(e.path) for e in entries}, "images": []}
         for index, image_path in enumerate(images):
@@ -371,7 +375,7 @@ def _explain_image(
         rows.append(row)
         record["faces"].append({"box": list(det.box), "score": det.score, "maps": maps})
     name = f"{index:03d}_{path.stem}.png"
-    ok, png = cv2.imencode(".png", _grid(rows))
+    ok, png = cv2.imencode(".png", _grid(rows), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     if not ok:
         raise FaceSdkError(f"could not encode the grid of {path} as PNG")
     (out / name).write_bytes(png.tobytes())

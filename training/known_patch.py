@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)  # tiny models: one thread is several times faster than two busy ones
     runs = [train_known_patch(name) for name in BACKBONES]
-    ok, png = cv2.imencode(".png", _figure(runs, args.samples))
+    ok, png = cv2.imencode(".png", _figure(runs, args.samples), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     assert ok
     atomic_write_bytes(args.out, png.tobytes())
     log.info("wrote %s", args.out)
