@@ -163,3 +163,19 @@ def test_cli_refuses_an_output_that_could_eat_an_input(
     assert sorted(p.name for p in checkpoint.iterdir()) == before
     assert (foreign / "notes.txt").read_text() == "keep me"
     assert astronaut_png.is_file()
+
+
+def test_mtlora_gets_one_attention_map_per_task(
+    smoke_trainer: object, tmp_path: Path, one_thread: None
+) -> None:
+    """MTLoRA copies the attention pool into each task's branch: the maps follow the tasks."""
+    run = smoke_trainer("mtlora", tmp_path / "mtlora")  # type: ignore[operator]
+    from facesdk.training.checkpoint_io import load_checkpoint
+
+    model = load_checkpoint(run.out / "checkpoint")
+    explanations = explain_model(model, run.probe)
+    assert [(e.method, e.target) for e in explanations] == [
+        ("attention pool", task) for task in ("age", "gender", "emotion")
+    ]
+    assert all(e.maps.shape == (3, 4, 4) for e in explanations)
+    assert not np.allclose(explanations[0].maps, explanations[1].maps)  # each branch's own pool
