@@ -203,9 +203,20 @@ def attention_rollout_maps(model: nn.Module, batch: torch.Tensor) -> list[Explan
 def gradcam_maps(model: nn.Module, batch: torch.Tensor, tasks: Sequence[str]) -> list[Explanation]:
     """Grad-CAM of each task's top class on the backbone's last feature map (one map per task)."""
     base = _base(model.backbone)
-    features = base.forward_features(batch.clone().requires_grad_(False))
-    if features.ndim != 4:
-        raise ConfigError(f"Grad-CAM needs a convolutional feature map, got shape {tuple(features.shape)}")
+    with torch.enable_grad():
+        features = base.forward_features(batch)
+        if features.ndim != 4:
+            raise ConfigError(
+                f"Grad-CAM needs a convolutional feature map, got shape {tuple(features.shape)}"
+            )
+        if not features.requires_grad:  # a frozen backbone (linear probe): the map is a leaf here
+            features.requires_grad_(True)
+        return _gradcam(model, base, features, tasks)
+
+
+def _gradcam(
+    model: nn.Module, base: nn.Module, features: torch.Tensor, tasks: Sequence[str]
+) -> list[Explanation]:
     pooled = base.forward_head(features)
     out = []
     for task in tasks:

@@ -179,3 +179,20 @@ def test_mtlora_gets_one_attention_map_per_task(
     ]
     assert all(e.maps.shape == (3, 4, 4) for e in explanations)
     assert not np.allclose(explanations[0].maps, explanations[1].maps)  # each branch's own pool
+
+
+def test_gradcam_works_on_a_frozen_backbone(trained: dict[str, Trained]) -> None:
+    """A linear probe's backbone has no trainable weight; Grad-CAM still needs its feature gradients."""
+    run = trained["cnn"].run
+    batch = to_batch(known_patch_set(8, run.size, run.grid, seed=2)[0], run.preprocess)
+    (live,) = explain_model(run.model, batch)
+    flags = {name: p.requires_grad for name, p in run.model.named_parameters()}
+    try:
+        for p in run.model.backbone.parameters():
+            p.requires_grad_(False)
+        with torch.no_grad():
+            (frozen,) = explain_model(run.model, batch)
+    finally:
+        for name, p in run.model.named_parameters():
+            p.requires_grad_(flags[name])
+    np.testing.assert_allclose(frozen.maps, live.maps, atol=1e-5)
