@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -216,3 +217,20 @@ def test_estimate_carry_ages_and_forgets() -> None:
     carry.update([], 13.0)
     carry.update([], 14.0)
     assert carry.update([skipped], 15.0)[0].attributes == {}  # track 4 unseen for 2 > max_age frames
+
+
+def test_analyze_command_takes_min_quality(
+    tmp_path: Path, tiny_export: Path, yunet_path: Path, astronaut_bgr: np.ndarray
+) -> None:
+    from facesdk.cli import main
+
+    image = tmp_path / "astronaut.png"
+    cv2.imwrite(str(image), astronaut_bgr)
+    argv = ["analyze", str(image), "--model", str(tiny_export), "--detector", str(yunet_path)]
+    for threshold, estimated in (("0.5", True), ("0.99", False)):
+        out = tmp_path / f"out{threshold}.jsonl"
+        assert main([*argv, "--json", str(out), "--min-quality", threshold]) == 0
+        (face,) = json.loads(out.read_text())["faces"]
+        assert bool(face["attributes"]) is estimated and face["inferred"] is estimated
+        assert 0.5 < face["quality"]["score"] < 0.99
+    assert main([*argv, "--min-quality", "2"]) == 2
