@@ -38,6 +38,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--detector", default=None, help="YuNet model path (default: documented lookup)")
     parser.add_argument("--score-threshold", type=float, default=0.7, help="face detection score threshold")
     parser.add_argument("--max-frames", type=int, default=None, help="stop each video after this many frames")
+    parser.add_argument(
+        "--min-quality",
+        type=float,
+        default=0.0,
+        help="skip the model for faces whose quality score is below this (0..1; docs/sdk.md, Face quality)",
+    )
     return parser
 
 
@@ -69,7 +75,12 @@ def main(argv: Sequence[str], prog: str = "facesdk analyze") -> int:
         )
         analyzer = stack.enter_context(
             Analyzer(
-                args.model, args.backend, args.detector, detector_config=config, precision=args.precision
+                args.model,
+                args.backend,
+                args.detector,
+                detector_config=config,
+                precision=args.precision,
+                min_quality=args.min_quality,
             )
         )
         frames = 0

@@ -19,12 +19,19 @@ import numpy as np
 
 from .backends.base import Backend, create_backend
 from .errors import BackendError
-from .faces.align import crop_faces
 from .faces.detector import DetectorConfig, FaceDetector
 from .frames import to_bgr_uint8
 from .model_loader import resolve_model
-from .pipeline import analyze_faces, infer_crops, postprocess
-from .results import Detection, FrameResult
+from .pipeline import (
+    SKIPPED_LOW_QUALITY,
+    EstimateCarry,
+    analyze_faces,
+    check_min_quality,
+    finish_faces,
+    infer_crops,
+    prepare_faces,
+)
+from .results import Detection, FaceResult, FrameResult
 from .stats import StageStats
 from .streams import FrameStream
 from .tracking import IoUTracker, TrackerConfig
@@ -52,6 +59,11 @@ class Analyzer:
         precision: Choose the export's ``fp32``/``fp16``/``int8`` model.
         tracker: Tracking and smoothing settings used by :meth:`stream`.
         verify: Check model file hashes against the manifest on load.
+        min_quality: Skip the backbone for faces whose quality score (``FaceResult.quality``,
+            in [0, 1]) is below this. A single image reports such a face as not estimated
+            (empty ``attributes``, ``inferred=False``); in a stream it keeps its track's last
+            estimate if it has one. Counted in :meth:`stats` as ``skipped_low_quality``.
+            0 (the default) runs the backbone on every face.
         **backend_opts: Passed to the backend (``providers``, ``intra_op_threads``, ``device``...).
     """
 
@@ -64,8 +76,10 @@ class Analyzer:
         precision: str | None = None,
         tracker: TrackerConfig | None = None,
         verify: bool = True,
+        min_quality: float = 0.0,
         **backend_opts: Any,
     ) -> None:
+        self.min_quality = check_min_quality(min_quality)
         resolved = resolve_model(model, backend, precision, verify)
         self.manifest = resolved.manifest
         self.model_path = resolved.path
@@ -98,14 +112,21 @@ class Analyzer:
         backend = self._require_open()
         image = to_bgr_uint8(frame)
         timings: dict[str, float] = {}
-        faces = analyze_faces(image, detections, backend, self.manifest, timings, self._backend_lock)
-        self._stats.add(timings)
+        faces = analyze_faces(
+            image, detections, backend, self.manifest, timings, self._backend_lock, self.min_quality
+        )
+        self._add_stats(timings, faces)
         return FrameResult(
             index=index,
             timestamp=time.time() if timestamp is None else timestamp,
             faces=faces,
             timings=timings,
         )
+
+    def _add_stats(self, timings: Mapping[str, float], faces: Sequence[FaceResult]) -> None:
+        self._stats.add(timings)
+        if self.min_quality > 0:
+            self._stats.count(SKIPPED_LOW_QUALITY, sum(not f.inferred for f in faces))
 
     def analyze(self, frame: Any, index: int = 0, timestamp: float | None = None) -> FrameResult:
         """Detect every face of one frame and read their attributes (one batched backend call).
@@ -121,8 +142,10 @@ class Analyzer:
         start = time.perf_counter()
         detections = self.detector.detect(image)
         timings = {"detect": (time.perf_counter() - start) * 1000.0}
-        faces = analyze_faces(image, detections, backend, self.manifest, timings, self._backend_lock)
-        self._stats.add(timings)
+        faces = analyze_faces(
+            image, detections, backend, self.manifest, timings, self._backend_lock, self.min_quality
+        )
+        self._add_stats(timings, faces)
         return FrameResult(
             index=index,
             timestamp=time.time() if timestamp is None else timestamp,
@@ -146,29 +169,38 @@ class Analyzer:
             detections.append(self.detector.detect(image))
             detect_ms.append((time.perf_counter() - start) * 1000.0)
         start = time.perf_counter()
-        crops = [
-            c
+        spec = self.manifest.preprocess
+        prepared = [
+            prepare_faces(image, dets, spec, self.min_quality)
             for image, dets in zip(images, detections, strict=True)
-            for c in crop_faces(image, dets, self.manifest.preprocess)
         ]
         mid = time.perf_counter()
         with self._backend_lock:
-            logits = infer_crops(backend, crops, self.manifest.preprocess)
+            logits = infer_crops(backend, [c for p in prepared for c in p.crops], spec)
         end = time.perf_counter()
-        flat = [d for dets in detections for d in dets]
-        faces = postprocess(flat, logits, self.manifest.tasks, self.manifest.temperatures)
+        per_frame, offset = [], 0
+        for p in prepared:
+            rows = slice(offset, offset + len(p.selected))
+            per_frame.append(
+                finish_faces(
+                    p,
+                    {k: v[rows] for k, v in logits.items()},
+                    self.manifest.tasks,
+                    self.manifest.temperatures,
+                )
+            )
+            offset += len(p.selected)
         share = 1000.0 / len(images)
         shared = {
             "align": (mid - start) * share,
             "infer": (end - mid) * share,
             "post": (time.perf_counter() - end) * share,
         }
-        results, offset, now = [], 0, time.time()
-        for i, dets in enumerate(detections):
+        results, now = [], time.time()
+        for i, faces in enumerate(per_frame):
             timings = {"detect": detect_ms[i], **shared}
-            self._stats.add(timings)
-            results.append(FrameResult(i, now, faces[offset : offset + len(dets)], timings))
-            offset += len(dets)
+            self._add_stats(timings, faces)
+            results.append(FrameResult(i, now, faces, timings))
         return results
 
     def stream(
@@ -194,6 +226,7 @@ class Analyzer:
         if smoothing is not None:
             config = TrackerConfig(config.iou_threshold, config.max_age, smoothing)
         tracker = IoUTracker(config) if track else None
+        carry = EstimateCarry(config.max_age)
         frames = source if isinstance(source, FrameStream) else FrameStream(source, **stream_opts)
         label = str(source) if isinstance(source, (str, int, os.PathLike)) else None
         with frames:
@@ -203,6 +236,7 @@ class Analyzer:
                 timings = {"decode": item.decode_ms, **result.timings}
                 self._stats.add({"decode": item.decode_ms})
                 faces = tracker.update(result.faces) if tracker is not None else result.faces
+                faces = carry.update(faces, result.timestamp)
                 yield image, FrameResult(result.index, result.timestamp, faces, timings, source=label)
 
     def streams(

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
     "train": ("facesdk.training.cli", ("train",), "train", "train a model from a YAML config"),
     "data": ("facesdk.training.cli", ("data",), "train", "prepare datasets into facesdk manifests"),
     "eval": ("facesdk.training.evaluate", (), "train", "evaluate a checkpoint or export on manifests"),
+    "explain": ("facesdk.training.explain", (), "train", "attention maps / Grad-CAM of checkpoints on faces"),
     "zeroshot": (
         "facesdk.training.zeroshot.cli",
         (),

@@ -8,23 +8,42 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from .backends.base import Backend, run_batched
-from .errors import BackendError
+from .errors import BackendError, ConfigError
 from .export_manifest import ExportManifest
 from .faces.align import crop_faces
+from .faces.quality import assess_faces
 from .preprocess import Preprocess, to_input_tensor
-from .results import Detection, FaceResult, Prediction
+from .results import Detection, FaceResult, Prediction, Quality
 from .tasks import TaskSpec
 from .temperature import apply_temperature
 
-__all__ = ["analyze_faces", "infer_crops", "postprocess", "softmax", "STAGES"]
+__all__ = [
+    "EstimateCarry",
+    "PreparedFaces",
+    "STAGES",
+    "SKIPPED_LOW_QUALITY",
+    "analyze_faces",
+    "check_min_quality",
+    "finish_faces",
+    "infer_crops",
+    "postprocess",
+    "prepare_faces",
+    "select_for_inference",
+    "softmax",
+]
 
 STAGES = ("decode", "detect", "align", "infer", "post")
-"""Stage names used in :attr:`FrameResult.timings` and :meth:`Analyzer.stats`."""
+"""Stage names used in :attr:`FrameResult.timings` and :meth:`Analyzer.stats` (``align``
+covers the face quality measurement as well as the crops)."""
+
+SKIPPED_LOW_QUALITY = "skipped_low_quality"
+"""The counter in :meth:`Analyzer.stats` of faces whose backbone run was skipped for low quality."""
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -80,8 +99,9 @@ def analyze_faces(
     manifest: ExportManifest,
     timings: MutableMapping[str, float] | None = None,
     lock: Any = None,
+    min_quality: float = 0.0,
 ) -> tuple[FaceResult, ...]:
-    """Crop, infer (all faces in one batched call) and post-process the given detections.
+    """Measure quality, crop, infer (all faces in one batched call) and post-process the given detections.
 
     Args:
         frame_bgr: The frame (uint8 BGR).
@@ -90,19 +110,142 @@ def analyze_faces(
         manifest: Tasks and preprocessing of the model.
         timings: Filled with ``align``, ``infer`` and ``post`` milliseconds when given.
         lock: Optional context manager held around the backend call (thread safety).
+        min_quality: Faces whose :class:`Quality` score is below this skip the backbone and are
+            reported as not estimated (:func:`finish_faces`); 0 infers every face.
+
+    Returns:
+        One :class:`FaceResult` per detection, in order, each with its ``quality``.
     """
     timings = {} if timings is None else timings
     start = time.perf_counter()
-    crops = crop_faces(frame_bgr, detections, manifest.preprocess)
+    prepared = prepare_faces(frame_bgr, detections, manifest.preprocess, min_quality)
     mid = time.perf_counter()
+    crops = list(prepared.crops)
     if lock is not None:
         with lock:
             logits = infer_crops(backend, crops, manifest.preprocess)
     else:
         logits = infer_crops(backend, crops, manifest.preprocess)
     end = time.perf_counter()
-    faces = postprocess(detections, logits, manifest.tasks, manifest.temperatures)
+    faces = finish_faces(prepared, logits, manifest.tasks, manifest.temperatures)
     timings.update(
         align=(mid - start) * 1000.0, infer=(end - mid) * 1000.0, post=(time.perf_counter() - end) * 1000.0
     )
     return faces
+
+
+def check_min_quality(min_quality: float) -> float:
+    """Validate a ``min_quality`` threshold (a number in [0, 1]) and return it as a float."""
+    if isinstance(min_quality, bool) or not isinstance(min_quality, (int, float)):
+        raise ConfigError(f"min_quality must be a number in [0, 1], got {min_quality!r}")
+    value = float(min_quality)
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(
+            f"min_quality must be in [0, 1] (0 runs the backbone on every face), got {min_quality!r}"
+        )
+    return value
+
+
+def select_for_inference(qualities: Sequence[Quality], min_quality: float) -> tuple[int, ...]:
+    """Indices of the faces whose backbone run is worth it: ``quality.score >= min_quality``.
+
+    With ``min_quality == 0`` every face is selected.
+    """
+    if min_quality <= 0.0:
+        return tuple(range(len(qualities)))
+    return tuple(i for i, q in enumerate(qualities) if q.score >= min_quality)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedFaces:
+    """One frame's faces ready for the backbone: every face's quality, which to infer, their crops.
+
+    Attributes:
+        detections: Every face of the frame, in order.
+        qualities: One :class:`Quality` per detection.
+        selected: Indices (into ``detections``) of the faces to run the backbone on.
+        crops: The crops of the selected faces, in ``selected`` order.
+    """
+
+    detections: tuple[Detection, ...]
+    qualities: tuple[Quality, ...]
+    selected: tuple[int, ...]
+    crops: tuple[np.ndarray, ...]
+
+    @property
+    def skipped(self) -> int:
+        """How many faces are left out of the backbone run for low quality."""
+        return len(self.detections) - len(self.selected)
+
+
+def prepare_faces(
+    frame_bgr: np.ndarray, detections: Sequence[Detection], spec: Preprocess, min_quality: float = 0.0
+) -> PreparedFaces:
+    """Measure every face's quality and crop those at or above ``min_quality`` (the ``align`` stage)."""
+    detections = tuple(detections)
+    qualities = assess_faces(frame_bgr, detections)
+    selected = select_for_inference(qualities, min_quality)
+    crops = crop_faces(frame_bgr, [detections[i] for i in selected], spec)
+    return PreparedFaces(detections, qualities, selected, tuple(crops))
+
+
+def finish_faces(
+    prepared: PreparedFaces,
+    logits: Mapping[str, np.ndarray],
+    tasks: Sequence[TaskSpec],
+    temperatures: Mapping[str, float] | None = None,
+) -> tuple[FaceResult, ...]:
+    """Post-process the selected faces' logits and return one :class:`FaceResult` per detection.
+
+    ``logits`` hold one row per selected face; ``temperatures`` are applied as in :func:`postprocess`.
+    A face left out for low quality is reported as
+    not estimated: empty ``attributes``, ``inferred=False``; every face carries its quality.
+    """
+    chosen = [prepared.detections[i] for i in prepared.selected]
+    inferred = dict(zip(prepared.selected, postprocess(chosen, logits, tasks, temperatures), strict=True))
+    out = []
+    for i, (det, quality) in enumerate(zip(prepared.detections, prepared.qualities, strict=True)):
+        face = inferred.get(i)
+        if face is None:
+            face = FaceResult(det.box, det.score, det.landmarks, attributes={}, inferred=False)
+        out.append(replace(face, quality=quality))
+    return tuple(out)
+
+
+class EstimateCarry:
+    """Lets a tracked face skipped for low quality keep its track's last estimate (streams).
+
+    Call :meth:`update` with each frame's tracked faces: a face the backbone ran on
+    (``inferred``) records its attributes for its track; a face that was not estimated this frame
+    (empty ``attributes``) gets its track's last recorded attributes back, still with
+    ``inferred=False`` and ``estimate_age_s`` set to the seconds since that estimate. A track
+    with no estimate yet stays not estimated. Tracks unseen for more than ``max_age`` frames
+    are forgotten.
+    """
+
+    def __init__(self, max_age: int = 10) -> None:
+        self.max_age = max_age
+        self._last: dict[int, tuple[Mapping[str, Prediction], float, int]] = {}
+        self._frame = 0
+
+    def update(self, faces: Sequence[FaceResult], timestamp: float) -> tuple[FaceResult, ...]:
+        """One frame's tracked faces, with carried estimates filled in (faces without a track id pass)."""
+        self._frame += 1
+        out = []
+        for face in faces:
+            key = face.track_id
+            if key is None:
+                out.append(face)
+            elif face.inferred and face.attributes:
+                self._last[key] = (face.attributes, timestamp, self._frame)
+                out.append(face)
+            elif not face.attributes and key in self._last:
+                attributes, when, _ = self._last[key]
+                self._last[key] = (attributes, when, self._frame)
+                out.append(replace(face, attributes=attributes, estimate_age_s=max(0.0, timestamp - when)))
+            else:
+                out.append(face)
+        stale = [k for k, (_, _, seen) in self._last.items() if self._frame - seen > self.max_age]
+        for key in stale:
+            del self._last[key]
+        return tuple(out)
