@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
-from .errors import DetectorNotFoundError
+from .errors import ConfigError, DetectorNotFoundError
 from .faces.model_store import (
     DETECTOR_SHA256,
     DETECTOR_URL,
@@ -37,6 +38,8 @@ def main(argv: Sequence[str], prog: str = "facesdk models") -> int:
     """Run ``facesdk models fetch|path``; returns the exit code."""
     args = _parser(prog).parse_args(list(argv))
     if args.action == "fetch":
+        if args.dir is not None and Path(args.dir).exists() and not Path(args.dir).is_dir():
+            raise ConfigError(f"--dir {args.dir} is a file; name the folder to install the detector into")
         path = fetch_detector_model(args.dir, url=args.url, sha256=args.sha256, force=args.force)
         print(path)
         return 0
