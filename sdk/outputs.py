@@ -28,7 +28,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -40,6 +40,7 @@ __all__ = [
     "STALE_AFTER_S",
     "StagedDir",
     "resolve_path",
+    "check_no_overlap",
     "check_output_dir",
     "check_output_file",
     "clean_stale_staging",
@@ -81,7 +82,11 @@ def _overlap(out: Path, inp: Path) -> str | None:
     return None
 
 
-def _check_overlap(out: Path, inputs: Iterable[str | os.PathLike[str] | None], flag: str) -> None:
+def check_no_overlap(
+    out: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None], flag: str = "--out"
+) -> Path:
+    """Refuse an output that equals, contains or sits inside an input; return it resolved."""
+    out = resolve_path(out)
     for raw in inputs:
         if raw is None:
             continue
@@ -92,6 +97,7 @@ def _check_overlap(out: Path, inputs: Iterable[str | os.PathLike[str] | None], f
                 f"{flag} {out} {relation} the input {inp}; writing there could destroy it. "
                 f"Choose a {flag} outside every input"
             )
+    return out
 
 
 def _is_own(folder: Path, manifests: Iterable[str]) -> bool:
@@ -124,7 +130,7 @@ def check_output_dir(
     """
     manifests = tuple(manifests)
     resolved = resolve_path(out)
-    _check_overlap(resolved, inputs, flag)
+    check_no_overlap(resolved, inputs, flag)
     if resolved.exists() and not resolved.is_dir():
         raise ConfigError(f"{flag} {out} is a file, not a folder; name a new or empty folder")
     if not resolved.is_dir() or not any(resolved.iterdir()):
@@ -309,11 +315,23 @@ class StagedDir:
         _register(path)
         return path
 
-    def commit(self) -> Path:
-        """Move the staged folder onto ``out`` (replacing an old one only with ``force``)."""
+    def commit(self, swap: Callable[[Path, Path], None] | None = None) -> Path:
+        """Move the staged folder onto ``out`` (replacing an old one only with ``force``).
+
+        Args:
+            swap: ``swap(staged, out)`` does the move instead (for callers with their own
+                recovery of a swap cut short, such as the training state).
+        """
         assert self.path is not None, "commit() outside the with block"
         (self.path / _MARKER).unlink(missing_ok=True)
         _publish_modes(self.path)
+        if swap is not None:
+            if self.out.exists() and not self.force:
+                raise ConfigError(f"{self.out} appeared while this command ran; pass --force to replace it")
+            swap(self.path, self.out)
+            _unregister(self.path)
+            self.path = None
+            return self.out
         old = None
         if self.out.exists():
             if not self.force:

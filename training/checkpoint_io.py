@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +24,7 @@ from facesdk.checkpoint import (
 )
 from facesdk.errors import ManifestError
 from facesdk.manifest_io import FileEntry
+from facesdk.outputs import StagedDir
 from facesdk.preprocess import CropPolicy, Preprocess
 from facesdk.tasks import TaskSpec
 
@@ -107,10 +107,8 @@ def save_checkpoint(
     training: Mapping[str, Any] | None = None,
 ) -> CheckpointManifest:
     """Write ``model.safetensors`` and ``checkpoint.json``; the directory appears whole or not at all."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    staged = StagedDir(directory, force=True)
+    with staged as tmp:  # removed on an error, SIGINT or SIGTERM; a killed run's is cleaned next time
         # save_model drops the duplicate names of shared tensors (VeRA's projections); the
         # loader rebuilds the same module tree, which shares them again.
         save_model(model, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
@@ -127,10 +125,7 @@ def save_checkpoint(
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
         manifest.write(tmp)
-        replace_directory(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        staged.commit(swap=replace_directory)
     return manifest
 
 

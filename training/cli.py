@@ -12,11 +12,13 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from facesdk.errors import ConfigError
 from facesdk.manifest_io import atomic_write_bytes
+from facesdk.outputs import check_output_dir
 
 __all__ = ["main", "train_main", "data_main"]
 
@@ -81,10 +83,24 @@ def _resolve_config(args: argparse.Namespace):  # noqa: ANN202 - TrainConfig
     return config
 
 
+TRAIN_MANIFESTS = ("config.yaml", "state/state.json", "checkpoint/checkpoint.json")
+"""What marks a folder as a training run's output (reused in place by ``--resume``)."""
+
+
+def _check_out(args: argparse.Namespace, config: Any) -> None:
+    """``--out`` may not overlap the config, the data or the weights, nor be a foreign non-empty folder."""
+    weights = config.model.weights
+    inputs = [*config.data.manifests(), weights[len("file:") :] if weights.startswith("file:") else None]
+    if not args.resume:  # a resumed run may read its own OUT/config.yaml
+        inputs.append(args.config)
+    check_output_dir(args.out, inputs, reuse=True, manifests=TRAIN_MANIFESTS)
+
+
 def train_main(argv: Sequence[str], prog: str = "facesdk train") -> int:
     """Run ``facesdk train``; returns the exit code."""
     args = _train_parser(prog).parse_args(list(argv))
     config = _resolve_config(args)  # checked here, before any process is started
+    _check_out(args, config)
     from .distributed import launch_torchrun, process_group
 
     if args.nproc is not None:

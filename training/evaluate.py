@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from facesdk.errors import ConfigError, MissingFileError
 from facesdk.manifest_io import atomic_write_bytes, atomic_write_json
+from facesdk.outputs import check_output_dir
 from facesdk.preprocess import Preprocess, to_input_tensor
 from facesdk.tasks import DEFAULT_TASKS, MISSING, TaskSpec
 
@@ -554,6 +555,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk eval") -> int:
     models = [ModelArg.parse(m) for m in args.model]
     baseline = ModelArg.parse(args.baseline) if args.baseline else None
     data = [DataArg.parse(d) for d in args.data]
+    inputs = [m.path for m in [*models, *([baseline] if baseline else [])]] + [d.manifest for d in data]
+    check_output_dir(args.out, inputs, reuse=True, manifests=("metrics.json",))
     evaluate(models, data, args.out, args.batch_size, args.device, pca=args.pca, baseline=baseline)
     sys.stdout.write((args.out / "results.md").read_text())
     return 0
