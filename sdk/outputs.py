@@ -325,6 +325,8 @@ class StagedDir:
         assert self.path is not None, "commit() outside the with block"
         (self.path / _MARKER).unlink(missing_ok=True)
         _publish_modes(self.path)
+        if self.out.is_dir() and not any(self.out.iterdir()):
+            self.out.rmdir()  # an empty folder holds nothing to lose: always replaced
         if swap is not None:
             if self.out.exists() and not self.force:
                 raise ConfigError(f"{self.out} appeared while this command ran; pass --force to replace it")

@@ -96,6 +96,13 @@ def _check_out(args: argparse.Namespace, config: Any) -> None:
     check_output_dir(args.out, inputs, reuse=True, manifests=TRAIN_MANIFESTS)
 
 
+def _remove_if_only_config(out: Path) -> None:
+    """A run that failed before writing anything but its config leaves no folder behind."""
+    if out.is_dir() and [p.name for p in out.iterdir()] == ["config.yaml"]:
+        (out / "config.yaml").unlink()
+        out.rmdir()
+
+
 def train_main(argv: Sequence[str], prog: str = "facesdk train") -> int:
     """Run ``facesdk train``; returns the exit code."""
     args = _train_parser(prog).parse_args(list(argv))
@@ -107,6 +114,7 @@ def train_main(argv: Sequence[str], prog: str = "facesdk train") -> int:
         return launch_torchrun(args.nproc, _without_nproc(argv))
     from .trainer import Trainer
 
+    fresh = not args.out.exists()
     with process_group(config.runtime.device, config.runtime.dist_backend) as ctx:
         trainer = Trainer(
             config,
@@ -119,7 +127,12 @@ def train_main(argv: Sequence[str], prog: str = "facesdk train") -> int:
         text = yaml.safe_dump(config.to_json(), sort_keys=False).encode()
         trainer.reporter.save(lambda: atomic_write_bytes(args.out / "config.yaml", text))
         start = time.perf_counter()
-        summary = trainer.run()
+        try:
+            summary = trainer.run()
+        except BaseException:
+            if fresh and ctx.rank == 0:
+                _remove_if_only_config(args.out)
+            raise
         trainer.reporter.info(
             "done in %.1f s; best validation metrics: %s", time.perf_counter() - start, summary["best"]
         )
