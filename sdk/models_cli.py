@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from .faces.model_store import (
     fetch_detector_model,
     find_detector_model,
 )
+from .outputs import created_dir
 
 __all__ = ["main"]
 
@@ -40,7 +42,10 @@ def main(argv: Sequence[str], prog: str = "facesdk models") -> int:
     if args.action == "fetch":
         if args.dir is not None and Path(args.dir).exists() and not Path(args.dir).is_dir():
             raise ConfigError(f"--dir {args.dir} is a file; name the folder to install the detector into")
-        path = fetch_detector_model(args.dir, url=args.url, sha256=args.sha256, force=args.force)
+        with (
+            created_dir(args.dir) if args.dir else contextlib.nullcontext()
+        ):  # a failure leaves no empty --dir
+            path = fetch_detector_model(args.dir, url=args.url, sha256=args.sha256, force=args.force)
         print(path)
         return 0
     try:

@@ -160,3 +160,10 @@ def test_complete_video_is_not_reported(
         frames = list(FrameStream(str(astronaut_video)))
     assert len(frames) == 5
     assert not [r for r in caplog.records if "truncated" in r.getMessage()]
+
+
+def test_failed_fetch_leaves_no_empty_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "models"
+    assert main(["models", "fetch", "--dir", str(target), "--url", (tmp_path / "nope.onnx").as_uri()]) == 2
+    assert "could not download" in _one_error(capsys)
+    assert not target.exists()
