@@ -331,6 +331,7 @@ def quantize_export(
     fp32_onnx, calib_dir, out_onnx = Path(fp32_onnx), Path(calib_dir), Path(out_onnx)
     # Never replace an input or a file an export lists, even when the caller may overwrite.
     check_output_file(out_onnx, [fp32_onnx, calib_dir], force=True, flag="out_onnx")
+    out_onnx.parent.mkdir(parents=True, exist_ok=True)
     calib = load_calibration_set(calib_dir)
     check_fingerprint(calib, preprocess, calib_dir)
     if calib.count < MIN_CROPS:

@@ -133,10 +133,12 @@ def check_output_dir(
     check_no_overlap(resolved, inputs, flag)
     if resolved.exists() and not resolved.is_dir():
         raise ConfigError(f"{flag} {out} is a file, not a folder; name a new or empty folder")
-    if not resolved.is_dir() or not any(resolved.iterdir()):
+    if not resolved.is_dir():
         return resolved
     if not force and not reuse:
         raise ConfigError(f"{flag} {out} already exists; pass --force to replace it, or choose a new {flag}")
+    if not any(resolved.iterdir()):
+        return resolved
     if not _is_own(resolved, manifests):
         hint = "--force replaces" if force else "this command reuses"
         raise ConfigError(
@@ -198,8 +200,6 @@ def check_output_file(
         )
     if resolved.exists() and not force:
         raise ConfigError(f"{flag} {out} already exists; pass --force to replace it, or choose another file")
-    if not resolved.parent.is_dir():
-        raise ConfigError(f"{flag} {out}: the folder {resolved.parent} does not exist; create it first")
     return resolved
 
 
@@ -325,8 +325,6 @@ class StagedDir:
         assert self.path is not None, "commit() outside the with block"
         (self.path / _MARKER).unlink(missing_ok=True)
         _publish_modes(self.path)
-        if self.out.is_dir() and not any(self.out.iterdir()):
-            self.out.rmdir()  # an empty folder holds nothing to lose: always replaced
         if swap is not None:
             if self.out.exists() and not self.force:
                 raise ConfigError(f"{self.out} appeared while this command ran; pass --force to replace it")

@@ -82,7 +82,7 @@ def test_existing_output_refused_without_force(checkpoints: dict[str, Path], tmp
         run_export(ExportOptions(ckpt=checkpoints["lora"], out=out, max_batch=2, force=True))
     assert (out / "keep.txt").read_text() == "mine"
     (out / "keep.txt").unlink()
-    run_export(ExportOptions(ckpt=checkpoints["lora"], out=out, max_batch=2))  # empty: written
+    run_export(ExportOptions(ckpt=checkpoints["lora"], out=out, max_batch=2, force=True))  # empty: replaced
     (out / "stale.txt").write_text("left in the old export")
     manifest = run_export(ExportOptions(ckpt=checkpoints["lora"], out=out, max_batch=2, force=True))
     assert not (out / "stale.txt").exists()

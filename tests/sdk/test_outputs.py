@@ -65,7 +65,10 @@ def test_force_replaces_only_own_or_empty_folders(tmp_path: Path) -> None:
     assert check_output_dir(own, [], force=True, manifests=("export.json",)) == own.resolve()
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert check_output_dir(empty, []) == empty.resolve()
+    with pytest.raises(ConfigError, match="already exists; pass --force"):
+        check_output_dir(empty, [])
+    assert check_output_dir(empty, [], force=True) == empty.resolve()
+    assert check_output_dir(empty, [], reuse=True) == empty.resolve()
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="is a file"):
         check_output_dir(tmp_path / "file", [], force=True)
