@@ -60,7 +60,7 @@ facesdk calibrate collect --source "$OUT/media/astronaut.png" "$OUT/media/astron
 # pass names them, so they stay float here (docs/int8.md).
 facesdk export build --ckpt "$OUT/train/checkpoint" --out "$OUT/export" --precision fp32,int8 \
   --calib "$OUT/calib" --onnx-only --force --int8-option 'also_keep_float=["*/proj/*"]'
-facesdk analyze "$OUT/media/astronaut.png" "$OUT/media/astronaut.avi" --model "$OUT/export" --json "$OUT/analysis.jsonl"
+facesdk analyze "$OUT/media/astronaut.png" "$OUT/media/astronaut.avi" --model "$OUT/export" --json "$OUT/analysis.jsonl" --force
 facesdk bench --ckpt "$OUT/train/checkpoint" --model "$OUT/export" --video "$OUT/media/astronaut.avi" --out "$OUT/bench"
 echo
 echo "Done. Outputs in $OUT/: checkpoint, export (model.onnx, model.int8.onnx, export.json), analysis.jsonl, bench/."

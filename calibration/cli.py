@@ -10,8 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from facesdk.errors import ConfigError, FaceSdkError
+from facesdk.outputs import check_output_dir, check_output_file
 from facesdk.preprocess import Preprocess
 from facesdk.tasks import DEFAULT_TASKS, TaskSpec
+
+from .calibset import CALIB_MANIFEST
 
 __all__ = ["main", "build_parser"]
 
@@ -77,6 +80,11 @@ def build_parser(prog: str = "facesdk calibrate") -> argparse.ArgumentParser:
     qua.add_argument("--threshold", type=float, default=0.98)
     qua.add_argument("--accept-drop", action="store_true")
     qua.add_argument("--report", type=Path, default=None, help="write the report JSON here too")
+    qua.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing --out/--report (never an input or export file)",
+    )
     return parser
 
 
@@ -101,6 +109,8 @@ def _collect(args: argparse.Namespace) -> int:
     sources = [Source(p) for p in args.source] + [Source(p, cropped=True) for p in args.crops]
     if not sources:
         raise ConfigError("give at least one --source or --crops")
+    inputs = [*args.source, *args.crops, args.model, args.preprocess, args.detector]
+    check_output_dir(args.out, inputs, reuse=True, manifests=(CALIB_MANIFEST,))
     if args.model is not None:
         spec, tasks, _ = _model_spec(args.model)
     else:
@@ -130,7 +140,12 @@ def _quantize(args: argparse.Namespace) -> int:
 
     from .quantize import quantize_export
 
+    inputs = [args.model, args.calib]
+    check_output_file(args.out, inputs, force=args.force)
+    if args.report is not None:
+        check_output_file(args.report, [*inputs, args.out], force=args.force, flag="--report")
     spec, tasks, onnx_path = _model_spec(args.model)
+    check_output_file(args.out, [onnx_path], force=args.force)
     report = quantize_export(
         onnx_path,
         args.calib,
@@ -156,6 +171,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk calibrate") -> 
     args = build_parser(prog).parse_args(argv)
     try:
         return _collect(args) if args.command == "collect" else _quantize(args)
-    except FaceSdkError as exc:
+    except FaceSdkError as exc:  # user errors exit 2, as in every facesdk command
         print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 1
+        return 2

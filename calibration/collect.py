@@ -367,6 +367,18 @@ class _Collection:
         return made
 
 
+def _nothing_collected(records: Sequence[dict[str, Any]]) -> str:
+    """The one-line refusal of a collection that found no crop at all (nothing was written)."""
+    parts = [
+        f"{r['path']}: {r['unreadable']} unreadable, {r['no_face']} without a face of {r['planned']} planned"
+        for r in records
+    ]
+    return (
+        f"no face crop could be collected ({'; '.join(parts)}), so nothing was written. Give sources with "
+        "readable images (" + ", ".join(IMAGE_EXTS) + ") or videos that show faces, or --crops for face crops"
+    )
+
+
 def collect(
     sources: Sequence[Source],
     out: str | os.PathLike[str],
@@ -399,8 +411,7 @@ def collect(
 
     if count < 1 or shard_size < 1:
         raise ConfigError(f"count and shard_size must be >= 1, got {count} and {shard_size}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)  # created by the first shard written: a run that collects nothing leaves no folder
     plan = build_plan(sources, tasks, frames_per_video, seed)
     detector, det_id = _detector_id(plan, detector)
     plan_id = _plan_id(plan, count, spec, shard_size, det_id)
@@ -421,6 +432,8 @@ def collect(
     finally:
         bar.close()
     run.flush()  # the plan ended right after unreadable frames
+    if run.total == 0:
+        raise SourceError(_nothing_collected(run.records))
     result = run.snapshot(True)
     if run.total < count:
         log.warning("sources ran out: %d of %d crops collected", run.total, count)

@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from facesdk.errors import ConfigError, require
+from facesdk.errors import ConfigError, ManifestError, require
 from facesdk.integrity import stamp_onnx_digest
 from facesdk.manifest_io import sha256_file
+from facesdk.outputs import check_output_file
 from facesdk.preprocess import Preprocess
 from facesdk.tasks import TaskSpec
 
@@ -38,6 +39,7 @@ __all__ = [
     "AUTO",
     "METHODS",
     "DEFAULT_QUANTIZE_OPS",
+    "MIN_CROPS",
     "AccuracyDropError",
     "default_keep_float",
     "select_nodes",
@@ -51,6 +53,8 @@ AUTO = "auto"
 """``method="auto"``: calibrate with every one of :data:`METHODS` and keep the best on the held-out
 crops (see :func:`_rank`; the first in that order on a full tie). Three calibration passes."""
 DEFAULT_QUANTIZE_OPS = ("MatMul", "Conv")
+MIN_CROPS = 2
+"""Fewest crops a set may hold for quantization: at least one to calibrate on and one held out."""
 BACKBONE_KEEP_FLOAT = (
     "*/patch_embed/*",  # first layer: raw pixels, small, sensitive
     "*/backbone/stem/*",  # the same for CNNs: ConvNeXt's stem,
@@ -326,8 +330,17 @@ def quantize_export(
     if not 0.0 <= threshold <= 1.01:
         raise ConfigError(f"threshold is an agreement rate in [0, 1], got {threshold}")
     fp32_onnx, calib_dir, out_onnx = Path(fp32_onnx), Path(calib_dir), Path(out_onnx)
+    # Never replace an input or a file an export lists, even when the caller may overwrite.
+    check_output_file(out_onnx, [fp32_onnx, calib_dir], force=True, flag="out_onnx")
+    out_onnx.parent.mkdir(parents=True, exist_ok=True)
     calib = load_calibration_set(calib_dir)
     check_fingerprint(calib, preprocess, calib_dir)
+    if calib.count < MIN_CROPS:
+        raise ManifestError(
+            f"calibration set {calib_dir} holds {calib.count} crop(s); quantization needs at least {MIN_CROPS} "
+            "(some to calibrate on, some held out to check). Re-collect it from sources with readable "
+            "images that show faces ('facesdk calibrate collect')"
+        )
     names = [t.name for t in tasks]
     crops, labels = calib.arrays(calib_dir)
     rows, held = holdout_split(len(crops), holdout_fraction, seed)

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from facesdk.errors import ConfigError, DependencyError, MissingFileError
-from facesdk.export_manifest import PRECISIONS
+from facesdk.export_manifest import EXPORT_MANIFEST, PRECISIONS
+from facesdk.outputs import check_output_dir
 
 from .onnx_export import DEFAULT_OPSET, EXPORTERS, check_opset
 from .tensorrt_build import TRT_TYPINGS, tensorrt_unavailable_reason
@@ -146,10 +147,12 @@ def preflight(options: ExportOptions) -> None:
             f"checkpoint directory {options.ckpt} does not exist; pass --ckpt the directory holding "
             "checkpoint.json (a training run's 'checkpoint/' folder)"
         )
-    if options.out.exists() and not options.force:
-        raise ConfigError(f"output directory {options.out} already exists; pass --force to replace it")
-    if options.out.resolve() == options.ckpt.resolve():
-        raise ConfigError("--out must differ from --ckpt")
+    check_output_dir(
+        options.out,
+        [options.ckpt, options.calib, options.timing_cache],
+        force=options.force,
+        manifests=(EXPORT_MANIFEST,),
+    )
     if "int8" in options.precisions:
         if options.calib is None:
             raise ConfigError(

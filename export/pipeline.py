@@ -7,9 +7,6 @@ at the end, so a failed or interrupted export leaves nothing half-written.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -24,6 +21,7 @@ from facesdk.errors import ConfigError, FaceSdkError, ManifestError
 from facesdk.export_manifest import ExportManifest, ModelEntry, TensorSpec
 from facesdk.integrity import stamp_onnx_digest
 from facesdk.manifest_io import FileEntry, sha256_file
+from facesdk.outputs import StagedDir
 
 from .errors import ExportError
 from .flops import complexity_record
@@ -247,31 +245,6 @@ def _engine(options: ExportOptions, stage: Path, base: ExportManifest, precision
     return {key: entry}, {f"engine-{precision}": figures}
 
 
-def _publish_modes(stage: Path) -> None:
-    """Give the staged directory and files the modes the umask allows (mkdtemp/mkstemp make them private)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(stage, 0o777 & ~umask)
-    for path in stage.iterdir():
-        os.chmod(path, 0o666 & ~umask)
-
-
-def _finish(stage: Path, out: Path, force: bool) -> None:
-    """Rename the staged directory onto ``out`` (replacing it only with ``force``)."""
-    _publish_modes(stage)
-    old = None
-    if out.exists():
-        if not force:
-            raise ConfigError(
-                f"output directory {out} appeared during the export; pass --force to replace it"
-            )
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(stage, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def run_export(options: ExportOptions) -> ExportManifest:
     """Run the whole export and return the manifest written to ``options.out/export.json``.
 
@@ -279,9 +252,8 @@ def run_export(options: ExportOptions) -> ExportManifest:
         FaceSdkError: Any bad input or failed check; nothing is left on disk then.
     """
     preflight(options)
-    options.out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{options.out.name}.export-", dir=options.out.parent))
-    try:
+    staged = StagedDir(options.out, force=options.force)
+    with staged as stage:
         base, parity = _onnx_stage(options, stage, options.ckpt)
         models = dict([_entry(stage, "onnx", "fp32")])
         for precision in (p for p in options.precisions if p != "fp32"):
@@ -298,9 +270,6 @@ def run_export(options: ExportOptions) -> ExportManifest:
 
             manifest = replace(manifest, versions={**manifest.versions, "tensorrt": trt.__version__})
         manifest.write(stage)
-        _finish(stage, options.out, options.force)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+        staged.commit()
     log.info("export written to %s (%s)", options.out, ", ".join(sorted(manifest.models)))
     return manifest

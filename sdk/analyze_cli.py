@@ -18,6 +18,7 @@ from typing import IO
 import cv2
 
 from .errors import InvalidFrameError, SourceError
+from .outputs import check_output_file
 
 __all__ = ["main", "IMAGE_SUFFIXES"]
 
@@ -31,6 +32,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="+", help="image or video files")
     parser.add_argument("--model", required=True, help="export directory, .onnx or .engine file")
     parser.add_argument("--json", default=None, help="write JSON lines to this file (default: stdout)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --json file")
     parser.add_argument(
         "--backend", default="auto", choices=("auto", "onnxruntime", "openvino", "tensorrt", "torch")
     )
@@ -68,11 +70,12 @@ def main(argv: Sequence[str], prog: str = "facesdk analyze") -> int:
     from .analyzer import Analyzer
     from .faces.detector import DetectorConfig
 
+    if args.json:
+        check_output_file(
+            args.json, [*args.paths, args.model, args.detector], force=args.force, flag="--json"
+        )
     config = DetectorConfig(score_threshold=args.score_threshold)
     with contextlib.ExitStack() as stack:
-        out: IO[str] = (
-            stack.enter_context(open(args.json, "w", encoding="utf-8")) if args.json else sys.stdout
-        )
         analyzer = stack.enter_context(
             Analyzer(
                 args.model,
@@ -82,6 +85,9 @@ def main(argv: Sequence[str], prog: str = "facesdk analyze") -> int:
                 precision=args.precision,
                 min_quality=args.min_quality,
             )
+        )  # before the --json file is opened: a bad model leaves no empty output behind
+        out: IO[str] = (
+            stack.enter_context(open(args.json, "w", encoding="utf-8")) if args.json else sys.stdout
         )
         frames = 0
         for raw in args.paths:

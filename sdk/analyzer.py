@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .arguments import check_detections, check_model_arg
 from .backends.base import Backend, create_backend
 from .errors import BackendError
 from .faces.detector import DetectorConfig, FaceDetector
@@ -79,6 +80,7 @@ class Analyzer:
         min_quality: float = 0.0,
         **backend_opts: Any,
     ) -> None:
+        check_model_arg(model)
         self.min_quality = check_min_quality(min_quality)
         resolved = resolve_model(model, backend, precision, verify)
         self.manifest = resolved.manifest
@@ -109,6 +111,7 @@ class Analyzer:
         self, frame: Any, detections: Sequence[Detection], index: int = 0, timestamp: float | None = None
     ) -> FrameResult:
         """Analyse given faces (e.g. a dataset's boxes) without running the detector."""
+        detections = check_detections(detections)
         backend = self._require_open()
         image = to_bgr_uint8(frame)
         timings: dict[str, float] = {}

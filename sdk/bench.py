@@ -29,6 +29,7 @@ import numpy as np
 from .errors import ConfigError, DependencyError
 from .export_manifest import load_export_manifest
 from .manifest_io import atomic_write_bytes, atomic_write_json
+from .outputs import check_output_dir
 
 __all__ = ["main", "run_bench", "cpu_info", "measure_row", "zeroshot_complexity"]
 
@@ -423,6 +424,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk bench") -> int:
         return 0
     if not args.model and not args.zeroshot_clip:
         parser.error("--model EXPORT_DIR (or --zeroshot-clip NAME) is required")
+    check_output_dir(args.out, [args.model, args.ckpt, args.video, args.detector, args.zeroshot_prompts],
+                     reuse=True, manifests=("bench.json",))  # fmt: skip
     zeroshot = zeroshot_complexity(args.zeroshot_clip, args.zeroshot_prompts) if args.zeroshot_clip else None
     if not args.model:
         text = "\n".join(["# facesdk bench", "", *_zeroshot_lines(zeroshot)])  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .errors import DependencyError, FaceSdkError
 
-__all__ = ["main", "COMMANDS"]
+__all__ = ["main", "COMMANDS", "EXIT_USAGE"]
 
 # name -> (module with main(argv, prog), argv prefix, extra it needs, one-line help)
 COMMANDS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
@@ -35,6 +35,15 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
     "models": ("facesdk.models_cli", (), "", "locate or fetch the face detector model"),
     "serve": ("facesdk.serving.cli", (), "serving", "Triton model repository, loopback server, serving env"),
 }
+
+
+EXIT_USAGE = 2
+"""Exit code of every user error (bad option, bad or missing file, refused output) in every command."""
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error's message on one line (a message never spans lines on the terminal)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _usage() -> str:
@@ -73,8 +82,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             ) from exc
         return int(module.main([*prefix, *args[1:]], prog=f"facesdk {name}") or 0)
     except FaceSdkError as exc:
-        print(f"facesdk {name}: error: {exc}", file=sys.stderr)
-        return 2
+        print(f"facesdk {name}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a path the user named cannot be read or written (permissions, disk full, ...)
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(
+            f"facesdk {name}: error: {exc.strerror or exc}{where}; check the path, its permissions and free space",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"facesdk {name}: interrupted", file=sys.stderr)
         return 130

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
+from .errors import ConfigError
 from .faces.model_store import (
     DETECTOR_SHA256,
     DETECTOR_URL,
@@ -13,6 +16,7 @@ from .faces.model_store import (
     fetch_detector_model,
     find_detector_model,
 )
+from .outputs import created_dir
 
 __all__ = ["main"]
 
@@ -37,7 +41,12 @@ def main(argv: Sequence[str], prog: str = "facesdk models") -> int:
     """Run ``facesdk models fetch|path``; returns the exit code."""
     args = _parser(prog).parse_args(list(argv))
     if args.action == "fetch":
-        path = fetch_detector_model(args.dir, url=args.url, sha256=args.sha256, force=args.force)
+        if args.dir is not None and Path(args.dir).exists() and not Path(args.dir).is_dir():
+            raise ConfigError(f"--dir {args.dir} is a file; name the folder to install the detector into")
+        with (
+            created_dir(args.dir) if args.dir else contextlib.nullcontext()
+        ):  # a failure leaves no empty --dir
+            path = fetch_detector_model(args.dir, url=args.url, sha256=args.sha256, force=args.force)
         print(path)
         return 0
     # A missing or damaged detector raises a FaceSdkError: the facesdk CLI prints it as one line

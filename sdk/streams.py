@@ -100,6 +100,15 @@ def open_capture(source: Any) -> Capture:
     return cap
 
 
+def _declared_frames(cap: Any) -> int:
+    """The frame count a video container states (0 when the capture cannot say)."""
+    get = getattr(cap, "get", None)
+    try:
+        return max(0, int(get(cv2.CAP_PROP_FRAME_COUNT))) if get is not None else 0
+    except (TypeError, ValueError, cv2.error):
+        return 0
+
+
 class FrameStream:
     """Iterate over a source's frames, captured in a background thread.
 
@@ -135,6 +144,10 @@ class FrameStream:
         self._thread: threading.Thread | None = None
         self.dropped = 0
         self.reconnects = 0
+        self.declared_frames = _declared_frames(self._cap) if not self.live else 0
+        """Frames the video container states (0 when unknown or live)."""
+        self.frames_read = 0
+        """Frames delivered so far; below ``declared_frames`` at the end when the file is truncated."""
 
     def _put(self, item: Any) -> None:
         while not self._stop.is_set():
@@ -180,6 +193,7 @@ class FrameStream:
                 if ok and frame is not None:
                     self._put(StreamFrame(index, time.time(), frame, decode_ms))
                     index += 1
+                    self.frames_read = index
                     continue
                 if self._cap is not None:
                     self._cap.release()
@@ -188,6 +202,14 @@ class FrameStream:
                     if index == 0 and isinstance(self.source, (str, os.PathLike)):
                         raise SourceError(
                             f"{self.source!r}: no frame could be decoded (corrupt or empty video)"
+                        )
+                    if 0 < index < self.declared_frames:
+                        logger.warning(
+                            "video %s ended after %d of the %d frames its container states: the file is "
+                            "truncated or damaged, and results cover only the frames read",
+                            self.source,
+                            index,
+                            self.declared_frames,
                         )
                     break
                 logger.warning("source %r stopped delivering frames; reconnecting", self.source)

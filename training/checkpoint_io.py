@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +24,7 @@ from facesdk.checkpoint import (
 )
 from facesdk.errors import ManifestError
 from facesdk.manifest_io import FileEntry
+from facesdk.outputs import StagedDir
 from facesdk.preprocess import CropPolicy, Preprocess
 from facesdk.tasks import TaskSpec
 
@@ -111,10 +111,8 @@ def save_checkpoint(
 
     ``temperatures`` (task -> softmax temperature, see ``facesdk.temperature``) go into the manifest.
     """
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    staged = StagedDir(directory, force=True)
+    with staged as tmp:  # removed on an error, SIGINT or SIGTERM; a killed run's is cleaned next time
         # save_model drops the duplicate names of shared tensors (VeRA's projections); the
         # loader rebuilds the same module tree, which shares them again.
         save_model(model, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
@@ -132,10 +130,7 @@ def save_checkpoint(
             temperatures=dict(temperatures or {}),
         )
         manifest.write(tmp)
-        replace_directory(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        staged.commit(swap=replace_directory)
     return manifest
 
 

@@ -12,11 +12,13 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from facesdk.errors import ConfigError
 from facesdk.manifest_io import atomic_write_bytes
+from facesdk.outputs import check_output_dir
 
 __all__ = ["main", "train_main", "data_main"]
 
@@ -81,16 +83,38 @@ def _resolve_config(args: argparse.Namespace):  # noqa: ANN202 - TrainConfig
     return config
 
 
+TRAIN_MANIFESTS = ("config.yaml", "state/state.json", "checkpoint/checkpoint.json")
+"""What marks a folder as a training run's output (reused in place by ``--resume``)."""
+
+
+def _check_out(args: argparse.Namespace, config: Any) -> None:
+    """``--out`` may not overlap the config, the data or the weights, nor be a foreign non-empty folder."""
+    weights = config.model.weights
+    inputs = [*config.data.manifests(), weights[len("file:") :] if weights.startswith("file:") else None]
+    if not args.resume:  # a resumed run may read its own OUT/config.yaml
+        inputs.append(args.config)
+    check_output_dir(args.out, inputs, reuse=True, manifests=TRAIN_MANIFESTS)
+
+
+def _remove_if_only_config(out: Path) -> None:
+    """A run that failed before writing anything but its config leaves no folder behind."""
+    if out.is_dir() and [p.name for p in out.iterdir()] == ["config.yaml"]:
+        (out / "config.yaml").unlink()
+        out.rmdir()
+
+
 def train_main(argv: Sequence[str], prog: str = "facesdk train") -> int:
     """Run ``facesdk train``; returns the exit code."""
     args = _train_parser(prog).parse_args(list(argv))
     config = _resolve_config(args)  # checked here, before any process is started
+    _check_out(args, config)
     from .distributed import launch_torchrun, process_group
 
     if args.nproc is not None:
         return launch_torchrun(args.nproc, _without_nproc(argv))
     from .trainer import Trainer
 
+    fresh = not args.out.exists()
     with process_group(config.runtime.device, config.runtime.dist_backend) as ctx:
         trainer = Trainer(
             config,
@@ -103,7 +127,12 @@ def train_main(argv: Sequence[str], prog: str = "facesdk train") -> int:
         text = yaml.safe_dump(config.to_json(), sort_keys=False).encode()
         trainer.reporter.save(lambda: atomic_write_bytes(args.out / "config.yaml", text))
         start = time.perf_counter()
-        summary = trainer.run()
+        try:
+            summary = trainer.run()
+        except BaseException:
+            if fresh and ctx.rank == 0:
+                _remove_if_only_config(args.out)
+            raise
         trainer.reporter.info(
             "done in %.1f s; best validation metrics: %s", time.perf_counter() - start, summary["best"]
         )

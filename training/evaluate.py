@@ -34,6 +34,7 @@ import numpy as np
 
 from facesdk.errors import ConfigError
 from facesdk.manifest_io import atomic_write_bytes, atomic_write_json
+from facesdk.outputs import check_output_dir
 from facesdk.preprocess import Preprocess
 from facesdk.tasks import DEFAULT_TASKS, MISSING, TaskSpec
 
@@ -413,6 +414,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk eval") -> int:
     models = [ModelArg.parse(m) for m in args.model]
     baseline = ModelArg.parse(args.baseline) if args.baseline else None
     data = [DataArg.parse(d) for d in args.data]
+    inputs = [m.path for m in [*models, *([baseline] if baseline else [])]] + [d.manifest for d in data]
+    check_output_dir(args.out, inputs, reuse=True, manifests=("metrics.json",))
     evaluate(
         models,
         data,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -14,6 +15,8 @@ from facesdk.checkpoint import BackboneSpec, HeadSpec
 from facesdk.errors import ConfigError
 from facesdk.preprocess import CropPolicy, Preprocess
 from facesdk.tasks import TaskSpec
+
+from .hub import hub_fetch
 
 __all__ = ["MultiTaskModel", "create_backbone", "preprocess_from_backbone", "build_head", "DEFAULT_BACKBONE"]
 
@@ -38,8 +41,18 @@ def create_backbone(spec: BackboneSpec, load_weights: bool = True) -> nn.Module:
     if pretrained and spec.weights.startswith("file:"):
         overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
         kwargs["pretrained_cfg_overlay"] = {**overlay, "file": spec.weights[len("file:") :]}
+    hub = pretrained and not spec.weights.startswith("file:")
+    guard = (
+        hub_fetch(
+            f"the pretrained weights of {spec.name} (weights: {spec.weights})",
+            "set model.weights to file:PATH (a local weights file) or to random",
+        )
+        if hub
+        else contextlib.nullcontext()
+    )
     try:
-        return timm.create_model(spec.name, pretrained=pretrained, **kwargs)
+        with guard:
+            return timm.create_model(spec.name, pretrained=pretrained, **kwargs)
     except TypeError as exc:
         raise ConfigError(f"backbone {spec.name!r} rejected its kwargs {dict(spec.kwargs)}: {exc}") from exc
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from facesdk.errors import ManifestError
+from facesdk.outputs import StagedDir
 
 from .checkpoint_io import replace_directory
 
@@ -96,10 +95,8 @@ def save_state(
     progress: dict[str, Any],
 ) -> None:
     """Write the resume state atomically (see the module docstring)."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    staged = StagedDir(directory, force=True)
+    with staged as tmp:  # removed on an error, SIGINT or SIGTERM; a killed run's is cleaned next time
         opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
         rng = rng_state()
         save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
@@ -115,17 +112,38 @@ def save_state(
         (tmp / "state.json").write_text(json.dumps(meta, indent=1))
         with open(tmp / "state.json", "rb") as fh:
             os.fsync(fh.fileno())
-        replace_directory(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        staged.commit(swap=replace_directory)
 
 
 def load_state(
     directory: str | os.PathLike[str], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
 ) -> dict[str, Any]:
-    """Load a state into ``model``, ``optimizer`` and ``scheduler``; restore RNGs; return the progress."""
+    """Load a state into ``model``, ``optimizer`` and ``scheduler``; restore RNGs; return the progress.
+
+    Raises:
+        ManifestError: The state is missing, of another version, or damaged (a truncated or
+            edited file); the message names the file and the way out.
+    """
     directory = Path(directory)
+    try:
+        return _load_state(directory, model, optimizer, scheduler)
+    except ManifestError:
+        raise
+    except Exception as exc:  # json, safetensors and torch errors of a damaged file
+        raise ManifestError(
+            f"the training state in {directory} is damaged ({type(exc).__name__}: {_short(exc)}); "
+            f"delete {directory} to restart the run from scratch with --resume, or train into a new --out"
+        ) from exc
+
+
+def _short(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _load_state(
+    directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> dict[str, Any]:
     meta_path = directory / "state.json"
     if not meta_path.is_file():
         raise ManifestError(f"{directory} holds no training state (state.json missing)")

@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..arguments import check_options
 from ..errors import BackendError, ConfigError, ModelMismatchError
 from ..export_manifest import ExportManifest
 
@@ -85,7 +86,9 @@ def _resolve(kind: str) -> Factory:
 
 def create_backend(kind: str, manifest: ExportManifest, path: str | os.PathLike[str], **opts: Any) -> Backend:
     """Build a backend of ``kind`` for the model file (or checkpoint dir) at ``path``."""
-    backend = _resolve(kind)(manifest, path, **opts)
+    factory = _resolve(kind)
+    check_options(factory, f"backend {kind!r}", opts)
+    backend = factory(manifest, path, **opts)
     logger.info("backend %s for %s", backend.name, path)
     return backend
 

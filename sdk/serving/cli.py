@@ -100,8 +100,10 @@ def main(argv: Sequence[str], prog: str = "facesdk serve") -> int:
         )
         return 0
     if args.command == "export":
+        from ..outputs import check_no_overlap
         from .repository import write_repository
 
+        check_no_overlap(args.out, [args.model, args.detector])
         written = write_repository(args.model, args.out, _config(args), args.detector)
         for name, path in written.items():
             print(f"{name}\t{path}")

@@ -199,6 +199,11 @@ def write_repository(
     def fresh(name: str) -> Path:
         model_dir = out / name
         if model_dir.exists():
+            if not (model_dir / "config.pbtxt").is_file():  # not a Triton model folder: never delete it
+                raise ConfigError(
+                    f"{model_dir} exists and is not a Triton model folder (no config.pbtxt); "
+                    "move it away or write the repository elsewhere"
+                )
             shutil.rmtree(model_dir)
         (model_dir / "1").mkdir(parents=True)
         written[name] = model_dir

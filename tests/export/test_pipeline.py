@@ -78,8 +78,14 @@ def test_existing_output_refused_without_force(checkpoints: dict[str, Path], tmp
     with pytest.raises(ConfigError, match="--force"):
         run_export(ExportOptions(ckpt=checkpoints["lora"], out=out, max_batch=2))
     assert (out / "keep.txt").read_text() == "mine"
+    with pytest.raises(ConfigError, match="did not write"):  # --force replaces only an export
+        run_export(ExportOptions(ckpt=checkpoints["lora"], out=out, max_batch=2, force=True))
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    run_export(ExportOptions(ckpt=checkpoints["lora"], out=out, max_batch=2, force=True))  # empty: replaced
+    (out / "stale.txt").write_text("left in the old export")
     manifest = run_export(ExportOptions(ckpt=checkpoints["lora"], out=out, max_batch=2, force=True))
-    assert not (out / "keep.txt").exists()
+    assert not (out / "stale.txt").exists()
     assert set(manifest.models) == {"onnx-fp32"}
     assert _leftovers(tmp_path) == []
 

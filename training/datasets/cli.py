@@ -17,7 +17,9 @@ from pathlib import Path
 
 from facesdk.errors import ConfigError
 from facesdk.manifest_io import atomic_write_json
+from facesdk.outputs import check_output_dir, check_output_file
 
+from .manifest import PREPARE_FILE
 from .mixing import MixSource, build_sampling_plan, write_combined_manifest
 from .prepare import PrepareOptions, prepare_dataset
 from .readers import DATASETS
@@ -89,6 +91,8 @@ def _prepare(args: argparse.Namespace) -> int:
         min_iou=args.min_iou,
         options=_reader_options(args),
     )
+    inputs = [args.root, args.detector, getattr(args, "annotations", None)]
+    check_output_dir(args.out, inputs, reuse=True, manifests=(PREPARE_FILE,))
     result = prepare_dataset(args.name, args.root, args.out, options)
     for split, path in result.manifests.items():
         log.info("%s: %s", split, path)
@@ -111,6 +115,10 @@ def _mix(args: argparse.Namespace) -> int:
             sources.append(MixSource(Path(path), float(weight)))
         except ValueError:
             raise ConfigError(f"expected MANIFEST[:WEIGHT], got {item!r}") from None
+    inputs = [s.manifest for s in sources]
+    for flag, path in (("--out", args.out), ("--manifest-out", args.manifest_out)):
+        if path is not None:  # rewritten freely, but never onto an input or a facesdk manifest
+            check_output_file(path, inputs, force=True, flag=flag)
     plan = build_sampling_plan(sources)
     for entry in plan.summary:
         log.info(

@@ -15,7 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from facesdk.errors import ConfigError
+from facesdk.checkpoint import CHECKPOINT_MANIFEST
+from facesdk.outputs import check_output_dir
 
 __all__ = ["main", "build_parser"]
 
@@ -64,8 +65,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk zeroshot") -> i
 
         print(json.dumps(measure(args.clip, prompts), indent=2))
         return 0
-    if args.out.exists() and not args.force:
-        raise ConfigError(f"{args.out} exists; pass --force to replace it")
+    check_output_dir(args.out, [args.prompts], force=args.force, manifests=(CHECKPOINT_MANIFEST,))
     from .compile import build_zeroshot_checkpoint
 
     manifest = build_zeroshot_checkpoint(args.clip, args.out, prompts, pretrained=args.pretrained)

@@ -8,6 +8,7 @@ trained checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from facesdk.errors import ConfigError, DependencyError
 from facesdk.preprocess import Preprocess
 
 from ..checkpoint_io import build_model, save_checkpoint
+from ..hub import hub_fetch
 from ..model import MultiTaskModel
 from .method import METHOD_NAME
 from .prompts import PromptSet, load_prompts
@@ -108,7 +110,15 @@ def load_clip(
         tags = open_clip.list_pretrained_tags_by_model(name)
         if pretrained not in tags:
             raise ConfigError(f"{name} has no pretrained tag {pretrained!r}; its tags: {tags}")
-    with torch.device(device):  # on "meta" the modules are never materialised on the CPU
+    guard = (
+        hub_fetch(
+            f"the pretrained weights of {name} (tag {pretrained!r})",
+            "leave out --pretrained for a random-init model",
+        )
+        if pretrained is not None
+        else contextlib.nullcontext()
+    )
+    with guard, torch.device(device):  # on "meta" the modules are never materialised on the CPU
         model = open_clip.create_model(
             name, pretrained=pretrained, require_pretrained=pretrained is not None, device=device
         )
