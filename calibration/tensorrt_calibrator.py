@@ -131,7 +131,7 @@ def make_entropy_calibrator(
         batch_size: Crops per calibration batch.
     """
     require("tensorrt", "tensorrt", "TensorRT INT8 calibration")  # names the extra when missing
-    import tensorrt as trt  # statically typed: tests/typing checks these names against the stubs
+    import tensorrt as trt  # statically typed: tests/typecheck checks these names against the stubs
 
     cudart = require("cuda.bindings.runtime", "tensorrt", "TensorRT INT8 calibration buffers")
     calib = load_calibration_set(calib_dir)

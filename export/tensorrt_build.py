@@ -26,7 +26,7 @@ from facesdk.manifest_io import atomic_write_bytes
 
 from .errors import ExportError
 
-if TYPE_CHECKING:  # type-checked against tensorrt-stubs (tests/typing); imported lazily at run time
+if TYPE_CHECKING:  # type-checked against tensorrt-stubs (tests/typecheck); imported lazily at run time
     import tensorrt
 
 __all__ = [

@@ -117,7 +117,7 @@ class TensorRTBackend:
 
     def __init__(self, manifest: ExportManifest, path: str | os.PathLike[str], device: int = 0) -> None:
         require("tensorrt", "tensorrt", "running TensorRT engines")  # names the extra when missing
-        import tensorrt as trt  # statically typed: tests/typing checks these calls against the stubs
+        import tensorrt as trt  # statically typed: tests/typecheck checks these calls against the stubs
 
         cudart = require("cuda.bindings.runtime", "tensorrt", "running TensorRT engines")
         self._trt, self._cudart = trt, cudart

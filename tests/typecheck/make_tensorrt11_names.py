@@ -10,7 +10,7 @@ child process and lists the module's names and each class's attributes. The test
 Usage (needs gcc; the wheel comes from PyPI)::
 
     pip download --no-deps tensorrt-cu13-bindings==11.4.0.106 -d /tmp/trt11
-    python tests/typing/make_tensorrt11_names.py /tmp/trt11/tensorrt_cu13_bindings-11.4.0.106-*.whl
+    python tests/typecheck/make_tensorrt11_names.py /tmp/trt11/tensorrt_cu13_bindings-11.4.0.106-*.whl
 """
 
 from __future__ import annotations
