@@ -34,6 +34,7 @@ from facesdk.tasks import TaskSpec
 
 from .accuracy import AccuracyDropError, compare_models, holdout_split, min_agreement, run_session
 from .calibset import check_fingerprint, load_calibration_set
+from .quantize_config import AUTO, DEFAULT_QUANTIZE_OPS, METHODS, QuantizeConfig
 
 __all__ = [
     "AUTO",
@@ -41,6 +42,7 @@ __all__ = [
     "DEFAULT_QUANTIZE_OPS",
     "MIN_CROPS",
     "AccuracyDropError",
+    "QuantizeConfig",
     "default_keep_float",
     "select_nodes",
     "quantize_export",
@@ -48,11 +50,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-METHODS = ("entropy", "percentile", "minmax")
-AUTO = "auto"
-"""``method="auto"``: calibrate with every one of :data:`METHODS` and keep the best on the held-out
-crops (see :func:`_rank`; the first in that order on a full tie). Three calibration passes."""
-DEFAULT_QUANTIZE_OPS = ("MatMul", "Conv")
 MIN_CROPS = 2
 """Fewest crops a set may hold for quantization: at least one to calibrate on and one held out."""
 BACKBONE_KEEP_FLOAT = (
@@ -271,23 +268,122 @@ def _gate(
     report["accepted_drop"] = True
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """What one quantization works on: the crops, the split, the node selection."""
+
+    crops: np.ndarray
+    rows: np.ndarray
+    x_hold: np.ndarray
+    y_hold: np.ndarray
+    names: list[str]
+    patterns: list[str]
+    nodes: list[str]
+    kept: list[str]
+    input_name: str
+    calib: Any
+
+
+def _prepare(
+    fp32_onnx: Path, calib_dir: Path, preprocess: Preprocess, tasks: Sequence[TaskSpec], cfg: QuantizeConfig
+) -> _Job:
+    """Load and check the calibration set, split off the held-out crops, select the nodes."""
+    onnx = require("onnx", "export", "INT8 quantization")
+    calib = load_calibration_set(calib_dir)
+    check_fingerprint(calib, preprocess, calib_dir)
+    if calib.count < MIN_CROPS:
+        raise ManifestError(
+            f"calibration set {calib_dir} holds {calib.count} crop(s); quantization needs at least {MIN_CROPS} "
+            "(some to calibrate on, some held out to check). Re-collect it from sources with readable "
+            "images that show faces ('facesdk calibrate collect')"
+        )
+    crops, labels = calib.arrays(calib_dir)
+    rows, held = holdout_split(len(crops), cfg.holdout_fraction, cfg.seed)
+    patterns = default_keep_float(tasks) if cfg.keep_float is None else list(cfg.keep_float)
+    patterns += [p for p in cfg.also_keep_float if p not in patterns]
+    model = onnx.load(str(fp32_onnx), load_external_data=False)
+    nodes, kept = select_nodes(model, patterns, cfg.op_types)
+    if not nodes:
+        raise ConfigError(
+            f"nothing to quantize: every {list(cfg.op_types)} node matches keep_float {patterns}"
+        )
+    return _Job(
+        crops, rows, np.ascontiguousarray(crops[held]), np.asarray(labels[held]), [t.name for t in tasks],
+        patterns, nodes, kept, model.graph.input[0].name, calib,
+    )  # fmt: skip
+
+
+def _try_methods(
+    fp32_onnx: Path, job: _Job, cfg: QuantizeConfig, ref: dict[str, np.ndarray], tmp: Path
+) -> tuple[dict[str, dict[str, Any]], str]:
+    """Quantize with each candidate method into ``tmp``; return every try and the best one's name."""
+    tried: dict[str, dict[str, Any]] = {}
+    best: str | None = None
+    for candidate in METHODS if cfg.method == AUTO else (cfg.method,):
+        trial = _Settings(candidate, cfg.op_types, cfg.activations, tmp / f"ranges-{candidate}.json")
+        start = time.monotonic()
+        reader = _Reader(job.crops, job.rows, job.input_name)
+        _run_quantizer(fp32_onnx, tmp / f"{candidate}.onnx", reader, job.nodes, job.kept, trial)
+        got = run_session(_session(tmp / f"{candidate}.onnx"), job.x_hold, job.names)
+        tried[candidate] = {
+            "settings": trial,
+            "seconds": round(time.monotonic() - start, 2),
+            "comparison": compare_models(ref, got, job.y_hold, job.names),
+        }
+        log.info("INT8 with %s calibration: %s", candidate, tried[candidate]["comparison"]["agreement"])
+        if best is None or _rank(tried[candidate]["comparison"]) > _rank(tried[best]["comparison"]):
+            best = candidate
+    assert best is not None
+    return tried, best
+
+
+def _report(
+    calib_dir: Path, job: _Job, cfg: QuantizeConfig, tried: dict[str, dict[str, Any]], best: str
+) -> dict[str, Any]:
+    """The quantization report of the kept method (settings, nodes, calibration set, comparison)."""
+    ort = require("onnxruntime", "", "INT8 quantization")
+    symmetric = cfg.activations == "int8"
+    report: dict[str, Any] = {
+        "format": "onnx-qdq",
+        "method": best,
+        "activations": "int8 symmetric, per tensor" if symmetric else "uint8 asymmetric, per tensor",
+        "weights": "int8 symmetric, per channel",
+        "quantizer": f"onnxruntime.quantization {ort.__version__}",
+        "op_types": list(cfg.op_types),
+        "keep_float_patterns": job.patterns,
+        "quantized_nodes": job.nodes,
+        "kept_float_nodes": len(job.kept),
+        "calibration": {
+            "dir": str(calib_dir),
+            "preprocess_fingerprint": job.calib.fingerprint,
+            "crops": int(len(job.rows)),
+            "shards_sha256": [s.crops.sha256 for s in job.calib.shards],
+        },
+        "quantize_seconds": round(tried[best]["seconds"], 2),
+        "threshold": cfg.threshold,
+        **tried[best]["comparison"],
+    }
+    if cfg.method == AUTO:
+        report["method_search"] = {
+            m: {
+                "agreement": t["comparison"]["agreement"],
+                "relative_logit_error": t["comparison"]["relative_logit_error"],
+                "seconds": t["seconds"],
+            }
+            for m, t in tried.items()
+        }
+    report["passed"] = min_agreement(report) >= cfg.threshold
+    return report
+
+
 def quantize_export(
     fp32_onnx: Path,
     calib_dir: Path,
     out_onnx: Path,
     preprocess: Preprocess,
     tasks: Sequence[TaskSpec],
-    *,
-    method: str = "entropy",
-    keep_float: list[str] | None = None,
-    also_keep_float: Sequence[str] = (),
-    threshold: float = 0.98,
-    accept_drop: bool = False,
-    holdout_fraction: float = 0.25,
-    op_types: Sequence[str] = DEFAULT_QUANTIZE_OPS,
-    activations: str = "int8",
-    sensitivity_budget_s: float = 120.0,
-    seed: int = 0,
+    config: QuantizeConfig | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Quantize ``fp32_onnx`` to a Q/DQ INT8 model and check it against FP32 on held-out crops.
 
@@ -297,133 +393,35 @@ def quantize_export(
         out_onnx: Where to write ``model.int8.onnx`` (atomically).
         preprocess: The model's preprocessing spec; the set's fingerprint must match it.
         tasks: The model's tasks (output names, label columns).
-        method: Activation range calibration: ``entropy``, ``percentile`` (99.99), ``minmax``, or
-            ``auto``: all three, keeping the one with the highest lowest-task agreement on the
-            held-out crops, then the smallest logit error; the report names the method kept and
-            lists every try (``method_search``).
-        keep_float: Node-name / op-type patterns kept float; ``None`` = :func:`default_keep_float`.
-        also_keep_float: Patterns kept float in addition to ``keep_float`` (what the gate's
-            sensitivity pass suggests; ``--int8-option 'also_keep_float=["*/proj/*"]'``).
-        threshold: Minimum FP32/INT8 top-1 agreement on every task.
-        accept_drop: Write the model and return the report even below the threshold.
-        holdout_fraction: Share of the calibration set held out for the report (not calibrated on).
-        op_types: Op types quantized where no pattern keeps them float.
-        activations: ``"int8"`` (symmetric; the TensorRT form, default) or ``"uint8"``
-            (asymmetric; ONNX Runtime CPU only, see ``docs/int8.md``).
-        sensitivity_budget_s: Time limit of the per-group sensitivity pass run on failure.
-        seed: Seed of the hold-out split.
+        config: The settings (:class:`QuantizeConfig`); or give them as keyword ``options``
+            (``method="auto"``, ``accept_drop=True``, ...), checked the same way.
 
     Returns:
         The report (settings, node lists, agreement, relative logit error, accuracy, hashes).
 
     Raises:
+        ConfigError: An unknown option or a bad value (before any work).
         ManifestError: The calibration set is incomplete, corrupt or has another fingerprint.
-        AccuracyDropError: Agreement fell below ``threshold`` (and ``accept_drop`` is false);
+        AccuracyDropError: Agreement fell below the threshold (and ``accept_drop`` is false);
             the message names the node groups whose exclusion helps most.
     """
-    onnx = require("onnx", "export", "INT8 quantization")
-    ort = require("onnxruntime", "", "INT8 quantization")
-    if method not in (*METHODS, AUTO):
-        raise ConfigError(f"method must be one of {(*METHODS, AUTO)}, got {method!r}")
-    if activations not in ("int8", "uint8"):
-        raise ConfigError(f"activations must be 'int8' (TensorRT) or 'uint8' (CPU only), got {activations!r}")
-    if not 0.0 <= threshold <= 1.01:
-        raise ConfigError(f"threshold is an agreement rate in [0, 1], got {threshold}")
+    if config is not None and options:
+        raise ConfigError("give quantize_export either a QuantizeConfig or keyword options, not both")
+    cfg = config if config is not None else QuantizeConfig.from_options(options)
     fp32_onnx, calib_dir, out_onnx = Path(fp32_onnx), Path(calib_dir), Path(out_onnx)
     # Never replace an input or a file an export lists, even when the caller may overwrite.
     check_output_file(out_onnx, [fp32_onnx, calib_dir], force=True, flag="out_onnx")
     out_onnx.parent.mkdir(parents=True, exist_ok=True)
-    calib = load_calibration_set(calib_dir)
-    check_fingerprint(calib, preprocess, calib_dir)
-    if calib.count < MIN_CROPS:
-        raise ManifestError(
-            f"calibration set {calib_dir} holds {calib.count} crop(s); quantization needs at least {MIN_CROPS} "
-            "(some to calibrate on, some held out to check). Re-collect it from sources with readable "
-            "images that show faces ('facesdk calibrate collect')"
-        )
-    names = [t.name for t in tasks]
-    crops, labels = calib.arrays(calib_dir)
-    rows, held = holdout_split(len(crops), holdout_fraction, seed)
-    if isinstance(also_keep_float, str):
-        also_keep_float = [also_keep_float]
-    patterns = default_keep_float(tasks) if keep_float is None else list(keep_float)
-    patterns += [p for p in also_keep_float if p not in patterns]
-    model = onnx.load(str(fp32_onnx), load_external_data=False)
-    nodes, kept = select_nodes(model, patterns, op_types)
-    if not nodes:
-        raise ConfigError(f"nothing to quantize: every {list(op_types)} node matches keep_float {patterns}")
-    input_name = model.graph.input[0].name
-    x_hold, y_hold = np.ascontiguousarray(crops[held]), np.asarray(labels[held])
+    job = _prepare(fp32_onnx, calib_dir, preprocess, tasks, cfg)
     with tempfile.TemporaryDirectory(prefix="facesdk-int8-", dir=out_onnx.parent) as tmp:
-        ref = run_session(_session(fp32_onnx), x_hold, names)
-        tried: dict[str, dict[str, Any]] = {}
-        best: str | None = None
-        for candidate in METHODS if method == AUTO else (method,):
-            trial = _Settings(candidate, tuple(op_types), activations, Path(tmp) / f"ranges-{candidate}.json")
-            start = time.monotonic()
-            _run_quantizer(
-                fp32_onnx,
-                Path(tmp) / f"{candidate}.onnx",
-                _Reader(crops, rows, input_name),
-                nodes,
-                kept,
-                trial,
-            )
-            got = run_session(_session(Path(tmp) / f"{candidate}.onnx"), x_hold, names)
-            tried[candidate] = {
-                "settings": trial,
-                "seconds": round(time.monotonic() - start, 2),
-                "comparison": compare_models(ref, got, y_hold, names),
-            }
-            log.info("INT8 with %s calibration: %s", candidate, tried[candidate]["comparison"]["agreement"])
-            if best is None or _rank(tried[candidate]["comparison"]) > _rank(tried[best]["comparison"]):
-                best = candidate
-        assert best is not None
-        cfg, staged, seconds = tried[best]["settings"], Path(tmp) / f"{best}.onnx", tried[best]["seconds"]
-        report: dict[str, Any] = {
-            "format": "onnx-qdq",
-            "method": cfg.method,
-            "activations": "int8 symmetric, per tensor"
-            if activations == "int8"
-            else "uint8 asymmetric, per tensor",
-            "weights": "int8 symmetric, per channel",
-            "quantizer": f"onnxruntime.quantization {ort.__version__}",
-            "op_types": list(op_types),
-            "keep_float_patterns": patterns,
-            "quantized_nodes": nodes,
-            "kept_float_nodes": len(kept),
-            "calibration": {
-                "dir": str(calib_dir),
-                "preprocess_fingerprint": calib.fingerprint,
-                "crops": int(len(rows)),
-                "shards_sha256": [s.crops.sha256 for s in calib.shards],
-            },
-            "quantize_seconds": round(seconds, 2),
-            "threshold": threshold,
-            **tried[cfg.method]["comparison"],
-        }
-        if method == AUTO:
-            report["method_search"] = {
-                m: {
-                    "agreement": t["comparison"]["agreement"],
-                    "relative_logit_error": t["comparison"]["relative_logit_error"],
-                    "seconds": t["seconds"],
-                }
-                for m, t in tried.items()
-            }
-        report["passed"] = min_agreement(report) >= threshold
+        ref = run_session(_session(fp32_onnx), job.x_hold, job.names)
+        tried, best = _try_methods(fp32_onnx, job, cfg, ref, Path(tmp))
+        report = _report(calib_dir, job, cfg, tried, best)
         if not report["passed"]:
-            _gate(
-                report,
-                fp32_onnx,
-                nodes,
-                kept,
-                cfg,
-                (x_hold, y_hold, ref),
-                names,
-                sensitivity_budget_s,
-                accept_drop,
-            )
+            held = (job.x_hold, job.y_hold, ref)
+            _gate(report, fp32_onnx, job.nodes, job.kept, tried[best]["settings"], held, job.names,
+                  cfg.sensitivity_budget_s, cfg.accept_drop)  # fmt: skip
+        staged = Path(tmp) / f"{best}.onnx"
         stamp_onnx_digest(staged)  # the quantizer copies the FP32 file's metadata, its digest too
         os.replace(staged, out_onnx)
     report["sha256"] = sha256_file(out_onnx)

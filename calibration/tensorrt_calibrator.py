@@ -130,7 +130,9 @@ def make_entropy_calibrator(
         cache_path: Where TensorRT's calibration cache lives (checked before the build starts).
         batch_size: Crops per calibration batch.
     """
-    trt = require("tensorrt", "tensorrt", "TensorRT INT8 calibration")
+    require("tensorrt", "tensorrt", "TensorRT INT8 calibration")  # names the extra when missing
+    import tensorrt as trt  # statically typed: tests/typecheck checks these names against the stubs
+
     cudart = require("cuda.bindings.runtime", "tensorrt", "TensorRT INT8 calibration buffers")
     calib = load_calibration_set(calib_dir)
     check_fingerprint(calib, preprocess, calib_dir)

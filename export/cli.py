@@ -11,6 +11,7 @@ from pathlib import Path
 from facesdk.export_manifest import EXPORT_MANIFEST, PRECISIONS
 
 from .onnx_export import DEFAULT_OPSET, EXPORTERS, SUPPORTED_OPSETS
+from .options import ENGINE_MODES
 from .tensorrt_build import TRT_TYPINGS
 
 __all__ = ["build_parser", "main"]
@@ -39,10 +40,24 @@ def build_parser(prog: str = "facesdk export") -> argparse.ArgumentParser:
     )
     build.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                        help=f"ONNX opset, one of {list(SUPPORTED_OPSETS)} (default {DEFAULT_OPSET})")  # fmt: skip
-    build.add_argument("--calib", type=Path, default=None, help="calibration set directory (needed for int8)")
+    build.add_argument("--calib", type=Path, default=None,
+                       help="an existing calibration set (int8; or collect one with --calib-source)")  # fmt: skip
+    build.add_argument("--calib-source", type=Path, nargs="+", action="extend", default=[], metavar="PATH",
+                       help="int8: collect the calibration crops now from these photos, folders, videos or "
+                       "dataset CSVs, with the checkpoint's own preprocessing")  # fmt: skip
+    build.add_argument("--calib-count", type=int, default=512, help="crops to collect (default 512)")
+    build.add_argument("--keep-calib", type=Path, default=None, metavar="DIR",
+                       help="keep the collected calibration set here (default: removed after the export)")  # fmt: skip
+    build.add_argument("--detector", type=Path, default=None,
+                       help="YuNet model for --calib-source (default: the SDK's lookup)")  # fmt: skip
     build.add_argument("--force", action="store_true", help="replace an existing output directory")
+    build.add_argument("--engines", choices=ENGINE_MODES, default="auto",
+                       help="TensorRT engines for fp16/int8: auto (where TensorRT runs, else skipped with a "
+                       "log line; default), tensorrt (required: an error without TensorRT), none")  # fmt: skip
     build.add_argument(
-        "--onnx-only", action="store_true", help="write fp16/int8 ONNX models but no TensorRT engines"
+        "--onnx-only",
+        action="store_true",
+        help="write fp16/int8 ONNX models but no TensorRT engines (--engines none)",
     )
     build.add_argument("--workspace-gb", type=float, default=2.0, help="TensorRT workspace limit in GiB")
     build.add_argument("--timing-cache", type=Path, default=None, help="TensorRT timing cache file")
@@ -71,8 +86,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk export") -> int
         max_batch=args.max_batch,
         opset=args.opset,
         calib=args.calib,
+        calib_sources=tuple(args.calib_source),
+        calib_count=args.calib_count,
+        keep_calib=args.keep_calib,
+        detector=args.detector,
         force=args.force,
         onnx_only=args.onnx_only,
+        engine_mode=args.engines,
         workspace_gb=args.workspace_gb,
         timing_cache=args.timing_cache,
         trt_typing=args.trt_typing,

@@ -16,19 +16,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from facesdk.checkpoint import CHECKPOINT_MANIFEST, CheckpointManifest
+from facesdk.checkpoint import CHECKPOINT_MANIFEST, CheckpointManifest, load_checkpoint_manifest
 from facesdk.errors import ConfigError, FaceSdkError, ManifestError
 from facesdk.export_manifest import ExportManifest, ModelEntry, TensorSpec
 from facesdk.integrity import stamp_onnx_digest
 from facesdk.manifest_io import FileEntry, sha256_file
 from facesdk.outputs import StagedDir
 
+from .calib_source import CalibrationUse, calibration_set
 from .errors import ExportError
 from .flops import complexity_record
 from .fp16 import convert_to_fp16
 from .merge import check_merge, merge_adapters
 from .onnx_export import INPUT_NAME, check_onnx, compare_onnx_torch, embed_metadata, export_onnx, ort_session
-from .options import ExportOptions, load_quantizer, preflight
+from .options import ExportOptions, ExportPlan, load_quantizer, preflight
 from .tensorrt_build import EngineFromOnnx, check_engine_io, cuda_device_info, default_timing_cache
 
 __all__ = ["run_export", "load_for_export", "load_validation_crops", "VALIDATION_CROPS", "MODEL_FILES"]
@@ -182,7 +183,7 @@ def _entry(stage: Path, fmt: str, precision: str, **kwargs: Any) -> tuple[str, M
 
 
 def _lowp_onnx(
-    options: ExportOptions, stage: Path, base: ExportManifest, precision: str
+    options: ExportOptions, stage: Path, base: ExportManifest, precision: str, calib: CalibrationUse | None
 ) -> tuple[dict, dict]:
     """Write model.fp16.onnx or model.int8.onnx; return (models, parity) additions."""
     fp32 = stage / MODEL_FILES["onnx", "fp32"]
@@ -193,10 +194,10 @@ def _lowp_onnx(
         parity = _onnx_agreement(fp32, out, base)
     else:
         quantize = load_quantizer()
-        assert options.calib is not None  # preflight guarantees it
+        assert calib is not None  # run_export provides it for int8
         try:
             report = quantize(
-                fp32, options.calib, out, base.preprocess, base.tasks, **dict(options.int8_options)
+                fp32, calib.directory, out, base.preprocess, base.tasks, **dict(options.int8_options)
             )
         except FaceSdkError:
             raise
@@ -204,7 +205,11 @@ def _lowp_onnx(
             raise ExportError(
                 f"INT8 quantization (facesdk.calibration.quantize_export) failed: {type(exc).__name__}: {exc}"
             ) from exc
-        extra = {"calibration": dict(report or {}), "options": dict(options.int8_options)}
+        extra = {
+            "calibration": dict(report or {}),
+            "options": dict(options.int8_options),
+            "calibration_set": calib.record,
+        }
         parity = {"calibration_report": dict(report or {}), **_onnx_agreement(fp32, out, base)}
         embed_metadata(out, base.onnx_metadata())
     key, entry = _entry(stage, "onnx", precision, extra=extra)
@@ -248,24 +253,36 @@ def _engine(options: ExportOptions, stage: Path, base: ExportManifest, precision
 def run_export(options: ExportOptions) -> ExportManifest:
     """Run the whole export and return the manifest written to ``options.out/export.json``.
 
+    With int8 and ``calib_sources``, the calibration set is collected first (with the
+    checkpoint's preprocessing), so a source without faces fails before the ONNX export.
+
     Raises:
         FaceSdkError: Any bad input or failed check; nothing is left on disk then.
     """
-    preflight(options)
+    plan = preflight(options)
+    if "int8" not in options.precisions:
+        return _export(options, plan, None)
+    ckpt = load_checkpoint_manifest(options.ckpt, verify=False)  # verified when the model loads
+    with calibration_set(options, ckpt.preprocess, ckpt.tasks) as calib:
+        return _export(options, plan, calib)
+
+
+def _export(options: ExportOptions, plan: ExportPlan, calib: CalibrationUse | None) -> ExportManifest:
+    """The export after preflight (and the calibration set, for int8)."""
     staged = StagedDir(options.out, force=options.force)
     with staged as stage:
         base, parity = _onnx_stage(options, stage, options.ckpt)
         models = dict([_entry(stage, "onnx", "fp32")])
         for precision in (p for p in options.precisions if p != "fp32"):
-            more_models, more_parity = _lowp_onnx(options, stage, base, precision)
+            more_models, more_parity = _lowp_onnx(options, stage, base, precision, calib)
             models.update(more_models)
             parity.update(more_parity)
-        for precision in options.engines:
+        for precision in plan.engines:
             more_models, more_parity = _engine(options, stage, base, precision)
             models.update(more_models)
             parity.update(more_parity)
         manifest = replace(base, models=models, parity=parity)
-        if options.engines:
+        if plan.engines:
             import tensorrt as trt
 
             manifest = replace(manifest, versions={**manifest.versions, "tensorrt": trt.__version__})

@@ -19,12 +19,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from facesdk.errors import BackendError, ConfigError, DependencyError
 from facesdk.manifest_io import atomic_write_bytes
 
 from .errors import ExportError
+
+if TYPE_CHECKING:  # type-checked against tensorrt-stubs (tests/typecheck); imported lazily at run time
+    import tensorrt
 
 __all__ = [
     "TRT_TYPINGS",
@@ -152,7 +155,11 @@ class EngineFromOnnx:
             return "strong" if has_strong else "weak"
         return self.typing
 
-    def _network(self, trt: Any, builder: Any, logger: Any, typing: str) -> tuple[Any, Any]:
+    def _network(
+        self, builder: tensorrt.Builder, logger: tensorrt.ILogger, typing: str
+    ) -> tuple[tensorrt.INetworkDefinition, tensorrt.OnnxParser]:
+        import tensorrt as trt
+
         flags = 0
         strong_flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
         if typing == "strong" and strong_flag is not None:
@@ -164,7 +171,9 @@ class EngineFromOnnx:
             raise ExportError(f"TensorRT's ONNX parser rejected {self.onnx_path}: {errors[:3]}")
         return network, parser
 
-    def _config(self, trt: Any, builder: Any, typing: str) -> Any:
+    def _config(self, builder: tensorrt.Builder, typing: str) -> tensorrt.IBuilderConfig:
+        import tensorrt as trt
+
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(self.workspace_bytes))
         if typing == "weak" and self.precision in ("fp16", "int8"):
@@ -183,12 +192,14 @@ class EngineFromOnnx:
 
     def __call__(self) -> bytes:
         """Build and return the serialized plan (and update the timing cache file)."""
-        trt = import_tensorrt()
+        import_tensorrt()  # names the extra when tensorrt is missing
+        import tensorrt as trt
+
         typing = self.resolved_typing(trt)
         logger = trt.Logger(trt.Logger.WARNING)
         builder = trt.Builder(logger)
-        network, _parser = self._network(trt, builder, logger, typing)
-        config = self._config(trt, builder, typing)
+        network, _parser = self._network(builder, logger, typing)
+        config = self._config(builder, typing)
         log.info(
             "building %s TensorRT engine (%s typing) from %s", self.precision, typing, self.onnx_path.name
         )
@@ -202,7 +213,9 @@ class EngineFromOnnx:
 
 def engine_io(plan: bytes) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
     """Deserialize a plan and return ``(inputs, outputs)`` as ``{name: shape}`` (-1 = dynamic)."""
-    trt = import_tensorrt()
+    import_tensorrt()
+    import tensorrt as trt
+
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
     engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:

@@ -20,7 +20,7 @@ import numpy as np
 from .errors import ConfigError, SourceError
 from .results import FrameResult
 
-__all__ = ["draw_results", "highgui_available", "main", "open_writer"]
+__all__ = ["draw_label", "draw_results", "highgui_available", "label_box", "main", "open_writer"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,22 +38,78 @@ def highgui_available() -> bool:
         return False
 
 
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+LABEL_SCALE = 0.45
+LABEL_PAD = 3
+"""Pixels of background box around a label's text on every side."""
+
+
+def _text_size(text: str, scale: float, thickness: int) -> tuple[tuple[int, int], int]:
+    """``cv2.getTextSize`` with room for descenders even when ``text`` has none (equal line heights)."""
+    (w, h), baseline = cv2.getTextSize(text, FONT, scale, thickness)
+    (_, ref_h), ref_baseline = cv2.getTextSize("Agjy", FONT, scale, thickness)
+    return (w, max(h, ref_h)), max(baseline, ref_baseline)
+
+
+def label_box(
+    text: str, org: tuple[int, int], scale: float = LABEL_SCALE, thickness: int = 1
+) -> tuple[int, int, int, int]:
+    """The filled box ``(x0, y0, x1, y1)`` (inclusive) that :func:`draw_label` paints for ``text``.
+
+    ``org`` is the box's bottom-left corner. The size comes from ``cv2.getTextSize`` (text
+    height plus the baseline, for descenders; equal for every text of one scale) and
+    :data:`LABEL_PAD` on every side.
+    """
+    (w, h), baseline = _text_size(text, scale, thickness)
+    x0, y1 = org
+    return x0, y1 - h - baseline - 2 * LABEL_PAD, x0 + w + 2 * LABEL_PAD, y1
+
+
+def draw_label(
+    image: np.ndarray,
+    text: str,
+    org: tuple[int, int],
+    color: tuple[int, int, int] = (255, 255, 255),
+    background: tuple[int, int, int] = (0, 0, 0),
+    scale: float = LABEL_SCALE,
+    thickness: int = 1,
+) -> tuple[int, int, int, int]:
+    """Draw ``text`` on a filled background box whose bottom-left corner is ``org``; return the box.
+
+    One filled rectangle and one thin ``putText``: no thick outline under the text (under
+    OpenCV 5 a thick outline advances wider than the text and smears every label).
+    """
+    x0, y0, x1, y1 = label_box(text, org, scale, thickness)
+    cv2.rectangle(image, (x0, y0), (x1, y1), background, cv2.FILLED)
+    _, baseline = _text_size(text, scale, thickness)
+    baseline_y = y1 - LABEL_PAD - baseline
+    cv2.putText(image, text, (x0 + LABEL_PAD, baseline_y), FONT, scale, color, thickness, cv2.LINE_AA)
+    return x0, y0, x1, y1
+
+
+def _label_height(scale: float = LABEL_SCALE) -> int:
+    x0, y0, x1, y1 = label_box("Ag", (0, 0), scale)
+    return y1 - y0 + 1
+
+
 def draw_results(frame: np.ndarray, result: FrameResult, fps: float | None = None) -> np.ndarray:
-    """Return a copy of ``frame`` with boxes, ``#track label conf`` lines and FPS drawn."""
+    """Return a copy of ``frame`` with boxes, ``#track label conf`` lines and FPS drawn.
+
+    The label lines stack above each face box (below its top edge when the face touches the
+    top of the frame), each on its own filled box.
+    """
     out = frame.copy()
+    step = _label_height()
     for face in result.faces:
         x, y, w, h = (int(round(v)) for v in face.box)
         cv2.rectangle(out, (x, y), (x + w, y + h), (0, 220, 0), 2)
         lines = [f"#{face.track_id}" if face.track_id is not None else f"{face.score:.2f}"]
         lines += [f"{name}: {p.label} {p.confidence:.2f}" for name, p in face.attributes.items()]
+        bottom = max(y - 2, step * len(lines) - 1)
         for i, text in enumerate(lines):
-            org = (x, max(12, y - 6 - 14 * (len(lines) - 1 - i)))
-            cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+            draw_label(out, text, (max(0, x), bottom - step * (len(lines) - 1 - i)))
     if fps is not None:
-        cv2.putText(
-            out, f"{fps:.1f} FPS", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2, cv2.LINE_AA
-        )
+        draw_label(out, f"{fps:.1f} FPS", (4, 4 + _label_height(0.6)), (0, 255, 255), scale=0.6)
     return out
 
 

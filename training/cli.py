@@ -111,6 +111,11 @@ def train_main(argv: Sequence[str], prog: str = "facesdk train") -> int:
     from .distributed import launch_torchrun, process_group
 
     if args.nproc is not None:
+        from .distributed import rank_batch_size
+        from .trainer import saved_batch_meaning
+
+        meaning = saved_batch_meaning(args.out / "state") if args.resume else "global"
+        rank_batch_size(config.optim.batch_size, args.nproc, meaning)  # refused here, once
         return launch_torchrun(args.nproc, _without_nproc(argv))
     from .trainer import Trainer
 

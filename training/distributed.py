@@ -36,12 +36,15 @@ from facesdk.errors import ConfigError
 
 __all__ = [
     "BACKENDS",
+    "BATCH_MEANINGS",
+    "batch_meaning_of_state",
     "DistContext",
     "all_reduce_sum",
     "barrier",
     "gradient_sync",
     "launch_torchrun",
     "process_group",
+    "rank_batch_size",
     "resolve_device",
     "torchrun_command",
     "torchrun_env",
@@ -55,6 +58,43 @@ BACKENDS = ("auto", "nccl", "gloo")
 """Values of ``runtime.dist_backend``."""
 
 _LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+BATCH_MEANINGS = ("global", "per_process")
+"""What ``optim.batch_size`` means: ``global`` (split across the ranks; since facesdk records the
+meaning in the training state) or ``per_process`` (each rank's batch; how states written
+before that were trained, and how they resume)."""
+
+
+def rank_batch_size(batch_size: int, world_size: int, meaning: str = "global") -> int:
+    """Each rank's share of ``optim.batch_size``.
+
+    Raises:
+        ConfigError: ``meaning`` is ``global`` and ``batch_size`` does not divide by ``world_size``.
+    """
+    if meaning not in BATCH_MEANINGS:
+        raise ConfigError(f"batch size meaning must be one of {BATCH_MEANINGS}, got {meaning!r}")
+    if world_size < 1:
+        raise ConfigError(f"the number of processes must be >= 1, got {world_size}")
+    if meaning == "per_process":
+        return int(batch_size)
+    if batch_size % world_size:
+        lower = batch_size - batch_size % world_size
+        raise ConfigError(
+            f"optim.batch_size {batch_size} is the global batch and must divide by the {world_size} "
+            f"processes; choose a multiple of {world_size} (e.g. {lower or world_size} or "
+            f"{lower + world_size}) with --set optim.batch_size=N"
+        )
+    return int(batch_size) // world_size
+
+
+def batch_meaning_of_state(progress: Mapping[str, Any]) -> str:
+    """The batch-size meaning a training state was written with (older states: ``per_process``)."""
+    meaning = str(progress.get("batch_size_meaning", "per_process"))
+    if meaning not in BATCH_MEANINGS:
+        raise ConfigError(
+            f"the training state says optim.batch_size means {meaning!r}; this facesdk knows {BATCH_MEANINGS}"
+        )
+    return meaning
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,15 +253,34 @@ def gradient_sync(net: nn.Module, enabled: bool) -> Iterator[None]:
 
 
 def world_size_change_message(
-    state_dir: object, saved: int, now: int, progress: Mapping[str, Any], draws: int, per_rank_batch: int
+    state_dir: object,
+    saved: int,
+    now: int,
+    progress: Mapping[str, Any],
+    draws: int,
+    per_rank_batch: int,
+    meaning: str = "per_process",
 ) -> str:
-    """What resuming a state saved by ``saved`` processes with ``now`` processes means."""
-    return (
+    """What resuming a state saved by ``saved`` processes with ``now`` processes means.
+
+    ``per_rank_batch`` is each rank's samples per optimizer step under the *old* world size
+    (the batch times ``optim.accumulate``); ``meaning`` is the state's batch-size meaning.
+    """
+    head = (
         f"the state in {state_dir} was saved by {saved} process(es); this run has {now}. Training "
         f"continues after draw {progress['consumed']} of {draws} of epoch {progress['epoch'] + 1}: the "
-        f"remaining draws are re-sharded over {now} rank(s), none repeated or skipped, but the global "
-        f"batch changes from {per_rank_batch * saved} to {per_rank_batch * now} samples per optimizer "
-        "step, and the learning-rate schedule, laid out for the old number of steps per epoch, now "
+        f"remaining draws are re-sharded over {now} rank(s), none repeated or skipped, "
+    )
+    total = per_rank_batch * saved
+    if meaning == "global":
+        return head + (
+            f"and the global batch stays {total} samples per optimizer step ({total // now} per rank "
+            f"instead of {per_rank_batch}), so the learning-rate schedule is unchanged"
+        )
+    return head + (
+        f"but the global batch changes from {total} to {per_rank_batch * now} samples per optimizer "
+        "step (this state was written when optim.batch_size meant the batch per process), and the "
+        "learning-rate schedule, laid out for the old number of steps per epoch, now "
         "follows the new one from the saved step on"
     )
 

@@ -8,6 +8,7 @@ and, for a synthetic set, ``data/``. All writes go through :class:`Reporter` (ra
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -32,7 +33,9 @@ from .datasets.mixing import sources_from_config
 from .distributed import (
     all_reduce_sum,
     barrier,
+    batch_meaning_of_state,
     gradient_sync,
+    rank_batch_size,
     resolve_device,
     world_size_change_message,
     wrap_model,
@@ -164,6 +167,19 @@ def _recover_swapped_state(state_dir: Path) -> None:
         os.replace(olds[-1], state_dir)
 
 
+def saved_batch_meaning(state_dir: Path) -> str:
+    """The batch-size meaning of the state in ``state_dir`` (``global`` when there is none yet).
+
+    States written before the meaning was recorded mean the batch per process. An unreadable
+    ``state.json`` counts as ``global`` here; loading the state then reports what is wrong.
+    """
+    try:
+        progress = json.loads((state_dir / "state.json").read_text())["progress"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "global"
+    return batch_meaning_of_state(progress)
+
+
 class Trainer:
     """One training run.
 
@@ -173,8 +189,10 @@ class Trainer:
         resume: Continue from ``out/state`` when it exists.
         rank, world_size, local_rank: This process's place in a torchrun launch (see
             :func:`facesdk.training.distributed.process_group`, which must be active when
-            ``world_size > 1``). ``optim.batch_size`` is per process: the global batch is
-            ``batch_size * world_size * accumulate``.
+            ``world_size > 1``). ``optim.batch_size`` is the global batch, split across the
+            ranks (it must divide by ``world_size``); a resumed state written when it meant the
+            batch per process keeps that meaning (:func:`saved_batch_meaning`). Samples per
+            optimizer step: ``batch_size * accumulate``.
     """
 
     def __init__(
@@ -199,6 +217,9 @@ class Trainer:
             raise ConfigError(
                 f"{self.out} holds a training state; pass --resume to continue it or choose another --out"
             )
+        self.batch_meaning = saved_batch_meaning(self.state_dir) if resume else "global"
+        self.batch_size = rank_batch_size(config.optim.batch_size, world_size, self.batch_meaning)
+        """This rank's batch: ``optim.batch_size / world_size`` (``global``) or the whole of it."""
 
     def _build(self) -> None:
         cfg = self.config
@@ -273,7 +294,7 @@ class Trainer:
         self.optimizer = impl.optimizer(
             groups, self.method_spec.config, lr=opt.lr, weight_decay=opt.weight_decay
         )
-        batches = math.ceil(len(self.sampler) / opt.batch_size)
+        batches = math.ceil(len(self.sampler) / self.batch_size)
         self.steps_per_epoch = math.ceil(batches / opt.accumulate)
         self.total_steps = self.steps_per_epoch * opt.epochs
         factor = cosine_schedule(self.total_steps, opt.warmup_steps, opt.min_lr_ratio)
@@ -292,6 +313,7 @@ class Trainer:
             "sums": {},
             "finished": False,
             "world_size": self.world_size,
+            "batch_size_meaning": self.batch_meaning,
         }
         self._pending: dict[str, float] = {}  # this rank's loss sums since the last reduction
         if self.resume and (self.state_dir / "state.json").is_file():
@@ -317,15 +339,17 @@ class Trainer:
 
     def _resumed(self, progress: dict[str, Any]) -> None:
         """Log where a resumed run continues; say so when the world size changed."""
-        bs, saved = self.config.optim.batch_size, int(progress.get("world_size", 1))
-        progress.setdefault("consumed", progress["batch"] * bs * saved)  # states written before DDP
+        saved = int(progress.get("world_size", 1))
+        meaning = progress["batch_size_meaning"] = self.batch_meaning  # kept for the run's lifetime
+        old_rank_batch = rank_batch_size(self.config.optim.batch_size, saved, meaning)
+        progress.setdefault("consumed", progress["batch"] * old_rank_batch * saved)  # states before DDP
         self.reporter.info(
             "resumed at epoch %d, batch %d, step %d", progress["epoch"], progress["batch"], progress["step"]
         )
         if saved != self.world_size:
-            per_rank = bs * self.config.optim.accumulate
+            per_rank = old_rank_batch * self.config.optim.accumulate
             message = world_size_change_message(
-                self.state_dir, saved, self.world_size, progress, self.sampler.total, per_rank
+                self.state_dir, saved, self.world_size, progress, self.sampler.total, per_rank, meaning
             )
             self.reporter.warning("%s", message)
             progress["batch"] = 0  # a per-rank batch index means nothing under another world size
@@ -340,12 +364,12 @@ class Trainer:
         self.sampler.set_epoch(epoch, consumed=progress["consumed"])
         loader = DataLoader(
             self.train_set,
-            batch_size=opt.batch_size,
+            batch_size=self.batch_size,
             sampler=self.sampler,
             num_workers=self.config.data.num_workers,
         )
         start, consumed = progress["batch"], progress["consumed"]
-        batches = start + math.ceil(len(self.sampler) / opt.batch_size)
+        batches = start + math.ceil(len(self.sampler) / self.batch_size)
         bar = self.reporter.progress(enumerate(loader, start=start), batches - start, f"epoch {epoch + 1}")
         began, draws = time.perf_counter(), len(self.sampler) * self.world_size
         for b, (x, y) in bar:
@@ -362,7 +386,7 @@ class Trainer:
                 self._step()
                 progress["step"] += 1
                 progress["batch"] = b + 1
-                progress["consumed"] = consumed + (b + 1 - start) * opt.batch_size * self.world_size
+                progress["consumed"] = consumed + (b + 1 - start) * self.batch_size * self.world_size
                 if progress["step"] % self.config.runtime.save_every == 0 and b + 1 < batches:
                     self._save_state(progress)
             if hasattr(bar, "set_postfix"):
@@ -413,7 +437,7 @@ class Trainer:
         rows = shard(np.arange(len(self.val_set)), self.rank, self.world_size)
         loader = DataLoader(
             self.val_set,
-            batch_size=2 * self.config.optim.batch_size,
+            batch_size=2 * self.batch_size,
             sampler=rows.tolist(),
             num_workers=self.config.data.num_workers,
         )
@@ -498,9 +522,8 @@ class Trainer:
             "trainable_share": counts["trainable"] / counts["total"],
             "seed": self.config.seed,
             "world_size": self.world_size,
-            "global_batch_size": self.world_size
-            * self.config.optim.batch_size
-            * self.config.optim.accumulate,
+            "global_batch_size": self.world_size * self.batch_size * self.config.optim.accumulate,
+            "batch_size_meaning": self.batch_meaning,
             "config": self.config.to_json(),
         }
 

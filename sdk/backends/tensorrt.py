@@ -116,7 +116,9 @@ class TensorRTBackend:
     name = "tensorrt"
 
     def __init__(self, manifest: ExportManifest, path: str | os.PathLike[str], device: int = 0) -> None:
-        trt = require("tensorrt", "tensorrt", "running TensorRT engines")
+        require("tensorrt", "tensorrt", "running TensorRT engines")  # names the extra when missing
+        import tensorrt as trt  # statically typed: tests/typecheck checks these calls against the stubs
+
         cudart = require("cuda.bindings.runtime", "tensorrt", "running TensorRT engines")
         self._trt, self._cudart = trt, cudart
         self.manifest, self.path = manifest, Path(path)
@@ -143,10 +145,12 @@ class TensorRTBackend:
         return [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
 
     def _tensor_shapes(self) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+        import tensorrt as trt
+
         inputs, outputs = {}, {}
         for name in self._all_names():
             shape = list(self._engine.get_tensor_shape(name))
-            if self._engine.get_tensor_mode(name) == self._trt.TensorIOMode.INPUT:
+            if self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 inputs[name] = shape
             else:
                 outputs[name] = shape

@@ -96,6 +96,10 @@ class FaceDetector:
                 f"this OpenCV ({cv2.__version__}) has no FaceDetectorYN; install opencv-python-headless >= 4.8"
             )
         cfg = self.config
+        # OpenCV 5's new DNN engine logs a 'setPreferableTarget ... not supported' warning while
+        # creating the detector (the default CPU target); it is harmless, so hide it for this call only.
+        log_level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         try:
             self._yn = cv2.FaceDetectorYN.create(
                 str(self.model_path), "", (320, 320), cfg.score_threshold, cfg.nms_threshold, cfg.top_k
@@ -105,6 +109,8 @@ class FaceDetector:
                 f"OpenCV could not load the face detector {self.model_path}: {exc}. The file may be corrupt; "
                 "run 'facesdk models fetch --force'"
             ) from exc
+        finally:
+            cv2.utils.logging.setLogLevel(log_level)
         self._size: tuple[int, int] | None = None
         self._lock = threading.Lock()
         logger.info("face detector: %s", self.model_path)

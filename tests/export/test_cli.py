@@ -99,7 +99,26 @@ def test_existing_out_needs_force(
     assert code != 0 and "--force" in err
 
 
-def test_engine_without_tensorrt(
+def test_engines_skipped_without_tensorrt(
+    checkpoints: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """--engines auto (default): the ONNX models are written and one log line says the engines were skipped."""
+    monkeypatch.setattr(export_options, "tensorrt_unavailable_reason", lambda: "no CUDA device is visible")
+    out = tmp_path / "o"
+    with caplog.at_level("INFO", logger="facesdk.export"):
+        code, err = _run(capsys, "--ckpt", str(checkpoints["lora"]), "--out", str(out), "--precision", "fp32,fp16",
+                         "--max-batch", "2")  # fmt: skip
+    assert code == 0, err
+    assert set(load_export_manifest(out).models) == {"onnx-fp32", "onnx-fp16"}
+    skipped = [r.getMessage() for r in caplog.records if "engines skipped" in r.getMessage()]
+    assert len(skipped) == 1 and "TensorRT engines skipped (fp16)" in skipped[0] and "no CUDA" in skipped[0]
+
+
+def test_engines_asked_for_without_tensorrt_is_an_error(
     checkpoints: dict[str, Path],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -107,11 +126,14 @@ def test_engine_without_tensorrt(
 ) -> None:
     monkeypatch.setattr(export_options, "tensorrt_unavailable_reason", lambda: "no CUDA device is visible")
     for precision in ("fp16", "fp32,fp16"):
-        code, err = _run(
-            capsys, "--ckpt", str(checkpoints["lora"]), "--out", str(tmp_path / "o"), "--precision", precision
-        )
-        assert code != 0 and "TensorRT engines" in err and "no CUDA device" in err, err
+        code, err = _run(capsys, "--ckpt", str(checkpoints["lora"]), "--out", str(tmp_path / "o"),
+                         "--precision", precision, "--engines", "tensorrt")  # fmt: skip
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert "--engines tensorrt" in err and "no CUDA device" in err, err
     assert not (tmp_path / "o").exists()
+    code, err = _run(capsys, "--ckpt", str(checkpoints["lora"]), "--out", str(tmp_path / "o"),
+                     "--precision", "fp16", "--engines", "tensorrt", "--onnx-only")  # fmt: skip
+    assert code == 2 and "contradict" in err, err
 
 
 def test_engine_needs_tensorrt_here(
@@ -119,10 +141,9 @@ def test_engine_needs_tensorrt_here(
 ) -> None:
     if export_options.tensorrt_unavailable_reason() is None:
         pytest.skip("this machine can build TensorRT engines")
-    code, err = _run(
-        capsys, "--ckpt", str(checkpoints["lora"]), "--out", str(tmp_path / "o"), "--precision", "fp16"
-    )
-    assert code != 0 and "--onnx-only" in err, err
+    code, err = _run(capsys, "--ckpt", str(checkpoints["lora"]), "--out", str(tmp_path / "o"),
+                     "--precision", "fp16", "--engines", "tensorrt")  # fmt: skip
+    assert code == 2 and "--onnx-only" in err, err
 
 
 def test_int8_without_quantizer(

@@ -17,7 +17,13 @@ from facesdk.checkpoint import HeadSpec, MethodSpec
 from facesdk.errors import ConfigError
 from facesdk.tasks import DEFAULT_TASKS
 from facesdk.training import build_model
-from facesdk.training.distributed import torchrun_command, torchrun_env
+from facesdk.training.distributed import (
+    batch_meaning_of_state,
+    rank_batch_size,
+    torchrun_command,
+    torchrun_env,
+    world_size_change_message,
+)
 from facesdk.training.losses import MultiTaskLoss
 from facesdk.training.sampler import TaskBalancedSampler, is_padding
 
@@ -162,6 +168,80 @@ def test_nproc_launches_torchrun_and_returns_its_exit_code(monkeypatch: pytest.M
         torchrun_command(0, [])
 
 
+# ---------------------------------------------------------------------------- the global batch
+def test_the_global_batch_is_split_across_ranks_or_refused() -> None:
+    assert [rank_batch_size(64, n) for n in (1, 2, 4, 8)] == [64, 32, 16, 8]
+    with pytest.raises(ConfigError, match=r"64 is the global batch.*divide by the 3 processes.*63 or 66"):
+        rank_batch_size(64, 3)
+    assert rank_batch_size(64, 3, "per_process") == 64  # how states written before resume
+    with pytest.raises(ConfigError, match=">= 1"):
+        rank_batch_size(64, 0)
+
+
+def test_states_without_a_recorded_meaning_meant_the_batch_per_process() -> None:
+    assert batch_meaning_of_state({"epoch": 1, "world_size": 2}) == "per_process"
+    assert batch_meaning_of_state({"batch_size_meaning": "global"}) == "global"
+    with pytest.raises(ConfigError, match="'per_gpu'"):
+        batch_meaning_of_state({"batch_size_meaning": "per_gpu"})
+
+
+def test_nproc_refuses_a_batch_that_does_not_divide_before_launching(monkeypatch: pytest.MonkeyPatch) -> None:
+    from facesdk.training import cli
+
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("torchrun was launched"))
+    argv = ["--config", str(ROOT / "configs/smoke.yaml"), "--nproc", "3", "--out", "x"]
+    with pytest.raises(ConfigError, match="optim.batch_size 64 is the global batch"):
+        cli.train_main(argv)
+
+
+def _write_state(out: Path, progress: dict) -> None:
+    (out / "state").mkdir(parents=True)
+    (out / "state" / "state.json").write_text(json.dumps({"progress": progress}))
+
+
+@pytest.fixture()
+def gloo_group(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # noqa: ANN201
+    """A one-rank gloo process group: enough for a Trainer told it has more ranks to be built."""
+    import torch.distributed as dist
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize(
+    ("progress", "meaning", "rank_batch"),
+    [
+        (None, "global", 32),  # a new run: 64 over 2 ranks
+        ({"world_size": 2, "epoch": 0}, "per_process", 64),  # a state written before: as it was
+        ({"world_size": 2, "batch_size_meaning": "global"}, "global", 32),
+    ],
+)
+def test_trainer_batch_follows_the_meaning_its_state_was_written_with(
+    gloo_group: None, tmp_path: Path, progress: dict | None, meaning: str, rank_batch: int
+) -> None:
+    from facesdk.training.config import load_config
+    from facesdk.training.trainer import Trainer
+
+    if progress is not None:
+        _write_state(tmp_path, progress)
+    trainer = Trainer(load_config(ROOT / "configs/smoke.yaml"), tmp_path, resume=True, rank=0, world_size=2)
+    assert (trainer.batch_meaning, trainer.batch_size) == (meaning, rank_batch)
+
+
+def test_a_world_size_change_keeps_the_global_batch_only_under_the_global_meaning() -> None:
+    progress = {"consumed": 100, "epoch": 0}
+    kept = world_size_change_message("s", 4, 2, progress, 1000, 8, "global")
+    assert "global batch stays 32 samples per optimizer step (16 per rank instead of 8)" in kept
+    old = world_size_change_message("s", 4, 2, progress, 1000, 8, "per_process")
+    assert "changes from 32 to 16" in old
+
+
 @pytest.mark.parametrize(
     ("override", "match"),
     [
@@ -201,8 +281,8 @@ TOLERANCE = 0.05
 
 
 def _train(out: Path, nproc: int | None, *extra: str) -> subprocess.Popen:
-    batch = GLOBAL_BATCH // (nproc or 1)  # the same global batch, so the same steps and schedule
-    sets = [a for item in (*SHORT, f"optim.batch_size={batch}") for a in ("--set", item)]
+    # the same config for both: optim.batch_size is the global batch, so the same steps and schedule
+    sets = [a for item in (*SHORT, f"optim.batch_size={GLOBAL_BATCH}") for a in ("--set", item)]
     cmd = [sys.executable, "-m", "facesdk", "train", "--config", str(ROOT / "configs/smoke.yaml")]
     cmd += ["--out", str(out), *sets, *(["--nproc", str(nproc)] if nproc else []), *extra]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -282,4 +362,6 @@ def test_resuming_with_another_world_size_says_so(
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("saved by 2 process(es); this run has 1" in m and "re-sharded" in m for m in said), said
+    assert any(
+        "saved by 2 process(es); this run has 1" in m and "global batch stays 32" in m for m in said
+    ), said
