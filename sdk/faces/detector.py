@@ -98,8 +98,11 @@ class FaceDetector:
         cfg = self.config
         # OpenCV 5's new DNN engine logs a 'setPreferableTarget ... not supported' warning while
         # creating the detector (the default CPU target); it is harmless, so hide it for this call only.
-        log_level = cv2.utils.logging.getLogLevel()
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        # Builds without cv2.utils.logging (e.g. the serving environment's OpenCV 4) print nothing to hide.
+        cv_logging = getattr(getattr(cv2, "utils", None), "logging", None)
+        log_level = cv_logging.getLogLevel() if cv_logging is not None else None
+        if cv_logging is not None:
+            cv_logging.setLogLevel(cv_logging.LOG_LEVEL_ERROR)
         try:
             self._yn = cv2.FaceDetectorYN.create(
                 str(self.model_path), "", (320, 320), cfg.score_threshold, cfg.nms_threshold, cfg.top_k
@@ -110,7 +113,8 @@ class FaceDetector:
                 "run 'facesdk models fetch --force'"
             ) from exc
         finally:
-            cv2.utils.logging.setLogLevel(log_level)
+            if cv_logging is not None:
+                cv_logging.setLogLevel(log_level)
         self._size: tuple[int, int] | None = None
         self._lock = threading.Lock()
         logger.info("face detector: %s", self.model_path)

@@ -122,9 +122,10 @@ class TritonServer:
             )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            code = self.process.poll()
+            if code is not None:
                 self.stop()
-                raise BackendError(f"tritonserver exited with {self.process.returncode}:\n{self.log_tail()}")
+                raise BackendError(f"tritonserver exited with {code}:\n{self.log_tail()}")
             if self.ready():
                 logger.info("tritonserver ready: http %s, grpc %s", self.http_url, self.grpc_url)
                 return self
