@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoint import CHECKPOINT_MANIFEST, load_checkpoint_manifest
-from .errors import BackendError, ConfigError, ManifestError, MissingFileError, require
+from .errors import ConfigError, ManifestError, MissingFileError, require
 from .export_manifest import (
     EXPORT_MANIFEST,
     ExportManifest,
@@ -90,12 +90,9 @@ def _from_onnx(path: Path, backend: str) -> ResolvedModel:
         raise ConfigError(
             f"a lone .onnx file runs on backend 'onnxruntime' or 'openvino' (or 'auto'), not {backend!r}"
         )
-    ort = require("onnxruntime", "", "reading ONNX metadata")
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise BackendError(f"ONNX Runtime could not load {path}: {exc}") from exc
-    metadata = session.get_modelmeta().custom_metadata_map
+    from .backends.onnxruntime import read_onnx_metadata
+
+    metadata = read_onnx_metadata(path)
     kind = "openvino" if backend == "openvino" else "onnxruntime"
     return ResolvedModel(manifest_from_onnx_metadata(metadata, str(path)), kind, path)
 
