@@ -16,8 +16,8 @@ Runtime and OpenVINO backends on 2 CPU threads. Side by side in one run:
 
 Writes ``docs/benchmarks/cnn_int8.md`` and ``cnn_int8.json``.
 
-    python benchmarks/cnn_int8.py                    # ~15 minutes on 2 CPU cores (ResNet-50 trains for 7 of them)
-    python benchmarks/cnn_int8.py --backbones mobilenetv4_conv_small --steps 40 --out /tmp/c.md
+    python -m benchmarks.cnn_int8                    # ~15 minutes on 2 CPU cores (ResNet-50 trains for 7 of them)
+    python -m benchmarks.cnn_int8 --backbones mobilenetv4_conv_small --steps 40 --out /tmp/c.md
 """
 
 from __future__ import annotations
@@ -34,7 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from backbones import (  # this folder is on sys.path for a script
+
+from facesdk.bench import compare_arrays
+
+from .backbones import (
     PRECISIONS,
     UINT8_FILE,
     calibration_set,
@@ -47,8 +50,8 @@ from backbones import (  # this folder is on sys.path for a script
     start_logging,
     versions,
 )
+from .common import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("cnn_int8")
 
 CNNS = ("resnet50", "mobilenetv4_conv_small", "convnext_atto", "efficientnet_b0")
@@ -170,15 +173,13 @@ def predictions(rec: dict[str, Any], threads: int) -> None:
         for label in ("test", "lfw"):
             crops, labels = load_calibration_set(rec[label]).arrays(rec[label])
             crops = np.ascontiguousarray(crops, dtype=np.float32)
-            top1 = {
-                run: {t: np.argmax(v, 1) for t, v in run_batched(m, crops).items()}
-                for run, m in models.items()
-            }
-            ref = top1["ort fp32"]
-            for run, pred in top1.items():
+            outputs = {run: run_batched(m, crops) for run, m in models.items()}
+            for run, out in outputs.items():
+                comparison = compare_arrays(outputs["ort fp32"], out, inputs=f"{label} crops")
                 rec.setdefault("agreement", {}).setdefault(label, {})[run] = {
-                    t: float(np.mean(p == ref[t])) for t, p in pred.items()
+                    t: a.rate for t, a in comparison.tasks.items()
                 }
+                pred = {t: np.argmax(v, 1) for t, v in out.items()}
                 if label == "test":
                     rec.setdefault("accuracy", {})[run] = {
                         t.name: float(np.mean(pred[t.name] == labels[:, j]))
@@ -209,7 +210,7 @@ def render(results: dict[str, Any]) -> str:
     lines = [
         "# A trained CNN through INT8 on CPU",
         "",
-        f"Written by `{results.get('command', 'python benchmarks/cnn_int8.py')}` ({a['size']} px; full fine-tuning from random init, "
+        f"Written by `{results.get('command', 'python -m benchmarks.cnn_int8')}` ({a['size']} px; full fine-tuning from random init, "
         f"{a['steps']} steps of batch {a['batch']} on {a['synth_count']} synthetic faces; {a['threads']} threads). "
         "The models *learn* the synthetic set first, so their logits have the margins a trained model has: "
         "the random-init models of `backbones.md` give near-tie logits that make INT8 agreement meaningless. "
@@ -383,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
         openvino_latency(deploy, args.threads, args.rounds, ("fp32", "int8", "int8u8"), agreement=False)
     results = {
         "command": shlex.join(
-            ["python", "benchmarks/cnn_int8.py", *(sys.argv[1:] if argv is None else argv)]
+            ["python", "-m", "benchmarks.cnn_int8", *(sys.argv[1:] if argv is None else argv)]
         ),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "deploy": [

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from .cli import main, measure_row, render_markdown, run_bench, zeroshot_complexity
 from .compare import Agreement, Comparison, compare_arrays, compare_outputs, min_crops_for, wilson_lower_bound
-from .machine import cpu_info, describe_cpu, library_versions, machine_info
+from .machine import CPU_FLAGS, cpu_info, describe_cpu, library_versions, machine_info
 from .report import bar_chart, fmt, markdown_table, write_report
 from .timing import alternate_rounds, round_ratios, run_in_child, summarise, time_calls
 
 __all__ = [
+    "CPU_FLAGS",
     "Agreement",
     "Comparison",
     "alternate_rounds",
