@@ -22,23 +22,27 @@ from facesdk.bench import compare_outputs, wilson_lower_bound
 from facesdk.errors import DependencyError
 from facesdk.preprocess import Preprocess, to_input_tensor
 
-__all__ = ["MAX_PARITY_CROPS", "face_crops", "lfw_crops", "onnx_agreement", "gate_parity"]
+__all__ = ["LFW_FACES", "MAX_PARITY_CROPS", "face_crops", "lfw_crops", "onnx_agreement", "gate_parity"]
 
 log = logging.getLogger(__name__)
 
 MAX_PARITY_CROPS = 512
-"""At most this many crops of a calibration set are compared (all 200 lfw_subset faces otherwise)."""
+"""At most this many crops of a calibration set are compared (all 100 lfw_subset faces otherwise)."""
+
+
+LFW_FACES = 100
+"""``skimage.data.lfw_subset()`` holds 100 face crops, then 100 non-face patches."""
 
 
 def lfw_crops(preprocess: Preprocess) -> np.ndarray:
-    """scikit-image's 200 ``lfw_subset`` faces (25 x 25 grey) through the model's preprocessing."""
+    """scikit-image's 100 ``lfw_subset`` faces (25 x 25 grey) through the model's preprocessing."""
     try:
         from skimage import data
     except ImportError as exc:
         raise DependencyError(
             f"FP16 parity on face crops needs scikit-image without --calib ({exc}); pip install 'facesdk[export]'"
         ) from exc
-    faces = (np.asarray(data.lfw_subset()) * 255 + 0.5).clip(0, 255).astype(np.uint8)
+    faces = (np.asarray(data.lfw_subset()[:LFW_FACES]) * 255 + 0.5).clip(0, 255).astype(np.uint8)
     return to_input_tensor([np.repeat(face[:, :, None], 3, axis=2) for face in faces], preprocess)
 
 
@@ -58,7 +62,9 @@ def face_crops(preprocess: Preprocess, calib: str | os.PathLike[str] | None) -> 
         if len(crops):
             picked = np.sort(np.random.default_rng(0).permutation(len(crops))[:MAX_PARITY_CROPS])
             return crops[picked], f"calibration set {Path(calib).name} ({len(picked)} of {len(crops)} crops)"
-    return lfw_crops(preprocess), "scikit-image lfw_subset faces through the model's preprocessing"
+    return lfw_crops(
+        preprocess
+    ), f"scikit-image lfw_subset faces ({LFW_FACES}) through the model's preprocessing"
 
 
 def onnx_agreement(

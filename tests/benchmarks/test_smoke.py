@@ -99,25 +99,28 @@ def test_methods_at_tiny_settings(tmp_path: Path) -> None:
     assert "lora" in out.read_text()
 
 
+def _tiny_cnn_run(script: str, tmp_path: Path, yunet: Path, *extra: str) -> dict:
+    """Run a CNN benchmark on one small ResNet for one step; return its JSON results."""
+    pytest.importorskip("torch", reason=f"the {script} benchmark trains (the [train] extra)")
+    out = tmp_path / f"{script}.md"
+    common = ["--backbones", "resnet18", "--steps", "1", "--batch", "4", "--synth-count", "24",
+              "--calib-count", "16", "--rounds", "1", "--detector", str(yunet)]  # fmt: skip
+    _run(script, *common, *extra, "--work", str(tmp_path / "work"), "--out", str(out))
+    assert out.is_file()
+    return json.loads(out.with_suffix(".json").read_text())
+
+
 @pytest.mark.slow
 def test_backbones_at_tiny_settings(tmp_path: Path, yunet: Path) -> None:
-    pytest.importorskip("torch", reason="the backbones benchmark trains (the [train] extra)")
-    out = tmp_path / "backbones.md"
-    _run("backbones", "--backbones", "resnet18", "--methods", "norm", "--steps", "1", "--batch", "4",
-         "--synth-count", "24", "--calib-count", "16", "--train-size", "32", "--deploy-size", "32",
-         "--repeats", "1", "--rounds", "1", "--detector", str(yunet), "--work", str(tmp_path / "work"),
-         "--out", str(out))  # fmt: skip
-    assert json.loads(out.with_suffix(".json").read_text())["deploy"][0]["backbone"] == "resnet18"
+    extra = ("--methods", "norm", "--train-size", "32", "--deploy-size", "32", "--repeats", "1")
+    report = _tiny_cnn_run("backbones", tmp_path, yunet, *extra)
+    assert report["deploy"][0]["backbone"] == "resnet18"
 
 
 @pytest.mark.slow
 def test_cnn_int8_at_tiny_settings(tmp_path: Path, yunet: Path) -> None:
-    pytest.importorskip("torch", reason="the CNN INT8 benchmark trains (the [train] extra)")
-    out = tmp_path / "cnn_int8.md"
-    _run("cnn_int8", "--backbones", "resnet18", "--size", "32", "--steps", "1", "--batch", "4",
-         "--synth-count", "24", "--calib-count", "16", "--test-count", "8", "--int8-method", "minmax",
-         "--rounds", "1", "--detector", str(yunet), "--work", str(tmp_path / "work"), "--out", str(out))  # fmt: skip
-    report = json.loads(out.with_suffix(".json").read_text())
+    extra = ("--size", "32", "--test-count", "8", "--int8-method", "minmax")
+    report = _tiny_cnn_run("cnn_int8", tmp_path, yunet, *extra)
     assert set(report["deploy"][0]["agreement"]["test"]) >= {"ort fp32", "ort int8"}
 
 
