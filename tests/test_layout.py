@@ -200,3 +200,35 @@ def test_layer_guard_sees_lazy_relative_and_by_name_imports(tmp_path: Path) -> N
         "calibration/q.py": ["facesdk.training"],
         "training/t.py": ["facesdk.export.merge"],
     }
+
+
+def _session_makers(path: Path) -> list[int]:
+    """Lines of ``path`` that call ``InferenceSession(...)`` (any receiver: ``ort.``, ``onnxruntime.``, bare)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name == "InferenceSession":
+                lines.append(node.lineno)
+    return lines
+
+
+def test_only_sdk_backends_creates_onnx_runtime_sessions() -> None:
+    """Every session comes from facesdk.backends, so every number times what the Analyzer runs."""
+    home = ROOT / "sdk" / "backends"
+    offenders = {
+        str(path.relative_to(ROOT)): lines
+        for path in _python_files()
+        if home not in path.parents and (lines := _session_makers(path))
+    }
+    assert offenders == {}, (
+        "create sessions with facesdk.backends.onnxruntime.create_session / OnnxFileBackend"
+    )
+
+
+def test_session_guard_sees_a_session(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("import onnxruntime as ort\ndef f(p):\n    return ort.InferenceSession(p)\n")
+    assert _session_makers(bad) == [3]
