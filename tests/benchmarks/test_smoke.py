@@ -119,7 +119,7 @@ def test_backbones_at_tiny_settings(tmp_path: Path, yunet: Path) -> None:
 
 @pytest.mark.slow
 def test_cnn_int8_at_tiny_settings(tmp_path: Path, yunet: Path) -> None:
-    extra = ("--size", "32", "--test-count", "8", "--int8-method", "minmax")
+    extra = ("--size", "32", "--test-count", "10", "--int8-method", "minmax")
     report = _tiny_cnn_run("cnn_int8", tmp_path, yunet, *extra)
     assert set(report["deploy"][0]["agreement"]["test"]) >= {"ort fp32", "ort int8"}
 
