@@ -51,6 +51,7 @@ def test_backbones_report_rerenders_a_saved_run(tmp_path: Path) -> None:
     assert "| backbone" in (tmp_path / "backbones.md").read_text()
 
 
+@pytest.mark.slow
 def test_sdk_pipeline_on_a_tiny_export(tmp_path: Path, yunet: Path) -> None:
     from facesdk.testing import make_tiny_export
 
@@ -60,6 +61,7 @@ def test_sdk_pipeline_on_a_tiny_export(tmp_path: Path, yunet: Path) -> None:
     assert (tmp_path / "sdk.md").is_file(), proc.stdout[-2000:]
 
 
+@pytest.mark.slow
 def test_scale_multistream_on_a_tiny_export(tmp_path: Path, yunet: Path) -> None:
     doc = tmp_path / "scale.md"
     _run("scale", "--skip-serving", "--frames", "2", "--detector", str(yunet), "--doc", str(doc))
