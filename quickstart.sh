@@ -55,11 +55,14 @@ fi
 facesdk calibrate collect --source "$OUT/media/astronaut.png" "$OUT/media/astronaut.avi" \
   --crops "$OUT/media/lfw" --preprocess "$OUT/train/checkpoint/checkpoint.json" --out "$OUT/calib" --count 256
 # --onnx-only: FP32 and INT8 ONNX models; TensorRT engines need a GPU (benchmarks/gpu_check.sh).
-# The INT8 gate needs >= 98% top-1 agreement with FP32 on every task; on this 2-block smoke model
-# quantizing the attention output projections costs one crop in 36, and the gate's sensitivity
-# pass names them, so they stay float here (docs/int8.md).
+# The INT8 gate decides on the Wilson 95% lower bound of the top-1 agreement with FP32. Its
+# default 0.98 needs >= 189 held-out crops (half the set is held out); these 256 crops hold out
+# 128, so the smoke flow asks for 0.95 (128 of 128 agreeing give 0.971). On this 2-block smoke
+# model quantizing the attention output projections costs one crop in 36, and the gate's
+# sensitivity pass names them, so they stay float here (docs/int8.md).
 facesdk export build --ckpt "$OUT/train/checkpoint" --out "$OUT/export" --precision fp32,int8 \
-  --calib "$OUT/calib" --onnx-only --force --int8-option 'also_keep_float=["*/proj/*"]'
+  --calib "$OUT/calib" --onnx-only --force --int8-option 'also_keep_float=["*/proj/*"]' \
+  --int8-option threshold=0.95
 facesdk analyze "$OUT/media/astronaut.png" "$OUT/media/astronaut.avi" --model "$OUT/export" --json "$OUT/analysis.jsonl" --force
 facesdk bench --ckpt "$OUT/train/checkpoint" --model "$OUT/export" --video "$OUT/media/astronaut.avi" --out "$OUT/bench"
 echo

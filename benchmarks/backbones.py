@@ -12,8 +12,8 @@ Every backbone is random-init (no hub here): BatchNorm statistics are estimated 
 first (timm's 0/1 statistics would make EfficientNet's features vanish), standing in for
 pretrained ones. Latency does not depend on the weights; accuracy and INT8 agreement do.
 
-    python benchmarks/backbones.py                      # ~10-15 minutes on 2 shared CPU cores
-    python benchmarks/backbones.py --backbones resnet50,convnext_atto --steps 20 --out /tmp/b.md
+    python -m benchmarks.backbones                      # ~10-15 minutes on 2 shared CPU cores
+    python -m benchmarks.backbones --backbones resnet50,convnext_atto --steps 20 --out /tmp/b.md
 """
 
 from __future__ import annotations
@@ -33,11 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from backbones_report import plot, render  # this folder is on sys.path for a script
-from methods import saved_activations_mib
 
-ROOT = Path(__file__).resolve().parents[1]
-YUNET = ROOT.parent / "shared" / "models" / "face_detection_yunet_2026may.onnx"
+from facesdk.backends.onnxruntime import OnnxFileBackend
+from facesdk.bench import compare_outputs, cpu_info, library_versions, time_calls
+
+from .backbones_report import plot, render
+from .common import ROOT, add_detector_option, cpu_session, detector_path
+from .methods import saved_activations_mib
+
 log = logging.getLogger("backbones")
 
 VIT = "vit_pe_core_tiny_patch16_384"
@@ -316,9 +319,7 @@ def _take_turns(runs: Runs, records: list[dict[str, Any]], rounds: int, prefix: 
         call()  # warm-up
     for _ in range(rounds):
         for call, times in runs.values():
-            start = time.perf_counter()
-            call()
-            times.append(1000 * (time.perf_counter() - start))
+            times += time_calls(call, warmup=0, repeats=1)
     by_name = {rec["backbone"]: rec for rec in records}
     for (name, precision, batch), (_, times) in runs.items():
         ms = statistics.median(times)
@@ -328,18 +329,10 @@ def _take_turns(runs: Runs, records: list[dict[str, Any]], rounds: int, prefix: 
 
 def ort_latency(records: list[dict[str, Any]], threads: int, rounds: int) -> None:
     """Median ms per batch of each export's fp32/int8 models at batch 1 and 8 (ONNX Runtime)."""
-    import onnxruntime as ort
-
     runs: Runs = {}
     for rec in records:
         for precision, file in PRECISIONS.items():
-            options = ort.SessionOptions()
-            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            options.log_severity_level = 3
-            session = ort.InferenceSession(
-                str(Path(rec["export_dir"]) / file), options, providers=["CPUExecutionProvider"]
-            )
+            session = cpu_session(Path(rec["export_dir"]) / file, threads)
             for batch in (1, 8):
                 call = functools.partial(session.run, None, {"input": _inputs(rec["input_size"], batch)})
                 runs[rec["backbone"], precision, batch] = (call, [])
@@ -359,8 +352,6 @@ def openvino_latency(
     top-1 agreement with ONNX Runtime's fp32 on the calibration crops (all of them). OpenVINO runs the
     Q/DQ graph with its own int8 kernels (it folds each pair into the convolution or MatMul).
     """
-    import onnxruntime as ort
-
     from facesdk.backends.openvino import OpenVinoBackend
     from facesdk.calibration.calibset import load_calibration_set
     from facesdk.export_manifest import load_export_manifest
@@ -382,20 +373,11 @@ def openvino_latency(
         if not agreement:
             continue
         crops, _ = load_calibration_set(rec["calib"]).arrays(rec["calib"])
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.log_severity_level = threads, 3
-        reference = ort.InferenceSession(
-            str(Path(rec["export_dir"]) / PRECISIONS["fp32"]), options, providers=["CPUExecutionProvider"]
-        )
-        names = [o.name for o in reference.get_outputs()]
-        backend = backends[rec["backbone"], "int8", 8]
-        agree: dict[str, list[bool]] = {}
-        for i in range(0, len(crops), 8):
-            chunk = np.ascontiguousarray(crops[i : i + 8], dtype=np.float32)
-            want = dict(zip(names, reference.run(None, {"input": chunk}), strict=True))
-            for task, logits in backend.run(chunk).items():
-                agree.setdefault(task, []).extend(np.argmax(logits, 1) == np.argmax(want[task], 1))
-        rec["ov_int8_agreement"] = {task: float(np.mean(v)) for task, v in agree.items()}
+        fp32 = Path(rec["export_dir"]) / PRECISIONS["fp32"]
+        with OnnxFileBackend(fp32, max_batch=8, intra_op_threads=threads) as reference:
+            comparison = compare_outputs(reference, backends[rec["backbone"], "int8", 8], crops)
+        rec["ov_int8_agreement"] = {task: a.rate for task, a in comparison.tasks.items()}
+        rec["ov_int8_agreement_crops"] = comparison.crops
     for backend in backends.values():
         backend.close()
 
@@ -409,7 +391,7 @@ def frames() -> dict[str, np.ndarray]:
     return {"1 face": one, "6 faces": np.concatenate([np.concatenate([one] * 3, axis=1)] * 2, axis=0)}
 
 
-def analyzer_fps(records: list[dict[str, Any]], threads: int, repeats: int) -> None:
+def analyzer_fps(records: list[dict[str, Any]], threads: int, repeats: int, detector: Path) -> None:
     """End-to-end frames per second of the Analyzer (detect, crop, one batched backbone call)."""
     import cv2
 
@@ -420,7 +402,7 @@ def analyzer_fps(records: list[dict[str, Any]], threads: int, repeats: int) -> N
     for rec in records:
         for precision in ("fp32", "int8"):
             with Analyzer(
-                rec["export_dir"], backend="onnxruntime", detector=YUNET, precision=precision,
+                rec["export_dir"], backend="onnxruntime", detector=detector, precision=precision,
                 providers=["CPUExecutionProvider"], intra_op_threads=threads, inter_op_threads=1,
             ) as analyzer:  # fmt: skip
                 for label, image in images.items():
@@ -454,6 +436,7 @@ def common_args(parser: argparse.ArgumentParser, out: Path) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=out)
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    add_detector_option(parser)
 
 
 def start_logging(logger: logging.Logger) -> None:
@@ -484,7 +467,7 @@ def main(argv: list[str] | None = None) -> None:
             log.info("exported %s: %s", name, deploy[-1])
         ort_latency(deploy, args.threads, args.rounds)
         openvino_latency(deploy, args.threads, args.rounds)
-        analyzer_fps(deploy, args.threads, args.repeats)
+        analyzer_fps(deploy, args.threads, args.repeats, detector_path(args.detector))
     results = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "train": train,
@@ -501,32 +484,24 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def machine_info() -> dict[str, Any]:
+    """The report's machine line, from :func:`facesdk.bench.cpu_info`."""
     import os
-    import platform
 
-    model = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in ln
-        ),
-        platform.processor(),
-    )
-    flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
+    cpu = cpu_info()
     return {
-        "cpu": model,
-        "cores_visible": os.cpu_count(),
-        "avx512_vnni": "avx512_vnni" in flags,
+        "cpu": cpu["model"],
+        "cores_visible": cpu["cores"],
+        "flags": cpu["flags"],
+        "avx512_vnni": "avx512_vnni" in cpu["flags"],
         "load_average": os.getloadavg(),
     }
 
 
 def versions() -> dict[str, str]:
-    import onnxruntime
-    import timm
-    import torch
+    """Library versions, from :func:`facesdk.bench.library_versions` (plus timm)."""
+    from importlib.metadata import version
 
-    return {"torch": torch.__version__, "timm": timm.__version__, "onnxruntime": onnxruntime.__version__}
+    return {**library_versions(), "timm": version("timm")}
 
 
 if __name__ == "__main__":

@@ -174,7 +174,7 @@ def _findings(results: dict[str, Any]) -> list[str]:
         f"- Agreement gate (>= 0.98 on every task) on these random-init models: passed by "
         f"{', '.join(passed) or 'none'}; failed by {', '.join(failed) or 'none'} (random heads on random "
         "features give near-tie logits; the gate is the real check on a trained model: trained CNNs "
-        "through INT8 in [cnn_int8.md](cnn_int8.md), `python benchmarks/cnn_int8.py`).",
+        "through INT8 in [cnn_int8.md](cnn_int8.md), `python -m benchmarks.cnn_int8`).",
     ]
 
 
@@ -184,7 +184,7 @@ def render(results: dict[str, Any], png: str) -> str:
     head = [
         "# Backbones: ViT and CNNs, adaptation and CPU deployment",
         "",
-        "Written by `python benchmarks/backbones.py` "
+        "Written by `python -m benchmarks.backbones` "
         f"(train {a['train_size']} px, {a['steps']} steps of batch {a['batch']}; deploy {a['deploy_size']} px; "
         f"{a['threads']} threads). Every backbone is **random-init** (no hub downloads here), with BatchNorm "
         "statistics estimated on the data first as a stand-in for pretrained ones: the accuracy columns "
@@ -236,13 +236,21 @@ def render(results: dict[str, Any], png: str) -> str:
     return "\n".join(head)
 
 
-if __name__ == "__main__":  # re-render the document and chart from a saved results file
+def main(argv: list[str] | None = None) -> int:
+    """Re-render the document and chart from a saved results file (``backbones.json``)."""
+    import argparse
     import json
-    import sys
 
-    source = Path(
-        sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parents[1] / "docs/benchmarks/backbones.json"
-    )
+    from .common import DOCS
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("results", nargs="?", type=Path, default=DOCS / "backbones.json")
+    source = parser.parse_args(argv).results
     data = json.loads(source.read_text())
     plot(data, source.with_suffix(".png"))
     source.with_suffix(".md").write_text(render(data, source.with_suffix(".png").name))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -94,7 +94,7 @@ $PY -m pytest tests/export tests/training/test_cnn_backbones.py::test_tensorrt_e
 
 # 6. Timing table (batch 1 and 32).
 echo -e "\n### Latency (median ms)\n"
-$PY benchmarks/gpu_timing.py --export "$EXPORT" --ckpt "$CKPT" --batches 1,32
+$PY -m benchmarks.gpu_timing --export "$EXPORT" --ckpt "$CKPT" --batches 1,32
 
 # 7. The CNN path: a random-init ResNet-50 at 112 px (BatchNorm folded into its convolutions),
 #    fp32/fp16/int8 engines from the same export command, then the same timing table.
@@ -129,4 +129,4 @@ facesdk export build --ckpt "$CNN_CKPT" --out "$WORK/export-resnet50" --precisio
 $PY -c "import json,sys; m=json.load(open(sys.argv[1])); [print('-', k, json.dumps(v)[:300]) for k, v in m['parity'].items()]" \
   "$WORK/export-resnet50/export.json"
 echo -e "\n### ResNet-50 (112 px): latency (median ms)\n"
-$PY benchmarks/gpu_timing.py --export "$WORK/export-resnet50" --ckpt "$CNN_CKPT" --batches 1,32
+$PY -m benchmarks.gpu_timing --export "$WORK/export-resnet50" --ckpt "$CNN_CKPT" --batches 1,32

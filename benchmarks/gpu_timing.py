@@ -4,7 +4,7 @@ Used by ``benchmarks/gpu_check.sh`` on a GPU machine. Each runtime runs in its o
 (ONNX Runtime's idle threads slow other runtimes in the same process); medians of ``--iters``
 calls after ``--warmup`` calls, batches 1 and 32 by default.
 
-    python benchmarks/gpu_timing.py --export DIR --ckpt DIR [--batches 1,32]
+    python -m benchmarks.gpu_timing --export DIR --ckpt DIR [--batches 1,32]
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ import logging
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from facesdk.bench import time_calls
+
+from .common import ROOT
 
 __all__ = ["time_call", "main"]
 
@@ -30,16 +33,12 @@ def time_call(
     call: Callable[[], object], warmup: int, iters: int, sync: Callable[[], None] = lambda: None
 ) -> float:
     """Median milliseconds of ``call`` (``sync`` waits for asynchronous work, e.g. CUDA)."""
-    for _ in range(warmup):
-        call()
-    sync()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
+
+    def synced() -> None:
         call()
         sync()
-        times.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(times)
+
+    return statistics.median(time_calls(synced, warmup, iters))
 
 
 def _runner(
@@ -53,8 +52,8 @@ def _runner(
     if kind.startswith("torch"):
         import torch
 
-        from facesdk.export.merge import merge_adapters
         from facesdk.training import load_checkpoint
+        from facesdk.training.merging import merge_adapters
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model = merge_adapters(load_checkpoint(ckpt)).to(device).eval()
@@ -68,16 +67,14 @@ def _runner(
 
         return call, (torch.cuda.synchronize if device == "cuda" else lambda: None)
     if kind.startswith("ort"):
-        import onnxruntime as ort
+        from facesdk.backends.onnxruntime import create_session
 
         providers = (
             ["CUDAExecutionProvider", "CPUExecutionProvider"]
             if kind == "ort-cuda"
             else ["CPUExecutionProvider"]
         )
-        session = ort.InferenceSession(
-            str(export / manifest.model("onnx", "fp32").file.path), providers=providers
-        )
+        session = create_session(export / manifest.model("onnx", "fp32").file.path, providers)
         return (lambda: session.run(None, {"input": x})), (lambda: None)
     from facesdk.backends.tensorrt import TensorRTBackend
 
@@ -124,9 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     batches = [int(b) for b in args.batches.split(",")]
     for kind in _available(args.export):
         for batch in batches:
-            cmd = [sys.executable, __file__, "--export", str(args.export), "--ckpt", str(args.ckpt), "--kind", kind,
+            cmd = [sys.executable, "-m", "benchmarks.gpu_timing", "--export", str(args.export), "--ckpt", str(args.ckpt), "--kind", kind,
                    "--batch", str(batch), "--warmup", str(args.warmup), "--iters", str(args.iters)]  # fmt: skip
-            result = subprocess.run(cmd, capture_output=True, text=True)
+            result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
             if result.returncode == 0:
                 rows.setdefault(kind, {})[batch] = f"{json.loads(result.stdout.splitlines()[-1])['ms']:.2f}"
             else:

@@ -8,13 +8,14 @@ ONNX Runtime. Writes ``docs/benchmarks/methods.md`` and ``methods.png`` beside i
 Each method trains in a fresh child process, so its peak resident set size (``ru_maxrss``)
 is its own; one more child, without torch, times every export (see :func:`latency_child`).
 
-    python benchmarks/methods.py                         # about 10 minutes on 2 shared CPU cores
-    python benchmarks/methods.py --steps 20 --methods lora,mtlora --out /tmp/m.md
+    python -m benchmarks.methods                         # about 10 minutes on 2 shared CPU cores
+    python -m benchmarks.methods --steps 20 --methods lora,mtlora --out /tmp/m.md
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -26,9 +27,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from methods_report import TASKS, cpu_info, plot, render  # this folder is on sys.path for a script
+from facesdk.bench import time_calls
 
-ROOT = Path(__file__).resolve().parents[1]
+from .common import ROOT, cpu_session
+from .methods_report import TASKS, cpu_info, plot, render
+
 log = logging.getLogger("methods")
 
 ADAPTER = {"rank": 16, "alpha": 32, "lora_plus_ratio": 4}
@@ -232,27 +235,19 @@ def latency_child(paths: list[str], threads: int, iters: int, rounds: int = 25) 
     stayed within about 5 %, so it is the figure reported, with the median beside it.
     """
     import numpy as np
-    import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    sessions = [ort.InferenceSession(p, options, providers=["CPUExecutionProvider"]) for p in paths]
+    sessions = [cpu_session(p, threads) for p in paths]
     size = sessions[0].get_inputs()[0].shape[2:]
     out: list[dict[str, float]] = [{} for _ in paths]
     for batch, runs in ((1, iters), (8, iters // 2)):
         x = np.random.default_rng(0).standard_normal((batch, 3, *size)).astype(np.float32)
         times: list[list[float]] = [[] for _ in paths]
-        for session in sessions:
-            for _ in range(3):
-                session.run(None, {"input": x})
+        calls = [functools.partial(session.run, None, {"input": x}) for session in sessions]
+        for call in calls:
+            time_calls(call, warmup=3, repeats=0)
         for _ in range(rounds):
-            for session, record in zip(sessions, times, strict=True):
-                for _ in range(max(1, round(runs / rounds))):
-                    start = time.perf_counter()
-                    session.run(None, {"input": x})
-                    record.append(1000 * (time.perf_counter() - start))
+            for call, record in zip(calls, times, strict=True):
+                record += time_calls(call, warmup=0, repeats=max(1, round(runs / rounds)))
         for result, record in zip(out, times, strict=True):
             result[f"b{batch}_runs"] = len(record)
             result[f"b{batch}_ms"] = float(np.percentile(record, 10))
@@ -288,9 +283,9 @@ def _child(*extra: str) -> Any:
     OpenMP threads wait passively: spinning ones slowed 2-thread training steps 5-8x on a
     machine shared with other jobs (measured while writing this benchmark).
     """
-    cmd = [sys.executable, str(Path(__file__).resolve()), *extra]
+    cmd = [sys.executable, "-m", __spec__.name, *extra]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(extra)} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -385,7 +380,7 @@ def main() -> int:
 
     (args.out.parent).mkdir(parents=True, exist_ok=True)
     plot(results, args.out.with_suffix(".png"))
-    cmd = "python benchmarks/methods.py" + "".join(f" {a}" for a in sys.argv[1:])
+    cmd = "python -m benchmarks.methods" + "".join(f" {a}" for a in sys.argv[1:])
     atomic_write_bytes(args.out, render(results, full, args, wall, cmd).encode())
     log.info("wrote %s and %s (%.1f min)", args.out, args.out.with_suffix(".png").name, wall / 60)
     return 0

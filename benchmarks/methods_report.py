@@ -4,28 +4,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
+from facesdk.bench import CPU_FLAGS
+from facesdk.bench import cpu_info as _cpu_info
+
 TASKS = ("age", "gender", "emotion")
-FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
 def cpu_info() -> tuple[str, str]:
-    """CPU model name and the instruction-set flags that matter here (``/proc/cpuinfo``)."""
-    model, flags = platform.processor() or platform.machine(), ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("", platform.machine()):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                have = set(line.split(":", 1)[1].split())
-                flags = " ".join(f for f in FLAGS if f in have)
-    except OSError:
-        pass
-    return model, flags
+    """CPU model name and the instruction-set flags that matter here (:func:`facesdk.bench.cpu_info`)."""
+    cpu = _cpu_info()
+    return cpu["model"], " ".join(f for f in CPU_FLAGS if f in cpu["flags"])
 
 
 def render(

@@ -4,9 +4,9 @@ An exploratory check beside ``benchmarks/int8_cpu.py`` (docs/int8.md): NNCF is n
 dependency, so it runs in an environment of its own, on face crops dumped from a facesdk
 calibration set by the main environment:
 
-    python benchmarks/nncf_vit.py dump --calib CALIB_DIR --out crops.npy          # facesdk's venv
-    python -m venv /tmp/nncf && /tmp/nncf/bin/pip install nncf==3.4.0 openvino onnxruntime
-    /tmp/nncf/bin/python benchmarks/nncf_vit.py run --model EXPORT/model.onnx --crops crops.npy
+    python -m benchmarks.nncf_vit dump --calib CALIB_DIR --out crops.npy          # facesdk's venv
+    python -m venv /tmp/nncf && /tmp/nncf/bin/pip install nncf==3.4.0 openvino -e .
+    /tmp/nncf/bin/python -m benchmarks.nncf_vit run --model EXPORT/model.onnx --crops crops.npy
 
 ``run`` quantizes with the first three quarters of the crops (``model_type=TRANSFORMER``),
 times FP32 and INT8 at batch 1 and 8 (2 threads, f32 hint, the models taking turns) and prints
@@ -32,8 +32,10 @@ def dump(calib: str, out: str) -> None:
 
 def run(model_path: str, crops_path: str, threads: int, rounds: int) -> None:
     import nncf
-    import onnxruntime as ort
     import openvino as ov
+
+    from facesdk.backends.onnxruntime import OnnxFileBackend
+    from facesdk.bench import compare_arrays, time_calls
 
     crops = np.load(crops_path)
     split = len(crops) * 3 // 4
@@ -56,32 +58,30 @@ def run(model_path: str, crops_path: str, threads: int, rounds: int) -> None:
             runs[name, batch] = (request, crops[:batch], [])
     for _ in range(rounds):
         for request, x, times in runs.values():
-            start = time.perf_counter()
-            request.infer({0: x})
-            times.append(1000 * (time.perf_counter() - start))
+            times += time_calls(lambda r=request, x=x: r.infer({0: x}), warmup=0, repeats=1)
     median = {key: statistics.median(times) for key, (_, _, times) in runs.items()}
     for batch in (1, 8):
         print(
             f"batch {batch}: fp32 {median['fp32', batch]:.1f} ms, int8 {median['int8', batch]:.1f} ms, "
             f"speed-up {median['fp32', batch] / median['int8', batch]:.2f}x"
         )
-    reference = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
-    names = [o.name for o in reference.get_outputs()]
     request = runs["int8", 8][0]
-    agree: dict[str, list[bool]] = {}
-    for i in range(0, len(held) - len(held) % 8, 8):
-        x = held[i : i + 8]
-        want = dict(zip(names, reference.run(None, {"input": x}), strict=True))
-        for port, value in request.infer({0: x}).items():
-            task = port.get_any_name()
-            agree.setdefault(task, []).extend(np.argmax(value, 1) == np.argmax(want[task], 1))
-    counts = {task: len(v) for task, v in agree.items()}
-    print(
-        "top-1 agreement with ORT FP32:", {t: round(float(np.mean(v)), 3) for t, v in agree.items()}, counts
+    want: dict[str, list[np.ndarray]] = {}
+    got: dict[str, list[np.ndarray]] = {}
+    with OnnxFileBackend(model_path, max_batch=8) as reference:
+        for i in range(0, len(held) - len(held) % 8, 8):
+            x = held[i : i + 8]
+            for task, value in reference.run(x).items():
+                want.setdefault(task, []).append(value)
+            for port, value in request.infer({0: x}).items():
+                got.setdefault(port.get_any_name(), []).append(np.asarray(value))
+    comparison = compare_arrays(
+        {t: np.concatenate(v) for t, v in want.items()}, {t: np.concatenate(v) for t, v in got.items()}
     )
+    print("top-1 agreement with ORT FP32:", comparison.to_json()["tasks"])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("dump", help="crops of a facesdk calibration set to one .npy (facesdk's venv)")
@@ -92,7 +92,7 @@ def main() -> None:
     r.add_argument("--crops", required=True)
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--rounds", type=int, default=8)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.command == "dump":
         dump(args.calib, args.out)
     else:

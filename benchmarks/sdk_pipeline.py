@@ -8,7 +8,7 @@
 
 Writes ``docs/benchmarks/sdk.md`` (or ``--doc``) and a PNG of RSS against frames.
 
-    python benchmarks/sdk_pipeline.py --model runs/quickstart/export --soak 10000
+    python -m benchmarks.sdk_pipeline --model runs/quickstart/export --soak 10000
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def render(report: dict) -> str:
     lines = [
         "# SDK pipeline: overhead and memory",
         "",
-        f"Measured by `python benchmarks/sdk_pipeline.py --model {report['model']}"
+        f"Measured by `python -m benchmarks.sdk_pipeline --model {report['model']}"
         + (f" --soak {sk['frames']}" if sk else "")
         + (f" --soak-model {sk['model']}" if sk and sk["model"] != report["model"] else "")
         + "".join(f" --max-side {ov['max_side']}" for ov in report["overheads"][1:])

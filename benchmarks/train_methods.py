@@ -5,7 +5,7 @@ Trainable parameters, checkpoint size, peak memory and step time come from the s
 the same synthetic set and the same reduced backbone as the all-methods table; every option
 of ``methods.py`` passes through.
 
-    python benchmarks/train_methods.py [--steps 40 --img-size 64 --depth 4 ...]
+    python -m benchmarks.train_methods [--steps 40 --img-size 64 --depth 4 ...]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
         if any(a == "--out" or a.startswith("--out=") for a in argv)
         else ["--out=docs/benchmarks/training.md"]
     )
-    cmd = [sys.executable, "benchmarks/methods.py", f"--methods={METHODS}", *out, *argv]
+    cmd = [sys.executable, "-m", "benchmarks.methods", f"--methods={METHODS}", *out, *argv]
     return subprocess.run(cmd, check=False, cwd=HERE.parent).returncode  # paths relative to the checkout
 
 

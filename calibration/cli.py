@@ -42,7 +42,12 @@ def build_parser(prog: str = "facesdk calibrate") -> argparse.ArgumentParser:
         help="folder/CSV of images that already are face crops (resized whole: crop policy 'full')",
     )
     col.add_argument("--out", type=Path, required=True, help="calibration directory (re-run to resume)")
-    col.add_argument("--count", type=int, default=512, help="crops to collect (default 512)")
+    col.add_argument(
+        "--count",
+        type=int,
+        default=1024,
+        help="crops to collect (default 1024: half are held out for the INT8 gate)",
+    )
     spec = col.add_mutually_exclusive_group(required=True)
     spec.add_argument("--model", type=Path, help="export directory or .onnx: use its preprocessing and tasks")
     spec.add_argument(
@@ -77,7 +82,12 @@ def build_parser(prog: str = "facesdk calibrate") -> argparse.ArgumentParser:
         metavar="PATTERN",
         help="patterns kept float besides the defaults (what the accuracy gate suggests)",
     )
-    qua.add_argument("--threshold", type=float, default=0.98)
+    qua.add_argument(
+        "--threshold",
+        type=float,
+        default=0.98,
+        help="minimum Wilson 95%% lower bound of the agreement (default 0.98)",
+    )
     qua.add_argument("--accept-drop", action="store_true")
     qua.add_argument("--report", type=Path, default=None, help="write the report JSON here too")
     qua.add_argument(
@@ -160,7 +170,16 @@ def _quantize(args: argparse.Namespace) -> int:
     )
     if args.report:
         atomic_write_json(args.report, report)
-    keys = ("method", "agreement", "relative_logit_error", "accuracy", "held_out", "passed", "method_search")
+    keys = (
+        "method",
+        "agreement",
+        "agreement_lower_bound",
+        "relative_logit_error",
+        "accuracy",
+        "held_out",
+        "passed",
+        "method_search",
+    )
     summary = {k: report[k] for k in keys if k in report}
     print(json.dumps(summary, indent=2))
     return 0

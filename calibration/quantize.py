@@ -32,7 +32,15 @@ from facesdk.outputs import check_output_file
 from facesdk.preprocess import Preprocess
 from facesdk.tasks import TaskSpec
 
-from .accuracy import AccuracyDropError, compare_models, holdout_split, min_agreement, run_session
+from .accuracy import (
+    AccuracyDropError,
+    check_reachable,
+    compare_models,
+    holdout_split,
+    min_agreement,
+    min_lower_bound,
+    model_outputs,
+)
 from .calibset import check_fingerprint, load_calibration_set
 from .quantize_config import AUTO, DEFAULT_QUANTIZE_OPS, METHODS, QuantizeConfig
 
@@ -176,12 +184,6 @@ def _rank(comparison: dict[str, Any]) -> tuple[float, float]:
     return min_agreement(comparison), -sum(errors) / max(len(errors), 1)
 
 
-def _session(path: Path, threads: int = 2) -> Any:
-    from facesdk.backends.onnxruntime import create_session
-
-    return create_session(path, providers=["CPUExecutionProvider"], intra_op_threads=threads)
-
-
 def _node_groups(nodes: Sequence[str]) -> dict[str, list[str]]:
     """Candidate groups for the sensitivity pass: per block, then per layer role."""
     groups: dict[str, list[str]] = {}
@@ -223,13 +225,14 @@ def _sensitivity(
             out = Path(tmp) / "candidate.onnx"
             rest = [n for n in nodes if n not in set(members)]
             _run_quantizer(fp32, out, None, rest, [*kept, *members], cfg)
-            got = run_session(_session(out), x, tasks)
+            got = model_outputs(out, x, tasks)
             rep = compare_models(ref, got, labels, tasks)
             ranking.append(
                 {
                     "keep_float": pattern,
                     "nodes": len(members),
                     "min_agreement": min_agreement(rep),
+                    "min_lower_bound": min_lower_bound(rep),
                     "agreement": rep["agreement"],
                 }
             )
@@ -253,9 +256,10 @@ def _gate(
     ranking = _sensitivity(fp32, nodes, kept, cfg, x, ref, y, names, budget_s)
     report["sensitivity"] = ranking
     best = ", ".join(f"{r['keep_float']} (min agreement {r['min_agreement']:.3f})" for r in ranking[:3])
+    bounds = {t: round(v, 4) for t, v in report["agreement_lower_bound"].items()}
     message = (
-        f"INT8 top-1 agreement with FP32 is {report['agreement']} on {report['held_out']} held-out crops; "
-        f"every task needs >= {report['threshold']}. Keeping these node groups float helps most: "
+        f"INT8 top-1 agreement with FP32 is {report['agreement']} on {report['held_out']} held-out crops "
+        f"(Wilson 95% lower bounds {bounds}); every task's bound needs >= {report['threshold']}. Keeping these node groups float helps most: "
         f"{best or 'none measured (sensitivity budget spent)'}. Keep them float "
         f"(also_keep_float={json.dumps([r['keep_float'] for r in ranking[:1]])}), try another method "
         "(method=auto tries entropy, percentile and minmax and keeps the best), "
@@ -299,6 +303,12 @@ def _prepare(
         )
     crops, labels = calib.arrays(calib_dir)
     rows, held = holdout_split(len(crops), cfg.holdout_fraction, cfg.seed)
+    try:
+        check_reachable(len(held), cfg.threshold, len(crops), cfg.holdout_fraction)
+    except ConfigError as exc:
+        if not cfg.accept_drop:
+            raise
+        log.warning("%s; going on (accept_drop)", exc)
     patterns = default_keep_float(tasks) if cfg.keep_float is None else list(cfg.keep_float)
     patterns += [p for p in cfg.also_keep_float if p not in patterns]
     model = onnx.load(str(fp32_onnx), load_external_data=False)
@@ -324,7 +334,7 @@ def _try_methods(
         start = time.monotonic()
         reader = _Reader(job.crops, job.rows, job.input_name)
         _run_quantizer(fp32_onnx, tmp / f"{candidate}.onnx", reader, job.nodes, job.kept, trial)
-        got = run_session(_session(tmp / f"{candidate}.onnx"), job.x_hold, job.names)
+        got = model_outputs(tmp / f"{candidate}.onnx", job.x_hold, job.names)
         tried[candidate] = {
             "settings": trial,
             "seconds": round(time.monotonic() - start, 2),
@@ -367,12 +377,13 @@ def _report(
         report["method_search"] = {
             m: {
                 "agreement": t["comparison"]["agreement"],
+                "agreement_lower_bound": t["comparison"]["agreement_lower_bound"],
                 "relative_logit_error": t["comparison"]["relative_logit_error"],
                 "seconds": t["seconds"],
             }
             for m, t in tried.items()
         }
-    report["passed"] = min_agreement(report) >= cfg.threshold
+    report["passed"] = min_lower_bound(report) >= cfg.threshold
     return report
 
 
@@ -414,7 +425,7 @@ def quantize_export(
     out_onnx.parent.mkdir(parents=True, exist_ok=True)
     job = _prepare(fp32_onnx, calib_dir, preprocess, tasks, cfg)
     with tempfile.TemporaryDirectory(prefix="facesdk-int8-", dir=out_onnx.parent) as tmp:
-        ref = run_session(_session(fp32_onnx), job.x_hold, job.names)
+        ref = model_outputs(fp32_onnx, job.x_hold, job.names)
         tried, best = _try_methods(fp32_onnx, job, cfg, ref, Path(tmp))
         report = _report(calib_dir, job, cfg, tried, best)
         if not report["passed"]:

@@ -162,7 +162,8 @@ def _count_with_runtime_shapes(
     """
     import numpy as np
     import onnx
-    import onnxruntime as ort
+
+    from facesdk.backends.onnxruntime import create_session
 
     pending = [n for n in model.graph.node if _node_macs(n, shapes) is None]
     wanted = sorted(
@@ -174,10 +175,7 @@ def _count_with_runtime_shapes(
     for name in wanted:
         if name not in known:
             probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = create_session(probe.SerializeToString(), ["CPUExecutionProvider"], optimize=False)
     feed = {}
     for inp in session.get_inputs():
         dims = [batch if not isinstance(d, int) else d for d in inp.shape]

@@ -1,15 +1,12 @@
 """Merge adapters into the backbone weights and prove the merge changed nothing.
 
-peft's adapters (LoRA, DoRA, VeRA on linear layers, LoRA/DoRA on convolutions) merge through
-peft; facesdk's conv VeRA layers (``facesdk.training.conv_adapters``) through their own merge.
-
-``merge_adapters`` is what the SDK's torch backend and benchmark import; ``check_merge``
-measures the largest absolute logit difference between the merged and unmerged model.
+``merge_adapters`` lives in :mod:`facesdk.training.merging` (the torch backend and the bench's
+torch rows, both training's, merge too) and is re-exported here; ``check_merge`` measures the
+largest absolute logit difference between the merged and unmerged model.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -17,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from facesdk.errors import ConfigError
+from facesdk.training.merging import merge_adapters
 
 from .errors import ParityError
 
@@ -27,69 +24,6 @@ log = logging.getLogger(__name__)
 
 MERGE_TOLERANCE = 1e-4
 """Largest absolute logit difference allowed between merged and unmerged models (fp32)."""
-
-
-def _merge_children(module: nn.Module) -> int:
-    """Replace every peft wrapper below ``module`` by its merged base model; return how many."""
-    from peft import PeftModel
-
-    merged = 0
-    for name, child in list(module.named_children()):
-        if isinstance(child, PeftModel):
-            setattr(module, name, child.merge_and_unload(safe_merge=True))
-            merged += 1
-        else:
-            merged += _merge_children(child)
-    return merged
-
-
-def _leftover_adapters(model: nn.Module) -> list[str]:
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    from facesdk.training.conv_adapters import ConvVeraLayer
-
-    adapters = (BaseTunerLayer, ConvVeraLayer)
-    return [name for name, mod in model.named_modules() if isinstance(mod, adapters)]
-
-
-def merge_adapters(model: nn.Module) -> nn.Module:
-    """Return a copy of ``model`` with every peft adapter merged into its base weights (fp32).
-
-    The input model is left untouched (it stays usable for parity checks). A model without
-    adapters (full fine-tune, linear probe) comes back as an unchanged copy.
-
-    Args:
-        model: A :class:`~facesdk.training.MultiTaskModel` (or any module holding peft models).
-
-    Raises:
-        ConfigError: Adapters remain after merging (a method peft cannot merge).
-    """
-    from facesdk.training.conv_adapters import merge_conv_adapters
-
-    merged = copy.deepcopy(model).float().eval()
-    if isinstance(merged, _peft_model_type()):
-        merged = merged.merge_and_unload(safe_merge=True)
-        count = 1
-    else:
-        count = _merge_children(merged)
-    convs = merge_conv_adapters(merged)
-    if convs:
-        log.info("merged %d conv VeRA layer(s) into their kernels", convs)
-    leftovers = _leftover_adapters(merged)
-    if leftovers:
-        raise ConfigError(
-            f"{len(leftovers)} adapter layer(s) could not be merged (first: {leftovers[0]}); this "
-            "adaptation method cannot be exported as a plain model. Export a lora/dora/full checkpoint."
-        )
-    merged.requires_grad_(False)
-    log.info("merged %d peft adapter set(s) into the backbone", count)
-    return merged
-
-
-def _peft_model_type() -> type:
-    from peft import PeftModel
-
-    return PeftModel
 
 
 def max_abs_diff(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> float:

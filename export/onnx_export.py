@@ -218,14 +218,13 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def ort_session(path: str | os.PathLike[str], threads: int = 0) -> Any:
-    """An ONNX Runtime CPU session (full graph optimisation; ``threads`` 0 = runtime default)."""
-    import onnxruntime as ort
+    """An ONNX Runtime CPU session from :func:`facesdk.backends.onnxruntime.create_session` (the
+    SDK's session options; ``threads`` 0 = runtime default)."""
+    from facesdk.backends.onnxruntime import create_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = int(threads)
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return create_session(
+        path, ["CPUExecutionProvider"], intra_op_threads=threads or None, inter_op_threads=1
+    )
 
 
 def compare_onnx_torch(

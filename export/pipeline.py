@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from facesdk.checkpoint import CHECKPOINT_MANIFEST, CheckpointManifest, load_checkpoint_manifest
@@ -28,8 +27,9 @@ from .errors import ExportError
 from .flops import complexity_record
 from .fp16 import convert_to_fp16
 from .merge import check_merge, merge_adapters
-from .onnx_export import INPUT_NAME, check_onnx, compare_onnx_torch, embed_metadata, export_onnx, ort_session
+from .onnx_export import INPUT_NAME, check_onnx, compare_onnx_torch, embed_metadata, export_onnx
 from .options import ExportOptions, ExportPlan, load_quantizer, preflight
+from .parity import face_crops, gate_parity, onnx_agreement
 from .tensorrt_build import EngineFromOnnx, check_engine_io, cuda_device_info, default_timing_cache
 
 __all__ = ["run_export", "load_for_export", "load_validation_crops", "VALIDATION_CROPS", "MODEL_FILES"]
@@ -151,28 +151,6 @@ def _onnx_stage(options: ExportOptions, stage: Path, ckpt: Path) -> tuple[Export
     return base, parity
 
 
-def _onnx_agreement(
-    reference: Path, candidate: Path, manifest: ExportManifest, samples: int = 64
-) -> dict[str, Any]:
-    """Top-1 agreement and max logit difference of two ONNX models on ORT CPU (random inputs)."""
-    h, w = manifest.preprocess.input_size
-    x = np.random.default_rng(0).standard_normal((samples, 3, h, w)).astype(np.float32)
-    names = [o.name for o in manifest.outputs]
-    ref = ort_session(reference).run(names, {INPUT_NAME: x})
-    got = ort_session(candidate).run(names, {INPUT_NAME: x})
-    return {
-        "samples": samples,
-        "reference": "onnxruntime fp32 (CPU)",
-        "tasks": {
-            n: {
-                "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
-                "max_abs_diff": float(np.abs(a - b).max()),
-            }
-            for n, a, b in zip(names, ref, got, strict=True)
-        },
-    }
-
-
 def _entry(stage: Path, fmt: str, precision: str, **kwargs: Any) -> tuple[str, ModelEntry]:
     name = MODEL_FILES[fmt, precision]
     if fmt == "onnx":  # after the file's last write: a lone .onnx is verified against this digest
@@ -191,7 +169,10 @@ def _lowp_onnx(
     extra: dict[str, Any] = {}
     if precision == "fp16":
         convert_to_fp16(fp32, out)
-        parity = _onnx_agreement(fp32, out, base)
+        crops, description = face_crops(
+            base.preprocess, calib.directory if calib is not None else options.calib
+        )
+        parity = onnx_agreement(fp32, out, [o.name for o in base.outputs], crops, description)
     else:
         quantize = load_quantizer()
         assert calib is not None  # run_export provides it for int8
@@ -210,13 +191,15 @@ def _lowp_onnx(
             "options": dict(options.int8_options),
             "calibration_set": calib.record,
         }
-        parity = {"calibration_report": dict(report or {}), **_onnx_agreement(fp32, out, base)}
+        parity = gate_parity(report or {})
         embed_metadata(out, base.onnx_metadata())
     key, entry = _entry(stage, "onnx", precision, extra=extra)
     return {key: entry}, {f"onnx-{precision}": parity}
 
 
-def _engine(options: ExportOptions, stage: Path, base: ExportManifest, precision: str) -> tuple[dict, dict]:
+def _engine(
+    options: ExportOptions, stage: Path, base: ExportManifest, precision: str, calib: CalibrationUse | None
+) -> tuple[dict, dict]:
     """Build, check and compare one TensorRT engine; return (models, parity) additions."""
     import tensorrt as trt
 
@@ -245,8 +228,9 @@ def _engine(options: ExportOptions, stage: Path, base: ExportManifest, precision
               "workspace_bytes": loader.workspace_bytes}  # fmt: skip
     key, entry = _entry(stage, "engine", precision, tensorrt=record)
     probe = replace(base, models={key: entry})
+    crops, description = face_crops(base.preprocess, calib.directory if calib is not None else options.calib)
     figures = compare_engine_with_onnx(probe, path, stage / MODEL_FILES["onnx", "fp32"], precision,
-                                       samples=options.parity_samples)  # fmt: skip
+                                       crops=crops[: options.parity_samples], crops_source=description)  # fmt: skip
     return {key: entry}, {f"engine-{precision}": figures}
 
 
@@ -278,7 +262,7 @@ def _export(options: ExportOptions, plan: ExportPlan, calib: CalibrationUse | No
             models.update(more_models)
             parity.update(more_parity)
         for precision in plan.engines:
-            more_models, more_parity = _engine(options, stage, base, precision)
+            more_models, more_parity = _engine(options, stage, base, precision, calib)
             models.update(more_models)
             parity.update(more_parity)
         manifest = replace(base, models=models, parity=parity)

@@ -14,23 +14,29 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from facesdk.backends.onnxruntime import OnnxFileBackend
+from facesdk.bench import compare_arrays
 from facesdk.export_manifest import ExportManifest
 
 from .errors import ParityError
-from .onnx_export import INPUT_NAME, ort_session
 
-__all__ = ["AGREEMENT_MIN", "compare_engine_with_onnx", "agreement"]
+__all__ = ["AGREEMENT_MIN", "compare_engine_with_onnx"]
 
 log = logging.getLogger(__name__)
 
 AGREEMENT_MIN = {"fp32": 0.999, "fp16": 0.999}
-"""Smallest per-task top-1 agreement with ONNX Runtime fp32; int8 is recorded, not enforced here
-(the calibration stage owns its agreement report)."""
+"""Smallest per-task top-1 agreement (point estimate) with ONNX Runtime fp32; the record carries each
+task's count and Wilson bound too. int8 is recorded, not enforced here (the calibration gate owns it)."""
 
 
-def agreement(a: np.ndarray, b: np.ndarray) -> float:
-    """Fraction of rows whose arg-max class is the same."""
-    return float((a.argmax(axis=1) == b.argmax(axis=1)).mean())
+def _batches(crops: np.ndarray | None, samples: int, step: int, shape: tuple[int, int], seed: int) -> Any:
+    if crops is not None:
+        for start in range(0, len(crops), step):
+            yield np.ascontiguousarray(crops[start : start + step], dtype=np.float32)
+        return
+    rng = np.random.default_rng(seed)
+    for start in range(0, samples, step):
+        yield rng.standard_normal((min(step, samples - start), 3, *shape)).astype(np.float32)
 
 
 def compare_engine_with_onnx(
@@ -41,17 +47,21 @@ def compare_engine_with_onnx(
     samples: int = 512,
     batch: int | None = None,
     seed: int = 0,
+    crops: np.ndarray | None = None,
+    crops_source: str = "",
 ) -> dict[str, Any]:
-    """Run ``samples`` random inputs through the engine and ONNX Runtime; return the figures.
+    """Run face crops (or ``samples`` random inputs) through the engine and ONNX Runtime.
 
     Args:
         manifest: A manifest that lists the engine (with its ``tensorrt`` record).
         engine_path: The engine file inside the staged export directory.
         onnx_path: The fp32 ONNX reference.
         precision: The engine's precision (picks the agreement threshold).
-        samples: Number of inputs.
+        samples: Number of random inputs when no ``crops`` are given.
         batch: Batch size per call (default: the manifest's max batch).
         seed: Seed of the random inputs.
+        crops: Preprocessed face crops (N x 3 x H x W) to compare on instead of random inputs.
+        crops_source: What ``crops`` are, for the record.
 
     Raises:
         ParityError: A task's agreement is below :data:`AGREEMENT_MIN` for this precision.
@@ -59,38 +69,32 @@ def compare_engine_with_onnx(
     from facesdk.backends.tensorrt import TensorRTBackend
 
     names: Sequence[str] = [o.name for o in manifest.outputs]
-    h, w = manifest.preprocess.input_size
     step = int(batch or manifest.max_batch)
-    rng = np.random.default_rng(seed)
-    session = ort_session(onnx_path)
     ref: dict[str, list[np.ndarray]] = {n: [] for n in names}
     got: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    with TensorRTBackend(manifest, engine_path) as engine:
-        for start in tqdm(range(0, samples, step), desc=f"TensorRT {precision} vs ORT", leave=False):
-            x = rng.standard_normal((min(step, samples - start), 3, h, w)).astype(np.float32)
-            for name, value in zip(names, session.run(list(names), {INPUT_NAME: x}), strict=True):
-                ref[name].append(value)
-            out = engine.run(x)
-            for name in names:
-                got[name].append(out[name])
-    figures: dict[str, Any] = {"samples": samples, "reference": "onnxruntime fp32", "tasks": {}}
-    for name in names:
-        a, b = np.concatenate(ref[name]), np.concatenate(got[name])
-        figures["tasks"][name] = {
-            "top1_agreement": agreement(a, b),
-            "max_abs_diff": float(np.abs(a - b).max()),
-        }
+    with TensorRTBackend(manifest, engine_path) as engine, OnnxFileBackend(onnx_path, names, step) as session:
+        x_all = _batches(crops, samples, step, tuple(manifest.preprocess.input_size), seed)
+        for x in tqdm(x_all, desc=f"TensorRT {precision} vs ORT", leave=False):
+            for part, backend in ((ref, session), (got, engine)):
+                out = backend.run(x)
+                for name in names:
+                    part[name].append(out[name])
+    inputs = crops_source or f"{samples} random normal inputs"
+    comparison = compare_arrays(
+        {n: np.concatenate(v) for n, v in ref.items()},
+        {n: np.concatenate(v) for n, v in got.items()},
+        names,
+        inputs=inputs,
+        reference_name="onnxruntime fp32",
+    )
+    figures: dict[str, Any] = {"samples": comparison.crops, **comparison.to_json()}
     threshold = AGREEMENT_MIN.get(precision)
     figures["min_agreement"] = threshold
-    low = {
-        n: f["top1_agreement"]
-        for n, f in figures["tasks"].items()
-        if threshold and f["top1_agreement"] < threshold
-    }
+    low = {n: a.rate for n, a in comparison.tasks.items() if threshold and a.rate < threshold}
     log.info("TensorRT %s vs ONNX Runtime: %s", precision, figures["tasks"])
     if low:
         raise ParityError(
-            f"the {precision} engine agrees with ONNX Runtime on top-1 for only {low} of {samples} inputs "
-            f"(need >= {threshold}); the engine is not written. Check the fp16 ONNX's fp32 blocks."
+            f"the {precision} engine agrees with ONNX Runtime on top-1 for only {low} of {comparison.crops} "
+            f"inputs ({inputs}; need >= {threshold}); the engine is not written. Check the fp16 ONNX's fp32 blocks."
         )
     return figures

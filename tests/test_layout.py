@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +89,146 @@ def test_console_script_lists_its_commands() -> None:
     assert main(["--help"]) == 0
     assert main(["no-such-command"]) == 2
     assert {"train", "export", "analyze", "demo", "bench", "calibrate"} <= set(COMMANDS)
+
+
+# --- import layers -------------------------------------------------------------------------
+# The runtime (sdk/) imports no stage; calibration does not import training; training does not
+# import export. Checked on every import in a file (module level or inside a function, absolute
+# or relative) and every string naming a stage module (importlib.import_module("facesdk.training"),
+# require("facesdk.export.merge"), "facesdk.training.x:attr" registry entries).
+
+LAYER_PACKAGES = {"sdk": "facesdk", "training": "facesdk.training", "export": "facesdk.export",
+                  "calibration": "facesdk.calibration"}  # fmt: skip
+STAGES = ("facesdk.training", "facesdk.export", "facesdk.calibration")
+FORBIDDEN = {
+    "sdk": STAGES,
+    "calibration": ("facesdk.training",),
+    "training": ("facesdk.export",),
+    "export": (),
+}
+ALLOWED_STRINGS = {("sdk/cli.py", "COMMANDS")}
+"""The CLI's dispatch table names each stage's CLI module: the one by-name exception."""
+MODULE_STRING = re.compile(r"^facesdk(\.[A-Za-z_][A-Za-z0-9_]*)+(:[A-Za-z_][A-Za-z0-9_.]*)?$")
+
+
+def _package_of(path: Path, root: Path) -> list[str]:
+    rel = path.relative_to(root)
+    base = LAYER_PACKAGES[rel.parts[0]].split(".")
+    return base + list(rel.parts[1:-1])
+
+
+def _allowed_string_nodes(tree: ast.AST, rel: str) -> set[int]:
+    """ids of string constants inside an allowed assignment (the CLI dispatch table)."""
+    allowed: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.AnnAssign | ast.Assign):
+            targets = [node.target] if isinstance(node, ast.AnnAssign) else node.targets
+            names = {t.id for t in targets if isinstance(t, ast.Name)}
+            if any((rel, n) in ALLOWED_STRINGS for n in names):
+                allowed |= {id(c) for c in ast.walk(node) if isinstance(c, ast.Constant)}
+    return allowed
+
+
+def _names_a_module(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and bool(MODULE_STRING.match(node.value))
+    )
+
+
+def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
+    """Every module ``path`` imports, lazily or not, or names as a ``facesdk.*`` module string."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = _package_of(path, root)
+    allowed = _allowed_string_nodes(tree, path.relative_to(root).as_posix())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                head = package[: len(package) - node.level + 1]
+                module = ".".join(head + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+        elif _names_a_module(node) and id(node) not in allowed:
+            found.add(node.value.split(":")[0])
+    return found
+
+
+def layer_violations(root: Path = ROOT) -> dict[str, list[str]]:
+    """``{file: [forbidden modules]}`` over the four layers."""
+    bad: dict[str, list[str]] = {}
+    for folder, forbidden in FORBIDDEN.items():
+        for path in sorted((root / folder).rglob("*.py")):
+            hits = sorted(
+                m
+                for m in imported_modules(path, root)
+                if any(m == f or m.startswith(f + ".") for f in forbidden)
+            )
+            if hits:
+                bad[path.relative_to(root).as_posix()] = hits
+    return bad
+
+
+def test_layers_import_only_downwards() -> None:
+    assert layer_violations() == {}, "sdk imports no stage; calibration not training; training not export"
+
+
+def test_layer_guard_sees_lazy_relative_and_by_name_imports(tmp_path: Path) -> None:
+    for folder in LAYER_PACKAGES:
+        (tmp_path / folder).mkdir()
+    (tmp_path / "sdk" / "sub").mkdir()
+    (tmp_path / "sdk" / "ok.py").write_text("from .export_manifest import ExportManifest\nimport numpy\n")
+    (tmp_path / "sdk" / "lazy.py").write_text("def f():\n    from facesdk.training import build_model\n")
+    (tmp_path / "sdk" / "sub" / "rel.py").write_text("def f():\n    from ..export import merge\n")
+    (tmp_path / "sdk" / "byname.py").write_text(
+        "import importlib\nm = importlib.import_module('facesdk.calibration.quantize')\n"
+        "T = {'torch': 'facesdk.training.torch_backend:TorchBackend'}\n"
+    )
+    (tmp_path / "sdk" / "cli.py").write_text("COMMANDS = {'train': ('facesdk.training.cli', ())}\n")
+    (tmp_path / "calibration" / "q.py").write_text("from facesdk import training\n")
+    (tmp_path / "training" / "t.py").write_text("def f():\n    import facesdk.export.merge\n")
+    (tmp_path / "export" / "e.py").write_text("from facesdk.training import merging\n")
+    assert layer_violations(tmp_path) == {
+        "sdk/lazy.py": ["facesdk.training", "facesdk.training.build_model"],
+        "sdk/sub/rel.py": ["facesdk.export", "facesdk.export.merge"],
+        "sdk/byname.py": ["facesdk.calibration.quantize", "facesdk.training.torch_backend"],
+        "calibration/q.py": ["facesdk.training"],
+        "training/t.py": ["facesdk.export.merge"],
+    }
+
+
+def _session_makers(path: Path) -> list[int]:
+    """Lines of ``path`` that call ``InferenceSession(...)`` (any receiver: ``ort.``, ``onnxruntime.``, bare)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name == "InferenceSession":
+                lines.append(node.lineno)
+    return lines
+
+
+def test_only_sdk_backends_creates_onnx_runtime_sessions() -> None:
+    """Every session comes from facesdk.backends, so every number times what the Analyzer runs."""
+    home = ROOT / "sdk" / "backends"
+    offenders = {
+        str(path.relative_to(ROOT)): lines
+        for path in _python_files()
+        if home not in path.parents and (lines := _session_makers(path))
+    }
+    assert offenders == {}, (
+        "create sessions with facesdk.backends.onnxruntime.create_session / OnnxFileBackend"
+    )
+
+
+def test_session_guard_sees_a_session(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("import onnxruntime as ort\ndef f(p):\n    return ort.InferenceSession(p)\n")
+    assert _session_makers(bad) == [3]

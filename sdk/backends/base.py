@@ -18,6 +18,7 @@ import numpy as np
 from ..arguments import check_options
 from ..errors import BackendError, ConfigError, ModelMismatchError
 from ..export_manifest import ExportManifest
+from ..plugins import load_plugin, plugin_names
 
 __all__ = [
     "Backend",
@@ -56,13 +57,15 @@ class Backend(Protocol):
 Factory = Callable[..., Backend]
 
 # kind -> "module:attribute" of a factory(manifest, path, **opts); imported on first use so
-# that selecting onnxruntime never imports tensorrt or torch.
+# that selecting onnxruntime never imports tensorrt. Backends a stage owns (``torch``, the
+# training stage's) are entry points of group ``facesdk.backends`` (see facesdk.plugins).
 BACKENDS: dict[str, str] = {
     "onnxruntime": "facesdk.backends.onnxruntime:OnnxRuntimeBackend",
     "openvino": "facesdk.backends.openvino:OpenVinoBackend",
     "tensorrt": "facesdk.backends.tensorrt:TensorRTBackend",
-    "torch": "facesdk.backends.torch_backend:TorchBackend",
 }
+PLUGIN_BACKENDS = {"torch": "train"}
+"""Backends registered by a stage as entry points, with the extra that installs them."""
 
 
 def register_backend(kind: str, target: str | Factory) -> None:
@@ -75,8 +78,10 @@ _EXTRA: dict[str, str | Factory] = {}
 
 def _resolve(kind: str) -> Factory:
     target = _EXTRA.get(kind) or BACKENDS.get(kind)
+    if target is None and (kind in PLUGIN_BACKENDS or kind in plugin_names("backends")):
+        return load_plugin("backends", kind, PLUGIN_BACKENDS.get(kind, "train"))
     if target is None:
-        known = sorted({*BACKENDS, *_EXTRA})
+        known = sorted({*BACKENDS, *_EXTRA, *PLUGIN_BACKENDS})
         raise ConfigError(f"unknown backend {kind!r}; expected one of {known} or 'auto'")
     if callable(target):
         return target

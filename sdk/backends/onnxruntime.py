@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,14 @@ from ..errors import BackendError, ConfigError, require
 from ..export_manifest import ExportManifest
 from .base import check_io
 
-__all__ = ["OnnxRuntimeBackend", "available_providers", "choose_providers", "create_session"]
+__all__ = [
+    "OnnxFileBackend",
+    "OnnxRuntimeBackend",
+    "available_providers",
+    "choose_providers",
+    "create_session",
+    "read_onnx_metadata",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,24 +55,35 @@ def choose_providers(prefer: Sequence[str] = ("cuda", "cpu")) -> list[str]:
 
 
 def create_session(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | bytes,
     providers: Sequence[str] | None = None,
     intra_op_threads: int | None = None,
     inter_op_threads: int | None = None,
+    optimize: bool = True,
+    extra_options: Mapping[str, Any] | None = None,
 ) -> Any:
     """Create an ``onnxruntime.InferenceSession`` with facesdk's session options.
 
     Args:
-        path: The ONNX file.
+        path: The ONNX file, or a serialized model (bytes).
         providers: Full ORT provider names; ``None`` picks CUDA when present, else CPU.
         intra_op_threads: Threads inside one op (``None``: ORT's default, all cores).
         inter_op_threads: Threads across ops (``None``: ORT's default).
+        optimize: Full graph optimisation (``False``: none, for reading metadata or probing
+            intermediate tensors as they are in the file).
+        extra_options: More ``SessionOptions`` attributes, set last (benchmarks: ``enable_profiling``,
+            ``profile_file_prefix``, ``optimized_model_filepath``, ``graph_optimization_level``).
     """
     ort = require("onnxruntime", "", "running ONNX models")
-    if not Path(path).is_file():
+    source = path if isinstance(path, bytes) else str(path)
+    if not isinstance(path, bytes) and not Path(path).is_file():
         raise BackendError(f"ONNX model {path} does not exist")
+    name = "<serialized model>" if isinstance(path, bytes) else str(path)
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
     # ORT's idle intra-op threads spin by default. Between two backbone calls the SDK runs the
     # detector and the alignment on the same cores, and spinning threads took them away: on
     # 2 CPU threads detection of a 512 px frame went from 9 to 16 ms (docs/benchmarks/sdk.md).
@@ -76,13 +94,72 @@ def create_session(
         options.intra_op_num_threads = int(intra_op_threads)
     if inter_op_threads is not None:
         options.inter_op_num_threads = int(inter_op_threads)
+    for key, value in (extra_options or {}).items():
+        if not hasattr(options, str(key)):
+            raise ConfigError(f"onnxruntime.SessionOptions has no attribute {key!r}")
+        setattr(options, str(key), value)
     providers = list(providers) if providers is not None else choose_providers()
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        session = ort.InferenceSession(source, sess_options=options, providers=providers)
     except Exception as exc:  # ORT raises its own exception types
-        raise BackendError(f"ONNX Runtime could not load {path}: {exc}") from exc
-    logger.info("onnxruntime session for %s on %s", path, session.get_providers())
+        raise BackendError(f"ONNX Runtime could not load {name}: {exc}") from exc
+    logger.info("onnxruntime session for %s on %s", name, session.get_providers())
     return session
+
+
+def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file, read through an unoptimised CPU session."""
+    session = create_session(path, providers=["CPUExecutionProvider"], optimize=False)
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
+class OnnxFileBackend:
+    """A :class:`~facesdk.backends.Backend` over an ONNX file without an export manifest (CPU).
+
+    For the stages' checks (INT8 gate, export parity) that run a model before its manifest
+    exists; it uses the same session options as :class:`OnnxRuntimeBackend`.
+
+    Args:
+        path: The ONNX file (or serialized model bytes).
+        outputs: Output names to return (``None``: every output of the model).
+        max_batch: Largest batch one :meth:`run` call sends.
+        intra_op_threads: See :func:`create_session`.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | bytes,
+        outputs: Sequence[str] | None = None,
+        max_batch: int = 32,
+        intra_op_threads: int | None = None,
+    ) -> None:
+        self.path = path
+        self.max_batch = int(max_batch)
+        self._session = create_session(
+            path, ["CPUExecutionProvider"], intra_op_threads=intra_op_threads, inter_op_threads=1
+        )
+        self._input = self._session.get_inputs()[0].name
+        self.outputs = list(outputs) if outputs is not None else [o.name for o in self._session.get_outputs()]
+
+    def describe(self) -> str:
+        return "onnxruntime (CPUExecutionProvider)"
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        if self._session is None:
+            raise BackendError("this backend was closed")
+        values = self._session.run(self.outputs, {self._input: np.ascontiguousarray(batch, dtype=np.float32)})
+        return dict(zip(self.outputs, values, strict=True))
+
+    def close(self) -> None:
+        self._session = None
+
+    def __enter__(self) -> OnnxFileBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class OnnxRuntimeBackend:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from facesdk.bench import wilson_lower_bound
 from facesdk.calibration.quantize import AccuracyDropError, default_keep_float, quantize_export, select_nodes
 from facesdk.errors import ConfigError, ManifestError
 from facesdk.preprocess import Preprocess
@@ -25,10 +26,15 @@ def test_report_fields(quantized):
     path, report = quantized
     assert path.is_file() and report["passed"]
     assert set(report["agreement"]) == {"age", "gender", "emotion"}
-    assert report["held_out"] == 16 and report["calibration"]["crops"] == 48
+    assert report["held_out"] == 32 and report["calibration"]["crops"] == 32  # half held out by default
     assert all(0 <= v < 0.2 for v in report["relative_logit_error"].values())
     assert set(report["accuracy"]) == {"age", "gender", "emotion"}  # the CSV has labels
-    assert report["accuracy"]["emotion"]["labelled"] < 16  # a quarter of emotion labels are missing
+    assert report["accuracy"]["emotion"]["labelled"] < 32  # a quarter of emotion labels are missing
+    for task, rate in report["agreement"].items():  # counts and bounds travel with every agreement
+        assert report["agree"][task] == round(rate * 32)
+        assert report["agreement_lower_bound"][task] == pytest.approx(
+            wilson_lower_bound(report["agree"][task], 32)
+        )
     assert len(report["quantized_nodes"]) == 8  # qkv, proj, fc1, fc2 of two blocks
 
 
@@ -60,16 +66,89 @@ def test_kept_float_nodes_stay_float(tiny_onnx, quantized):
         assert {producer[i].op_type for i in by_name[name].input if i in producer} == {"DequantizeLinear"}
 
 
-def test_gate_fails_and_names_nodes(tiny_onnx, calib_dir, tmp_path, spec):
+REACHABLE = 0.85
+"""32 held-out crops all agreeing give a Wilson lower bound of 0.893: this threshold can pass."""
+
+
+@pytest.fixture()
+def flipping(monkeypatch: pytest.MonkeyPatch, tiny_onnx: Path) -> list[int]:
+    """Make every INT8 candidate move held-out rows 0-5 of every task to another class."""
+    import numpy as np
+
+    import facesdk.calibration.quantize as quantize
+
+    real, rows = quantize.model_outputs, [0, 1, 2, 3, 4, 5]
+
+    def outputs(path, x, names, *args, **kwargs):  # noqa: ANN001, ANN202
+        out = real(path, x, names, *args, **kwargs)
+        if Path(path) != Path(tiny_onnx):
+            for name in names:
+                top = out[name][rows].argmax(1)
+                out[name][rows, top] = out[name][rows].min(1) - 1.0  # the top class drops to the bottom
+        return {n: np.asarray(v) for n, v in out.items()}
+
+    monkeypatch.setattr(quantize, "model_outputs", outputs)
+    return rows
+
+
+def test_gate_passes_a_reachable_threshold_without_flips(quantized, tiny_onnx, calib_dir, tmp_path, spec):
+    """The same threshold the flipped candidate fails is passed by the real INT8 model."""
+    assert min(quantized[1]["agreement"].values()) == 1.0  # the tiny model's INT8 agrees on all 32
+    report = quantize_export(
+        tiny_onnx, calib_dir, tmp_path / "m.onnx", spec, DEFAULT_TASKS, threshold=REACHABLE
+    )
+    assert report["passed"] and min(report["agreement_lower_bound"].values()) == pytest.approx(
+        32 / (32 + 1.96**2), abs=1e-3
+    )
+
+
+def test_gate_fails_on_known_disagreements(flipping, tiny_onnx, calib_dir, tmp_path, spec):
     out = tmp_path / "model.int8.onnx"
     with pytest.raises(AccuracyDropError) as err:
-        quantize_export(tiny_onnx, calib_dir, out, spec, DEFAULT_TASKS, threshold=1.01, method="minmax")
+        quantize_export(tiny_onnx, calib_dir, out, spec, DEFAULT_TASKS, threshold=REACHABLE, method="minmax")
+    report = err.value.report
+    assert report["agree"] == {t.name: 32 - len(flipping) for t in DEFAULT_TASKS}
+    assert report["agreement_lower_bound"]["age"] == pytest.approx(wilson_lower_bound(26, 32))
+    assert not report["passed"] and not out.exists()
+
+
+def test_gate_decides_on_the_bound_not_the_point_estimate(monkeypatch, tiny_onnx, calib_dir, tmp_path, spec):
+    """31 of 32 in agreement (0.969) is above 0.85 but its lower bound (0.843) is not: refused."""
+    import facesdk.calibration.quantize as quantize
+
+    real = quantize.model_outputs
+
+    def one_flip(path, x, names, *args, **kwargs):  # noqa: ANN001, ANN202
+        out = real(path, x, names, *args, **kwargs)
+        if Path(path) != Path(tiny_onnx):
+            out["gender"][0] = out["gender"][0][::-1].copy()  # two classes: reversed is the other class
+        return out
+
+    monkeypatch.setattr(quantize, "model_outputs", one_flip)
+    with pytest.raises(AccuracyDropError) as err:
+        quantize_export(tiny_onnx, calib_dir, tmp_path / "m.onnx", spec, DEFAULT_TASKS, threshold=REACHABLE,
+                        sensitivity_budget_s=0)  # fmt: skip
+    report = err.value.report
+    assert report["agree"]["gender"] == 31 and report["agreement"]["gender"] > REACHABLE
+    assert report["agreement_lower_bound"]["gender"] < REACHABLE
+
+
+def test_unreachable_gate_is_refused_before_quantizing(tiny_onnx, calib_dir, tmp_path, spec):
+    with pytest.raises(ConfigError, match="needs >= 189 held-out crops") as err:
+        quantize_export(tiny_onnx, calib_dir, tmp_path / "m.onnx", spec, DEFAULT_TASKS, threshold=0.98)
+    assert "378 crops" in str(err.value) and not (tmp_path / "m.onnx").exists()
+
+
+def test_gate_fails_and_names_nodes(flipping, tiny_onnx, calib_dir, tmp_path, spec):
+    out = tmp_path / "model.int8.onnx"
+    with pytest.raises(AccuracyDropError) as err:
+        quantize_export(tiny_onnx, calib_dir, out, spec, DEFAULT_TASKS, threshold=REACHABLE, method="minmax")
     assert "blocks." in str(err.value) or "/fc" in str(err.value) or "/qkv" in str(err.value)
     assert err.value.report["sensitivity"] and not err.value.report["passed"]
     assert not out.exists()  # nothing written on failure
 
 
-def test_gate_accept_drop_writes_model(tiny_onnx, calib_dir, tmp_path, spec):
+def test_gate_accept_drop_writes_model(flipping, tiny_onnx, calib_dir, tmp_path, spec):
     out = tmp_path / "model.int8.onnx"
     report = quantize_export(
         tiny_onnx,
@@ -77,7 +156,7 @@ def test_gate_accept_drop_writes_model(tiny_onnx, calib_dir, tmp_path, spec):
         out,
         spec,
         DEFAULT_TASKS,
-        threshold=1.01,
+        threshold=REACHABLE,
         accept_drop=True,
         method="percentile",
         sensitivity_budget_s=0,
@@ -97,7 +176,7 @@ def test_also_keep_float_adds_to_the_defaults(tiny_onnx, calib_dir, tmp_path, sp
     assert not any("/proj/" in name for name in report["quantized_nodes"])
 
 
-def test_gate_message_names_the_options_to_use(tiny_onnx, calib_dir, tmp_path, spec):
+def test_gate_message_names_the_options_to_use(flipping, tiny_onnx, calib_dir, tmp_path, spec):
     with pytest.raises(AccuracyDropError) as err:
         quantize_export(
             tiny_onnx,
@@ -105,10 +184,11 @@ def test_gate_message_names_the_options_to_use(tiny_onnx, calib_dir, tmp_path, s
             tmp_path / "m.onnx",
             spec,
             DEFAULT_TASKS,
-            threshold=1.01,
+            threshold=REACHABLE,
             sensitivity_budget_s=30,
         )
     message = str(err.value)
+    assert "Wilson 95% lower bounds" in message
     assert "also_keep_float=[" in message and "accept_drop=true" in message and "--int8-option" in message
 
 
@@ -132,9 +212,8 @@ def test_auto_method_tries_all_and_writes_the_best(auto_quantized, tiny_onnx, ca
     """All three methods are tried, the best is kept, and the file written is that method's model
     (its logit error, recomputed on the held-out crops, matches that try and no other)."""
     import numpy as np
-    import onnxruntime as ort
 
-    from facesdk.calibration.accuracy import compare_models, holdout_split, run_session
+    from facesdk.calibration.accuracy import compare_models, holdout_split, model_outputs
     from facesdk.calibration.calibset import load_calibration_set
 
     out, report = auto_quantized
@@ -143,12 +222,12 @@ def test_auto_method_tries_all_and_writes_the_best(auto_quantized, tiny_onnx, ca
     assert report["method"] == _best(search)
     assert report["agreement"] == search[report["method"]]["agreement"]
     crops, labels = load_calibration_set(calib_dir).arrays(calib_dir)
-    _, held = holdout_split(len(crops), 0.25, 0)
+    _, held = holdout_split(len(crops), 0.5, 0)
     names = [t.name for t in DEFAULT_TASKS]
     x = np.ascontiguousarray(crops[held])
 
     def logits(path: Path) -> dict:
-        return run_session(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]), x, names)
+        return model_outputs(path, x, names)
 
     again = compare_models(logits(tiny_onnx), logits(out), labels[held], names)
     kept = search[report["method"]]["relative_logit_error"]
@@ -157,10 +236,12 @@ def test_auto_method_tries_all_and_writes_the_best(auto_quantized, tiny_onnx, ca
     assert all(o != pytest.approx(kept, rel=1e-5) for o in others)  # the methods' models differ
 
 
-def test_auto_method_choice_does_not_depend_on_the_gate(auto_quantized, tiny_onnx, calib_dir, tmp_path, spec):
-    """Below an impossible threshold the same method is kept, then the drop is accepted."""
+def test_auto_method_choice_does_not_depend_on_the_gate(
+    auto_quantized, flipping, tiny_onnx, calib_dir, tmp_path, spec
+):
+    """With known disagreements failing the gate the same method is kept, then the drop is accepted."""
     report = quantize_export(
-        tiny_onnx, calib_dir, tmp_path / "m.onnx", spec, DEFAULT_TASKS, method="auto", threshold=1.01,
+        tiny_onnx, calib_dir, tmp_path / "m.onnx", spec, DEFAULT_TASKS, method="auto", threshold=REACHABLE,
         accept_drop=True, sensitivity_budget_s=0,
     )  # fmt: skip
     assert report["method"] == auto_quantized[1]["method"]

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 
+from facesdk.bench import wilson_lower_bound
 from facesdk.export.fp16 import check_fp16_graph, fp32_kept_ops
 from facesdk.export.onnx_export import ort_session
 from facesdk.export_manifest import load_export_manifest
@@ -35,3 +37,9 @@ def test_fp16_runs_on_ort_cpu_and_agrees(exports: dict[str, Path]) -> None:
         assert np.abs(a - b).max() < 1e-2
     parity = load_export_manifest(directory).parity["onnx-fp16"]
     assert all(t["top1_agreement"] >= 0.95 for t in parity["tasks"].values())
+    # measured on face crops, and the record says which and how many (no --calib: lfw_subset's 100 faces)
+    assert "lfw_subset" in parity["inputs"] and parity["crops"] == 100
+    for task in parity["tasks"].values():
+        assert task["crops"] == 100 and task["wilson_lower_95"] == pytest.approx(
+            wilson_lower_bound(task["agree"], 100)
+        )

@@ -165,24 +165,3 @@ def test_tensorrt_backend_matches_onnxruntime(tmp_path: Path) -> None:  # pragma
         want = run_batched(ort_backend, batch)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], atol=1e-3, rtol=1e-3)
-
-
-def test_torch_backend_runs_a_checkpoint_or_skips(monkeypatch: pytest.MonkeyPatch) -> None:
-    torch = pytest.importorskip("torch", reason="torch backend needs the [train] extra")
-    try:
-        from facesdk.training import load_checkpoint  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"facesdk.training.load_checkpoint unavailable: {exc}")
-    from facesdk.backends.torch_backend import TorchBackend
-
-    class Fake(torch.nn.Module):
-        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-            n = x.shape[0]
-            return {"age": torch.zeros(n, 9), "gender": torch.zeros(n, 2), "emotion": torch.zeros(n, 7)}
-
-    import facesdk.training as training
-
-    monkeypatch.setattr(training, "load_checkpoint", lambda path: Fake())
-    backend = TorchBackend(tiny_manifest(), "ckpt")
-    out = backend.run(np.zeros((2, 3, 32, 32), np.float32))
-    assert out["gender"].shape == (2, 2)

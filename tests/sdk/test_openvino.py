@@ -77,7 +77,7 @@ def test_missing_package_names_the_extra(tiny_export: Path, monkeypatch: pytest.
 
 
 def test_bench_adds_openvino_rows(ov: object) -> None:
-    from facesdk.bench import _openvino_rows
+    from facesdk.bench.cli import _openvino_rows
 
     base = {"batch": 1, "threads": 1, "repeats": 1}
     fp32 = _openvino_rows(base, "m.onnx", "onnx-fp32", "fp32")

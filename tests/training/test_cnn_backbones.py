@@ -149,7 +149,8 @@ def exported(
 @pytest.mark.parametrize("method", list(METHODS))
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_trains_reloads_and_merges(trained, backbone: str, method: str) -> None:
-    from facesdk.export.merge import _leftover_adapters, check_merge, merge_adapters
+    from facesdk.export.merge import check_merge, merge_adapters
+    from facesdk.training.merging import _leftover_adapters
 
     ref, ckpt = trained(backbone, method)
     manifest = json.loads((ckpt / "checkpoint.json").read_text())

@@ -1,6 +1,8 @@
-"""PyTorch backend: runs a training checkpoint directory (``[train]`` extra, imported lazily).
+"""PyTorch backend: runs a training checkpoint directory (``[train]`` extra).
 
 Useful for parity checks against the exported models and for running a model before export.
+The training stage owns it and registers it with the runtime by name (entry point
+``facesdk.backends: torch`` in ``pyproject.toml``), so ``facesdk.backends`` never imports torch.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BackendError, require
-from ..export_manifest import ExportManifest
+from facesdk.errors import BackendError, require
+from facesdk.export_manifest import ExportManifest
 
 __all__ = ["TorchBackend"]
 
@@ -26,7 +28,7 @@ class TorchBackend:
         manifest: Manifest describing tasks and max batch (from the export made of this
             checkpoint, or built from the checkpoint manifest).
         path: The checkpoint directory.
-        merged: Merge adapters first with ``facesdk.export.merge.merge_adapters``.
+        merged: Merge adapters first with :func:`facesdk.training.merging.merge_adapters`.
         device: torch device string.
     """
 
@@ -40,14 +42,14 @@ class TorchBackend:
         device: str = "cpu",
     ) -> None:
         self._torch = require("torch", "train", "the torch backend")
-        training = require("facesdk.training", "train", "the torch backend")
-        if not hasattr(training, "load_checkpoint"):
-            raise BackendError("facesdk.training has no load_checkpoint(); this build cannot run checkpoints")
+        from .checkpoint_io import load_checkpoint
+
         self.manifest, self.path, self.device = manifest, Path(path), device
-        model = training.load_checkpoint(self.path)
+        model = load_checkpoint(self.path)
         if merged:
-            merge = require("facesdk.export.merge", "export", "merging adapters").merge_adapters
-            model = merge(model)
+            from .merging import merge_adapters
+
+            model = merge_adapters(model)
         self._model = model.to(device).eval()
         self.max_batch = manifest.max_batch
 

@@ -1,0 +1,160 @@
+"""Every script in ``benchmarks/`` runs at tiny settings (``python -m benchmarks.<name>``).
+
+The timings these runs print mean nothing; what is checked is that each script still runs end
+to end through facesdk.bench and facesdk.backends and writes the report it documents.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+YUNET = (ROOT / ".." / "shared" / "models" / "face_detection_yunet_2026may.onnx").resolve()
+SCRIPTS = ("backbones", "backbones_report", "cnn_int8", "gpu_timing", "int8_cpu", "methods", "nncf_vit",
+           "scale", "sdk_pipeline", "train_methods")  # fmt: skip
+
+
+def _run(module: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", *args], cwd=ROOT, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def yunet() -> Path:
+    if not YUNET.is_file():
+        pytest.skip(f"YuNet test model not found at {YUNET}")
+    return YUNET
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_script_is_a_module_of_the_package(name: str) -> None:
+    """No sys.path tricks: each script imports as benchmarks.<name> (torch-free ones without torch)."""
+    module = importlib.import_module(f"benchmarks.{name}")
+    assert callable(getattr(module, "main", None)), f"benchmarks/{name}.py has no main()"
+
+
+def test_backbones_report_rerenders_a_saved_run(tmp_path: Path) -> None:
+    saved = tmp_path / "backbones.json"
+    shutil.copy(ROOT / "docs" / "benchmarks" / "backbones.json", saved)
+    _run("backbones_report", str(saved))
+    assert "| backbone" in (tmp_path / "backbones.md").read_text()
+
+
+@pytest.mark.slow
+def test_sdk_pipeline_on_a_tiny_export(tmp_path: Path, yunet: Path) -> None:
+    from facesdk.testing import make_tiny_export
+
+    make_tiny_export(tmp_path / "export")
+    proc = _run("sdk_pipeline", "--model", str(tmp_path / "export"), "--detector", str(yunet), "--frames", "2",
+                "--soak", "0", "--doc", str(tmp_path / "sdk.md"))  # fmt: skip
+    assert (tmp_path / "sdk.md").is_file(), proc.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_scale_multistream_on_a_tiny_export(tmp_path: Path, yunet: Path) -> None:
+    doc = tmp_path / "scale.md"
+    _run("scale", "--skip-serving", "--frames", "2", "--detector", str(yunet), "--doc", str(doc))
+    assert "## Multi-stream (one engine)" in doc.read_text()
+
+
+def test_train_methods_forwards_to_methods(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks import train_methods
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(train_methods.subprocess, "run", lambda cmd, **kw: seen.append(cmd) or _Done())
+    assert train_methods.main(["--steps", "1"]) == 0
+    assert seen[0][1:4] == ["-m", "benchmarks.methods", "--methods=lora,dora,full"]
+    with pytest.raises(SystemExit, match="always compares"):
+        train_methods.main(["--methods", "lora"])
+
+
+class _Done:
+    returncode = 0
+
+
+@pytest.mark.slow
+def test_int8_cpu_at_tiny_size(tmp_path: Path, yunet: Path) -> None:
+    pytest.importorskip("torch", reason="int8_cpu builds its model with the [train] extra")
+    _run("int8_cpu", "--img-size", "32", "--depth", "1", "--iters", "1", "--rounds", "1",
+         "--work", str(tmp_path / "work"), "--out", str(tmp_path), "--detector", str(yunet))  # fmt: skip
+    text = (tmp_path / "int8.md").read_text()
+    assert "ORT FP32" in text and "dynamic int8" in text
+
+
+@pytest.mark.slow
+def test_methods_at_tiny_settings(tmp_path: Path) -> None:
+    pytest.importorskip("torch", reason="the methods benchmark trains (the [train] extra)")
+    out = tmp_path / "methods.md"
+    _run("methods", "--methods", "lora", "--steps", "1", "--count", "48", "--batch", "8", "--img-size", "32",
+         "--depth", "1", "--work", str(tmp_path / "work"), "--out", str(out))  # fmt: skip
+    assert "lora" in out.read_text()
+
+
+def _tiny_cnn_run(script: str, tmp_path: Path, yunet: Path, *extra: str) -> dict:
+    """Run a CNN benchmark on one small ResNet for one step; return its JSON results."""
+    pytest.importorskip("torch", reason=f"the {script} benchmark trains (the [train] extra)")
+    out = tmp_path / f"{script}.md"
+    common = ["--backbones", "resnet18", "--steps", "1", "--batch", "4", "--synth-count", "24",
+              "--calib-count", "16", "--rounds", "1", "--detector", str(yunet)]  # fmt: skip
+    _run(script, *common, *extra, "--work", str(tmp_path / "work"), "--out", str(out))
+    assert out.is_file()
+    return json.loads(out.with_suffix(".json").read_text())
+
+
+@pytest.mark.slow
+def test_backbones_at_tiny_settings(tmp_path: Path, yunet: Path) -> None:
+    extra = ("--methods", "norm", "--train-size", "32", "--deploy-size", "32", "--repeats", "1")
+    report = _tiny_cnn_run("backbones", tmp_path, yunet, *extra)
+    assert report["deploy"][0]["backbone"] == "resnet18"
+
+
+@pytest.mark.slow
+def test_cnn_int8_at_tiny_settings(tmp_path: Path, yunet: Path) -> None:
+    extra = ("--size", "32", "--test-count", "10", "--int8-method", "minmax")
+    report = _tiny_cnn_run("cnn_int8", tmp_path, yunet, *extra)
+    assert set(report["deploy"][0]["agreement"]["test"]) >= {"ort fp32", "ort int8"}
+
+
+@pytest.mark.slow
+def test_gpu_timing_on_cpu(tmp_path: Path, smoke_run: Path) -> None:
+    """On a machine without a GPU the torch and ONNX Runtime CPU rows still run."""
+    from facesdk.export import ExportOptions, run_export
+
+    ckpt = smoke_run / "checkpoint"
+    run_export(ExportOptions(ckpt=ckpt, out=tmp_path / "export", onnx_only=True, max_batch=2))
+    proc = _run("gpu_timing", "--export", str(tmp_path / "export"), "--ckpt", str(ckpt), "--batches", "1",
+                "--warmup", "1", "--iters", "2")  # fmt: skip
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("| ort-cpu"))
+    assert "failed" not in row
+
+
+def test_nncf_vit_dumps_a_calibration_set(tmp_path: Path) -> None:
+    """``dump`` runs in facesdk's environment; ``run`` needs nncf (not a facesdk dependency)."""
+    import numpy as np
+
+    pytest.importorskip("skimage")
+    import cv2
+    from skimage import data
+
+    from facesdk.calibration.collect import Source, collect
+    from facesdk.preprocess import Preprocess
+
+    crops = tmp_path / "lfw"
+    crops.mkdir()
+    for i, face in enumerate(data.lfw_subset()[:4]):
+        cv2.imwrite(str(crops / f"{i}.png"), (face * 255 + 0.5).astype(np.uint8))
+    collect([Source(crops, cropped=True)], tmp_path / "calib", Preprocess(input_size=(32, 32)), count=4,
+            progress=False)  # fmt: skip
+    _run("nncf_vit", "dump", "--calib", str(tmp_path / "calib"), "--out", str(tmp_path / "crops.npy"))
+    assert np.load(tmp_path / "crops.npy").shape == (4, 3, 32, 32)
