@@ -31,7 +31,7 @@ import numpy as np
 from ..backends import create_backend
 from ..errors import ConfigError
 from ..export_manifest import load_export_manifest
-from ..outputs import check_output_dir
+from ..outputs import check_output_dir, created_dir
 from ..plugins import load_plugin
 from .machine import cpu_info, describe_cpu, machine_info
 from .report import fmt, write_report
@@ -283,6 +283,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk bench") -> int:
         parser.error("--model EXPORT_DIR (or --zeroshot-clip NAME) is required")
     check_output_dir(args.out, [args.model, args.ckpt, args.video, args.detector, args.zeroshot_prompts],
                      reuse=True, manifests=("bench.json",))  # fmt: skip
+    with created_dir(args.out):  # a run that fails leaves no empty --out behind
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     zeroshot = zeroshot_complexity(args.zeroshot_clip, args.zeroshot_prompts) if args.zeroshot_clip else None
     if not args.model:
         text = "\n".join(["# facesdk bench", "", *_zeroshot_lines(zeroshot)])  # type: ignore[arg-type]

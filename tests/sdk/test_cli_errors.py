@@ -167,3 +167,17 @@ def test_failed_fetch_leaves_no_empty_dir(tmp_path: Path, capsys: pytest.Capture
     assert main(["models", "fetch", "--dir", str(target), "--url", (tmp_path / "nope.onnx").as_uri()]) == 2
     assert "could not download" in _one_error(capsys)
     assert not target.exists()
+
+
+def test_failed_bench_leaves_no_empty_out(
+    tmp_path: Path, tiny_export: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench"
+    code = main(["bench", "--model", str(tiny_export), "--out", str(out), "--batches", "1,x"])
+    assert code == 2
+    assert "--batches" in capsys.readouterr().err
+    assert not out.exists()  # the folder the run created is gone with the run
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert main(["bench", "--model", str(tiny_export), "--out", str(out), "--batches", "1,x"]) == 2
+    assert (out / "keep.txt").read_text() == "mine"  # a folder that existed before is left as it was
