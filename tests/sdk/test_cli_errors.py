@@ -170,14 +170,20 @@ def test_failed_fetch_leaves_no_empty_dir(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_failed_bench_leaves_no_empty_out(
-    tmp_path: Path, tiny_export: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, tiny_export: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import facesdk.bench.report as report
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "atomic_write_json", disk_full)  # fails after the folder was made
     out = tmp_path / "bench"
-    code = main(["bench", "--model", str(tiny_export), "--out", str(out), "--batches", "1,x"])
-    assert code == 2
-    assert "--batches" in capsys.readouterr().err
+    argv = ["bench", "--model", str(tiny_export), "--out", str(out), "--batches", "1", "--repeats", "2"]
+    assert main(argv) == 2
+    assert "No space left" in capsys.readouterr().err
     assert not out.exists()  # the folder the run created is gone with the run
     out.mkdir()
-    (out / "keep.txt").write_text("mine")
-    assert main(["bench", "--model", str(tiny_export), "--out", str(out), "--batches", "1,x"]) == 2
-    assert (out / "keep.txt").read_text() == "mine"  # a folder that existed before is left as it was
+    (out / "bench.json").write_text("{}")  # an earlier run's report: reused in place
+    assert main(argv) == 2
+    assert (out / "bench.json").read_text() == "{}"  # a folder that existed before is kept
