@@ -2,7 +2,7 @@
 
 Every ``facesdk ...`` command of README.md's chain table (in table order) and the first
 ``facesdk`` line of each ``docs/*.md`` page's bash blocks runs in one scratch folder that holds
-the inputs the docs name: ``photos/`` (scikit-image's astronaut, 48 variants), ``photo.jpg``,
+the inputs the docs name: ``photos/`` (scikit-image's astronaut, 1000 variants: the INT8 gate needs at least 378 face crops), ``photo.jpg``,
 ``video.mp4``, ``configs/`` and the YuNet detector under ``$FACESDK_HOME/models``. Commands that
 read a camera, reach a network, need a data set or train a model other than the smoke model
 are skipped, each with its reason. Training ``configs/smoke.yaml`` is the one command not
@@ -70,15 +70,15 @@ def _write_inputs(root: Path) -> None:
     cv2.imwrite(str(root / "photo.jpg"), photo)
     (root / "photos").mkdir()
     rng = np.random.default_rng(0)
-    for i in range(48):  # scale, mirror, rotation and exposure variants: one face each
-        scale = rng.uniform(0.6, 1.3)
+    for i in range(1000):  # scale, mirror, rotation and exposure variants: one face each
+        scale = rng.uniform(0.6, 1.0)
         image = cv2.resize(photo, None, fx=scale, fy=scale)
         image = image[:, ::-1] if i % 2 else image
         h, w = image.shape[:2]
         turn = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-12, 12), 1.0)
         image = cv2.warpAffine(image, turn, (w, h), borderMode=cv2.BORDER_REFLECT)
         image = np.clip(image * rng.uniform(0.6, 1.3) + rng.uniform(-20, 20), 0, 255).astype(np.uint8)
-        cv2.imwrite(str(root / "photos" / f"astronaut_{i:02d}.jpg"), image)
+        cv2.imwrite(str(root / "photos" / f"astronaut_{i:03d}.jpg"), image)
     writer = cv2.VideoWriter(str(root / "video.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (512, 512))
     for shift in range(24):  # a slow pan
         writer.write(np.roll(photo, 4 * shift, axis=1))
