@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import itertools
 import json
 import logging
@@ -462,7 +463,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--depth", type=int, default=None, help="backbone blocks (default: the model's; tests use 1)"
     )
-    p.add_argument("--backends", default="onnxruntime", help="comma-separated: onnxruntime,openvino")
+    p.add_argument(
+        "--backends",
+        default="onnxruntime,openvino" if importlib.util.find_spec("openvino") else "onnxruntime",
+        help="comma-separated; OpenVINO (where installed) runs the default configuration only",
+    )
     p.add_argument("--detector", type=Path, default=DETECTOR if DETECTOR.is_file() else None)
     p.add_argument("--detector-sizes", default="1280,960,640,480,320")
     p.add_argument("--detector-repeats", type=int, default=20)

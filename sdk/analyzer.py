@@ -80,6 +80,7 @@ class Analyzer:
         self.manifest = resolved.manifest
         self.model_path = resolved.path
         self._stream_detector: Any = None
+        self._stream_detector_lock = threading.Lock()
         if hasattr(detector, "detect"):
             self.detector = detector
             self._stream_detector = detector
@@ -99,12 +100,15 @@ class Analyzer:
     @property
     def stream_detector(self) -> Any:
         """The detector streams use: the built-in one at the stream size (built on first use)."""
-        if self._stream_detector is None:
-            if self.stream_detector_config == self.detector.config:
-                self._stream_detector = self.detector
-            else:
-                self._stream_detector = FaceDetector(self.detector.model_path, self.stream_detector_config)
-        return self._stream_detector
+        with self._stream_detector_lock:
+            if self._stream_detector is None:
+                if self.stream_detector_config == self.detector.config:
+                    self._stream_detector = self.detector
+                else:
+                    self._stream_detector = FaceDetector(
+                        self.detector.model_path, self.stream_detector_config
+                    )
+            return self._stream_detector
 
     def scheduler(
         self, track: bool = True, smoothing: float | None = None, schedule: ScheduleConfig | None = None

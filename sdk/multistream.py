@@ -105,6 +105,7 @@ class MultiStream:
         self.analyzer = analyzer
         self.sources = source_labels(sources)
         self._schedulers = {name: analyzer.scheduler(track, smoothing, schedule) for name in self.sources}
+        self._detector = analyzer.stream_detector  # built here, once, not by racing workers
         self.max_frames = max_frames_per_batch or len(self.sources)
         if max_delay_ms < 0:
             raise ConfigError(f"max_delay_ms must be >= 0, got {max_delay_ms}")
@@ -142,7 +143,7 @@ class MultiStream:
 
     def _work(self, name: str, stream: FrameStream) -> None:
         """Capture -> detect -> crop for one source, feeding the shared queue."""
-        detector, spec = self.analyzer.stream_detector, self.analyzer.manifest.preprocess
+        detector, spec = self._detector, self.analyzer.manifest.preprocess
         scheduler = self._schedulers[name]
         error: BaseException | None = None
         try:
