@@ -246,50 +246,78 @@ def consume(stream: Iterator[Any], limit: int, seconds: float = math.inf) -> dic
 def run_config(
     analyzer: Analyzer, video: Path, config: dict[str, Any], frames: int, fps: float, live_s: float
 ) -> dict[str, Any]:
-    """Throughput (file as fast as taken) and latency (paced live source) of one configuration."""
+    """One round of one configuration: throughput (file as fast as taken) and latency (paced live source)."""
     schedule = ScheduleConfig(enabled=config["schedule"])
     opts = {"schedule": schedule, "overlap": config["overlap"]}
     consume(analyzer.stream(str(video), **opts), 8)  # warm-up: sessions, caches, first tracks
     analyzer.reset_stats()
     fast = consume(analyzer.stream(str(video), **opts), frames)
-    stages = {k: v["mean"] for k, v in analyzer.stats().items()}
+    fast["stages"] = {k: v["mean"] for k, v in analyzer.stats().items()}
     camera = Paced(video, fps)
     live = consume(analyzer.stream(iter(camera), live=True, queue_size=1, **opts), 10**9, live_s)
-    n = max(fast["frames"], 1)
-    row = {
+    live["delivered"] = camera.delivered
+    log.info(
+        "%s faces, schedule %s, overlap %s, %s: %.1f frames/s, %.2f crops/frame",
+        config["video"], config["schedule"], config["overlap"], config["backend"],
+        fast["frames"] / fast["seconds"], sum(fast["crops"]) / max(fast["frames"], 1),
+    )  # fmt: skip
+    return {"fast": fast, "live": live}
+
+
+def summarise(config: dict[str, Any], rounds: list[dict[str, Any]], fps: float) -> dict[str, Any]:
+    """One table row from the rounds of a configuration (frames/s per round and over all of them)."""
+    fast = [r["fast"] for r in rounds]
+    n = max(sum(f["frames"] for f in fast), 1)
+    stages = {k: sum(f["stages"].get(k, 0.0) * f["frames"] for f in fast) / n for k in fast[0]["stages"]}
+    live_results = sum(r["live"]["frames"] for r in rounds)
+    delivered = sum(r["live"]["delivered"] for r in rounds)
+    return {
         **config,
-        "frames": fast["frames"],
-        "fps": fast["frames"] / fast["seconds"] if fast["seconds"] else None,
-        "crops_per_frame": sum(fast["crops"]) / n,
-        "faces_per_frame": sum(fast["faces"]) / n,
-        "estimate_age_s": percentiles(fast["ages"]),
+        "frames": n,
+        "fps": n / sum(f["seconds"] for f in fast),
+        "fps_rounds": [f["frames"] / f["seconds"] for f in fast],
+        "crops_per_frame": sum(sum(f["crops"]) for f in fast) / n,
+        "faces_per_frame": sum(sum(f["faces"]) for f in fast) / n,
+        "estimate_age_s": percentiles([a for f in fast for a in f["ages"]]),
         "stage_ms": stages,
         "threads_ms_per_frame": stage_split(stages, config["overlap"]),
         "live_fps": fps,
-        "live_results": live["frames"],
-        "live_dropped_share": 1.0 - live["frames"] / camera.delivered if camera.delivered else None,
-        "latency_ms": percentiles(live["latency"]),
+        "live_results": live_results,
+        "live_dropped_share": 1.0 - live_results / delivered if delivered else None,
+        "latency_ms": percentiles([x for r in rounds for x in r["live"]["latency"]]),
     }
-    log.info(
-        "%s faces, schedule %s, overlap %s, %s: %.1f frames/s, %.2f crops/frame",
-        config["video"], config["schedule"], config["overlap"], config["backend"], row["fps"], row["crops_per_frame"],
-    )  # fmt: skip
-    return row
 
 
 def stream_rows(args: argparse.Namespace, export: Path, videos: dict[str, Path]) -> list[dict[str, Any]]:
-    rows = []
-    for backend in args.backends:
-        opts: dict[str, Any] = {"intra_op_threads": args.threads} if backend == "onnxruntime" else {}
-        with Analyzer(export, backend=backend, detector=args.detector, **opts) as analyzer:
-            for name, video in videos.items():
-                for schedule, overlap in ((True, True), (True, False), (False, True), (False, False)):
-                    if backend != "onnxruntime" and not (schedule and overlap):
-                        continue  # other backends: the default configuration only
-                    frames = args.frames if schedule else args.frames_unscheduled
-                    config = {"video": name, "schedule": schedule, "overlap": overlap, "backend": backend}
-                    rows.append(run_config(analyzer, video, config, frames, args.fps, args.live_seconds))
-    return rows
+    """Every configuration, ``args.rounds`` times, each round in the reverse order of the one before."""
+    jobs = []
+    for backend, name in itertools.product(args.backends, videos):
+        for schedule, overlap in ((True, True), (True, False), (False, True), (False, False)):
+            if backend == "onnxruntime" or (schedule and overlap):  # other backends: the default only
+                jobs.append({"video": name, "schedule": schedule, "overlap": overlap, "backend": backend})
+    raw: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(jobs))}
+    with contextlib.ExitStack() as stack:
+        analyzers = {
+            b: stack.enter_context(
+                Analyzer(
+                    export,
+                    backend=b,
+                    detector=args.detector,
+                    **({"intra_op_threads": args.threads} if b == "onnxruntime" else {}),
+                )
+            )
+            for b in args.backends
+        }
+        for round_ in range(args.rounds):
+            order = list(range(len(jobs)))
+            for i in order if round_ % 2 == 0 else order[::-1]:
+                job = jobs[i]
+                frames = args.frames if job["schedule"] else args.frames_unscheduled
+                run = run_config(
+                    analyzers[job["backend"]], videos[job["video"]], job, frames, args.fps, args.live_seconds
+                )
+                raw[i].append(run)
+    return [summarise(job, raw[i], args.fps) for i, job in enumerate(jobs)]
 
 
 # ------------------------------------------------------------------------------ report
@@ -363,7 +391,9 @@ def render(report: dict[str, Any]) -> str:
         "",
         f"Videos: 1280 x 720 MJPG made from `skimage.data.astronaut()`, one copy (centred) and six "
         f"copies (3 x 2 tiles of 340 px), panned {PAN_PX} px per frame; {report['frames']} frames per "
-        f"scheduled run, {report['frames_unscheduled']} per unscheduled one. Detector: YuNet at the stream "
+        f"scheduled run, {report['frames_unscheduled']} per unscheduled one, {report['rounds']} rounds over all "
+        "configurations, each round in the reverse order of the one before (frames/s: over all rounds, each "
+        "round's in brackets). Detector: YuNet at the stream "
         f"size (longest side {report['stream_max_side']}). Schedule: `ScheduleConfig()` defaults "
         "(refresh 1 s, at most 2 crops per frame, new tracks first).",
         "",
@@ -377,7 +407,8 @@ def render(report: dict[str, Any]) -> str:
         age = r["estimate_age_s"]
         lines.append(
             f"| {'1' if r['video'] == 'one' else '6'} | {r['backend']} | {'on' if r['schedule'] else 'off'} | "
-            f"{'on' if r['overlap'] else 'off'} | **{_f(r['fps'])}** | {_f(r['crops_per_frame'], 2)} | "
+            f"{'on' if r['overlap'] else 'off'} | **{_f(r['fps'])}** ({', '.join(_f(x) for x in r['fps_rounds'])}) | "
+            f"{_f(r['crops_per_frame'], 2)} | "
             f"{_f(age['p50'], 2)} / {_f(age['p95'], 2)} / {_f(age['max'], 2)} | "
             + ", ".join(f"{k} {v:.1f}" for k, v in r["threads_ms_per_frame"].items())
             + " |"
@@ -454,10 +485,13 @@ def plot(report: dict[str, Any], path: Path) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks/stream.md"))
-    p.add_argument("--frames", type=int, default=150, help="frames per scheduled run")
-    p.add_argument("--frames-unscheduled", type=int, default=40, help="frames per run with scheduling off")
+    p.add_argument("--frames", type=int, default=100, help="frames per scheduled run")
+    p.add_argument("--frames-unscheduled", type=int, default=25, help="frames per run with scheduling off")
+    p.add_argument(
+        "--rounds", type=int, default=2, help="rounds over all configurations, in alternating order"
+    )
     p.add_argument("--fps", type=float, default=25.0, help="rate of the videos and of the live (paced) runs")
-    p.add_argument("--live-seconds", type=float, default=5.0, help="camera seconds per latency run")
+    p.add_argument("--live-seconds", type=float, default=3.0, help="camera seconds per latency run")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     p.add_argument("--size", type=int, default=384, help="backbone input px")
     p.add_argument(
@@ -503,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
             "backends": args.backends,
             "frames": args.frames,
             "frames_unscheduled": args.frames_unscheduled,
+            "rounds": args.rounds,
             "fps": args.fps,
             "live_seconds": args.live_seconds,
             "stream_max_side": STREAM_MAX_SIDE,

@@ -58,9 +58,10 @@ STREAM_MAX_SIDE = 640
 """Longest side streams detect at (``Analyzer(stream_detector_config=...)`` changes it).
 
 Chosen by ``benchmarks/stream.py`` (docs/benchmarks/stream.md): on a 1280 x 720 frame with six
-faces, YuNet finds the same six faces at 640 as at 1280 in about a quarter of the time; the
-smallest face it still finds there is about 22 x 27 px (frame pixels) against about 18 x 23 at
-960 and 38 x 47 at 320. Single-image analysis keeps ``DetectorConfig.max_side`` (1280)."""
+faces, YuNet finds the same six faces at 640 as at 1280 in a quarter of the pixels (6.2 vs 25.3 ms
+on a quiet 2-core machine); the smallest face it still finds at 640 is about 22 x 27 px (frame
+pixels), against 16 x 20 at 1280 (where ``min_face_size`` cuts), 18 x 23 at 960 and 38 x 48 at 320.
+Single-image analysis keeps ``DetectorConfig.max_side`` (1280)."""
 
 
 def stream_config(config: DetectorConfig | None) -> DetectorConfig:
