@@ -342,14 +342,14 @@ def stage_split(stages: dict[str, float], overlap: bool) -> dict[str, float]:
 def verdict(rows: list[dict[str, Any]]) -> list[str]:
     """Targets met, or which stage is short and by how much."""
     lines = []
-    for name, target in TARGETS.items():
-        row = next((r for r in rows if r["video"] == name and r["schedule"] and r["overlap"]), None)
-        if row is None:
-            continue
+    defaults = [r for r in rows if r["schedule"] and r["overlap"]]
+    for row in defaults:
+        name = row["video"]
+        target = TARGETS[name]
         budget = 1000.0 / target
         age = row["estimate_age_s"]["max"]
         fresh = age is not None and age <= 1.0 + 1e-9
-        faces = "one face" if name == "one" else "six faces"
+        faces = f"{'one face' if name == 'one' else 'six faces'}, {row['backend']}"
         if row["fps"] >= target and fresh:
             lines.append(
                 f"- {faces}: **{row['fps']:.1f} frames/s ≥ {target:.0f}, target met**, oldest estimate "

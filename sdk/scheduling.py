@@ -4,7 +4,8 @@ Age, gender and emotion of a tracked person change over seconds, not frames. A s
 therefore detects and tracks every frame but sends a face to the backbone only when
 
 1. its track is new (never estimated) — new tracks go first, oldest waiting first;
-2. its estimate would be older than ``refresh_s`` by the next frame — the stalest first;
+2. its estimate would be older than ``refresh_s`` by the next frame (judged by the longest of
+   the last few frame intervals) — the stalest first;
 3. a clearly better view appears than the one last inferred: a box ``better_area_ratio``
    times larger, a detector score ``better_score_margin`` higher, or (when a quality score is
    given) a quality ``better_quality_margin`` higher;
@@ -25,6 +26,7 @@ so a replayed video or a test can drive the schedule with explicit times.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -33,6 +35,10 @@ from .results import Detection, FaceResult
 from .tracking import IoUTracker, Track, TrackerConfig
 
 __all__ = ["FramePlan", "ScheduleConfig", "StreamScheduler"]
+
+LEAD_FRAMES = 8
+"""A refresh is due when the estimate would pass ``refresh_s`` within the longest of the last
+this-many frame intervals (so an uneven frame rate does not let estimates overrun)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +121,7 @@ class StreamScheduler:
         self.schedule = schedule or ScheduleConfig()
         self.tracker = IoUTracker(tracker) if tracker is not None else None
         self._last_time: float | None = None
+        self._intervals: deque[float] = deque(maxlen=LEAD_FRAMES)
 
     def _wanted(self, track: Track, det: Detection, quality: float | None, now: float, lead: float) -> tuple:
         """Sort key for a face that should be inferred, or ``()`` when it need not be."""
@@ -143,8 +150,10 @@ class StreamScheduler:
         if self.tracker is None:
             return FramePlan(timestamp, dets, (None,) * len(dets), tuple(range(len(dets))))
         tracks = self.tracker.assign([d.box for d in dets])
-        lead = 0.0 if self._last_time is None else max(0.0, timestamp - self._last_time)
+        if self._last_time is not None:
+            self._intervals.append(max(0.0, timestamp - self._last_time))
         self._last_time = timestamp
+        lead = max(self._intervals, default=0.0)  # the longest recent frame interval: jitter-proof
         qualities = qualities if qualities is not None else [None] * len(dets)
         if not self.schedule.enabled:
             chosen = list(range(len(dets)))

@@ -43,7 +43,12 @@ def test_stream_benchmark_tiny(tmp_path: Path) -> None:
     report = json.loads(out.with_suffix(".json").read_text())
     assert out.with_suffix(".png").stat().st_size > 0
     text = out.read_text()
-    assert "avx512_vnni" in text and "## Targets" in text and "one face:" in text and "six faces:" in text
+    assert (
+        "avx512_vnni" in text
+        and "## Targets" in text
+        and "one face, onnxruntime:" in text
+        and "six faces, onnxruntime:" in text
+    )
     rows = {(r["video"], r["schedule"], r["overlap"]): r for r in report["rows"]}
     assert len(rows) == 8
     for (video, schedule, _), row in rows.items():

@@ -78,6 +78,20 @@ def test_no_estimate_exceeds_the_refresh_interval_and_the_budget_holds(tiny_expo
     assert crops < 4 * 100 / 4, f"scheduling saved too little: {crops} crops for 400 faces"
 
 
+def test_an_uneven_frame_rate_does_not_let_estimates_overrun(tiny_export: Path) -> None:
+    # five quick frames, then a slow one; one crop per frame. Judged by the last interval alone,
+    # both estimates (0.2 s old at t=0.2, 0.2 + 0.04 < 0.45) fall due together at the slow frame,
+    # where only one can be refreshed: the other is shown 0.5 s old
+    times = itertools.accumulate(itertools.cycle([0.04] * 5 + [0.3]), initial=0.0)
+    with _analyzer(
+        tiny_export, lambda i: _boxes(2), schedule=ScheduleConfig(refresh_s=0.45, max_crops_per_frame=1)
+    ) as analyzer:
+        results = list(analyzer.stream((index_frame(i) for i in range(120)), clock=times.__next__))
+    assert all(f.estimated for r in results[1:] for f in r.faces)
+    ages = [f.estimate_age_s for r in results[7:] for f in r.faces]  # after the first slow interval
+    assert max(ages) <= 0.45 + 1e-9
+
+
 def test_over_budget_new_tracks_wait_at_most_ceil_n_over_budget_frames(tiny_export: Path) -> None:
     script = lambda i: _boxes(2) if i < 3 else _boxes(7)  # noqa: E731 - five faces appear at frame 3
     with _analyzer(tiny_export, script, schedule=ScheduleConfig(max_crops_per_frame=2)) as analyzer:
