@@ -369,8 +369,29 @@ def verdict(rows: list[dict[str, Any]]) -> list[str]:
                 if ms > budget
                 else "."
             )
+            + capacity(row, target)
         )
     return lines
+
+
+def capacity(row: dict[str, Any], target: float) -> str:
+    """What the target needs of the backbone: one crop per track per refresh second, at the measured cost."""
+    per_crop = row["stage_ms"].get("infer", 0.0) / row["crops_per_frame"] if row["crops_per_frame"] else None
+    if not per_crop:
+        return ""
+    tracks = row["faces_per_frame"]
+    need = tracks * per_crop  # ms of backbone per second at a refresh of 1 s
+    left = 1000.0 - need
+    return (
+        f" Refreshing {tracks:.0f} track(s) once a second costs {need:.0f} ms of every second at the measured "
+        f"{per_crop:.0f} ms per crop (the backbone's time here, shared cores included), leaving "
+        + (
+            f"{left / target:.1f} ms per frame for everything else at {target:.0f} frames/s; the rate falls as "
+            "the crop cost rises, since crops per frame grow as frames slow down."
+            if left > 0
+            else "nothing for the frames: at this crop cost no frame rate keeps every estimate within 1 s."
+        )
+    )
 
 
 def render(report: dict[str, Any]) -> str:
