@@ -20,12 +20,11 @@ import numpy as np
 from .arguments import check_detections, check_model_arg
 from .backends.base import Backend, create_backend
 from .errors import BackendError
-from .faces.detector import DetectorConfig, FaceDetector
+from .faces.detector import DetectorConfig, FaceDetector, stream_config
 from .frames import to_bgr_uint8
 from .model_loader import resolve_model
 from .pipeline import (
     SKIPPED_LOW_QUALITY,
-    EstimateCarry,
     analyze_faces,
     check_min_quality,
     finish_faces,
@@ -33,9 +32,11 @@ from .pipeline import (
     prepare_faces,
 )
 from .results import Detection, FaceResult, FrameResult
+from .scheduling import ScheduleConfig, StreamScheduler
 from .stats import StageStats
+from .stream_runner import Clock, run_stream
 from .streams import FrameStream
-from .tracking import IoUTracker, TrackerConfig
+from .tracking import TrackerConfig
 
 if TYPE_CHECKING:
     from .multistream import MultiStream
@@ -56,9 +57,15 @@ class Analyzer:
             ``"onnxruntime"``, ``"tensorrt"`` or ``"torch"``.
         detector: YuNet model path, a ready detector (anything with ``detect(frame)``),
             or ``None`` for the documented lookup.
-        detector_config: Thresholds and sizes for the built-in detector.
+        detector_config: Thresholds and sizes for the built-in detector (single images).
         precision: Choose the export's ``fp32``/``fp16``/``int8`` model.
         tracker: Tracking and smoothing settings used by :meth:`stream`.
+        schedule: Which tracked faces streams send to the backbone (default
+            :class:`~facesdk.scheduling.ScheduleConfig`: new tracks, then estimates about to be
+            1 s old, then clearly better views; two faces per frame at most).
+        stream_detector_config: Detector settings for streams (default: ``detector_config``
+            with ``max_side`` at most 640, see :data:`facesdk.faces.detector.STREAM_MAX_SIDE`).
+            Ignored when ``detector`` is a ready detector object (streams use it as given).
         verify: Check model file hashes against the manifest on load.
         min_quality: Skip the backbone for faces whose quality score (``FaceResult.quality``,
             in [0, 1]) is below this. A single image reports such a face as not estimated
@@ -78,6 +85,8 @@ class Analyzer:
         tracker: TrackerConfig | None = None,
         verify: bool = True,
         min_quality: float = 0.0,
+        schedule: ScheduleConfig | None = None,
+        stream_detector_config: DetectorConfig | None = None,
         **backend_opts: Any,
     ) -> None:
         check_model_arg(model)
@@ -85,18 +94,45 @@ class Analyzer:
         resolved = resolve_model(model, backend, precision, verify)
         self.manifest = resolved.manifest
         self.model_path = resolved.path
+        self._stream_detector: Any = None
+        self._stream_detector_lock = threading.Lock()
         if hasattr(detector, "detect"):
             self.detector = detector
+            self._stream_detector = detector
         else:
             self.detector = FaceDetector(detector, detector_config)
+        self.stream_detector_config = stream_detector_config or stream_config(detector_config)
         self.backend: Backend | None = create_backend(
             resolved.backend, self.manifest, resolved.path, **backend_opts
         )
         describe = getattr(self.backend, "describe", None)
         logger.info("analyzer backend: %s", describe() if describe else self.backend.name)
         self.tracker_config = tracker or TrackerConfig()
+        self.schedule_config = schedule or ScheduleConfig()
         self._backend_lock = threading.Lock()
         self._stats = StageStats()
+
+    @property
+    def stream_detector(self) -> Any:
+        """The detector streams use: the built-in one at the stream size (built on first use)."""
+        with self._stream_detector_lock:
+            if self._stream_detector is None:
+                if self.stream_detector_config == self.detector.config:
+                    self._stream_detector = self.detector
+                else:
+                    self._stream_detector = FaceDetector(
+                        self.detector.model_path, self.stream_detector_config
+                    )
+            return self._stream_detector
+
+    def scheduler(
+        self, track: bool = True, smoothing: float | None = None, schedule: ScheduleConfig | None = None
+    ) -> StreamScheduler:
+        """A fresh per-stream tracker + scheduler from this Analyzer's settings (overrides given here)."""
+        config = self.tracker_config
+        if smoothing is not None:
+            config = TrackerConfig(config.iou_threshold, config.max_age, smoothing)
+        return StreamScheduler(config if track else None, schedule or self.schedule_config)
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -207,46 +243,65 @@ class Analyzer:
         return results
 
     def stream(
-        self, source: Any, track: bool = True, smoothing: float | None = None, **stream_opts: Any
+        self,
+        source: Any,
+        track: bool = True,
+        smoothing: float | None = None,
+        schedule: ScheduleConfig | None = None,
+        overlap: bool = True,
+        clock: Clock | None = None,
+        **stream_opts: Any,
     ) -> Iterator[FrameResult]:
         """Analyse a camera, video file, URL or iterable of frames, frame by frame.
 
+        Every frame is detected (at the stream detector size) and tracked; the backbone runs on
+        the faces the schedule picks, and every face carries its track's latest estimate with
+        ``inferred`` and ``estimate_age_s`` (see :mod:`facesdk.scheduling`).
+
         Args:
             source: Camera index, path, URL or iterable of frames (see :class:`FrameStream`).
-            track: Give faces track ids across frames.
+            track: Give faces track ids across frames. ``False`` infers every face of every frame.
             smoothing: Per-track probability smoothing factor; ``None`` uses the tracker
                 config, ``0`` turns it off.
+            schedule: Scheduling settings for this stream (default: the Analyzer's);
+                ``ScheduleConfig(enabled=False)`` infers every face of every frame.
+            overlap: Detect frame t+1 in a worker thread while the backbone runs on frame t.
+            clock: ``clock() -> seconds`` called once per frame to stamp it (stream time for the
+                schedule and ``FrameResult.timestamp``); default: the frame's capture time.
             **stream_opts: Passed to :class:`FrameStream` (``live``, ``queue_size``, ``opener``...).
         """
-        for _, result in self.stream_frames(source, track, smoothing, **stream_opts):
+        for _, result in self.stream_frames(
+            source, track, smoothing, schedule, overlap, clock, **stream_opts
+        ):
             yield result
 
     def stream_frames(
-        self, source: Any, track: bool = True, smoothing: float | None = None, **stream_opts: Any
+        self,
+        source: Any,
+        track: bool = True,
+        smoothing: float | None = None,
+        schedule: ScheduleConfig | None = None,
+        overlap: bool = True,
+        clock: Clock | None = None,
+        **stream_opts: Any,
     ) -> Iterator[tuple[np.ndarray, FrameResult]]:
-        """Like :meth:`stream`, but yields ``(frame_bgr, result)`` pairs (for drawing)."""
-        config = self.tracker_config
-        if smoothing is not None:
-            config = TrackerConfig(config.iou_threshold, config.max_age, smoothing)
-        tracker = IoUTracker(config) if track else None
-        carry = EstimateCarry(config.max_age)
+        """Like :meth:`stream`, but yields ``(frame_bgr, result)`` pairs (for drawing).
+
+        A failing source, detector or backend ends the iteration with its error; stopping
+        early stops the worker and capture threads.
+        """
+        self._require_open()
+        scheduler = self.scheduler(track, smoothing, schedule)
         frames = source if isinstance(source, FrameStream) else FrameStream(source, **stream_opts)
         label = str(source) if isinstance(source, (str, int, os.PathLike)) else None
-        with frames:
-            for item in frames:
-                image = to_bgr_uint8(item.image)
-                result = self.analyze(image, index=item.index, timestamp=item.timestamp)
-                timings = {"decode": item.decode_ms, **result.timings}
-                self._stats.add({"decode": item.decode_ms})
-                faces = tracker.update(result.faces) if tracker is not None else result.faces
-                faces = carry.update(faces, result.timestamp)
-                yield image, FrameResult(result.index, result.timestamp, faces, timings, source=label)
+        yield from run_stream(self, frames, scheduler, overlap=overlap, clock=clock, label=label)
 
     def streams(
         self,
         sources: Sequence[Any] | Mapping[str, Any],
         track: bool = True,
         smoothing: float | None = None,
+        schedule: ScheduleConfig | None = None,
         **options: Any,
     ) -> MultiStream:
         """Analyse several sources at once, batching the faces of all of them into shared backbone calls.
@@ -257,7 +312,7 @@ class Analyzer:
         """
         from .multistream import MultiStream
 
-        return MultiStream(self, sources, track=track, smoothing=smoothing, **options)
+        return MultiStream(self, sources, track=track, smoothing=smoothing, schedule=schedule, **options)
 
     def stats(self) -> dict[str, dict[str, float]]:
         """Live per-stage timing statistics (ms): decode, detect, align, infer, post."""

@@ -1,5 +1,9 @@
 """``facesdk demo``: live view of boxes, labels with confidences, track ids and FPS.
 
+Each tracked face goes through the backbone when it first appears and then about once a
+second (``--refresh``), at most ``--max-crops`` faces per frame; every frame still shows every
+face's latest estimate. ``--every-frame`` infers every face of every frame instead.
+
 A window opens only where OpenCV's highgui works. ``opencv-python-headless`` (the SDK's
 dependency) has none, so the demo then runs headless and says so in a log line; ``--save``
 writes the annotated video either way. Press ``q`` in the window to quit; Ctrl-C works too.
@@ -8,6 +12,7 @@ writes the annotated video either way. Press ``q`` in the window to quit; Ctrl-C
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -19,6 +24,7 @@ import numpy as np
 
 from .errors import ConfigError, SourceError
 from .results import FrameResult
+from .scheduling import ScheduleConfig
 
 __all__ = ["draw_label", "draw_results", "highgui_available", "label_box", "main", "open_writer"]
 
@@ -146,7 +152,28 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--no-window", action="store_true", help="never open a window")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     parser.add_argument("--smoothing", type=float, default=None, help="probability smoothing (0 = off)")
+    parser.add_argument(
+        "--refresh",
+        type=float,
+        default=ScheduleConfig().refresh_s,
+        help="re-infer a tracked face when its estimate is this many seconds old (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-crops",
+        type=int,
+        default=ScheduleConfig().max_crops_per_frame,
+        help="most faces sent to the backbone per frame (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--every-frame", action="store_true", help="infer every face of every frame (no per-track schedule)"
+    )
     return parser
+
+
+def _schedule(args: argparse.Namespace) -> ScheduleConfig:
+    return ScheduleConfig(
+        enabled=not args.every_frame, refresh_s=args.refresh, max_crops_per_frame=args.max_crops
+    )
 
 
 def _multi(args: argparse.Namespace, sources: list[str]) -> int:
@@ -155,7 +182,7 @@ def _multi(args: argparse.Namespace, sources: list[str]) -> int:
 
     frames = 0
     with Analyzer(args.model, args.backend, args.detector) as analyzer:
-        multi = analyzer.streams(sources, smoothing=args.smoothing)
+        multi = analyzer.streams(sources, smoothing=args.smoothing, schedule=_schedule(args))
         try:
             for result in multi:
                 frames += 1
@@ -183,6 +210,7 @@ def main(argv: Sequence[str], prog: str = "facesdk demo") -> int:
     if not window and args.save is None:
         logger.info("no window and no --save: results are only logged")
     sources = args.source or ["0"]
+    schedule = _schedule(args)
     if len(sources) > 1:
         if args.save is not None:
             raise ConfigError("--save writes one video; use it with a single --source")
@@ -190,21 +218,23 @@ def main(argv: Sequence[str], prog: str = "facesdk demo") -> int:
     writer, frames, fps, last = None, 0, None, time.perf_counter()
     try:
         with Analyzer(args.model, args.backend, args.detector) as analyzer:
-            for frame, result in analyzer.stream_frames(sources[0], smoothing=args.smoothing):
-                now = time.perf_counter()
-                rate = 1.0 / max(now - last, 1e-6)
-                fps, last = rate if fps is None else 0.9 * fps + 0.1 * rate, now
-                image = draw_results(frame, result, fps)
-                if args.save is not None:
-                    writer = writer or open_writer(args.save, (image.shape[1], image.shape[0]), args.fps)
-                    writer.write(image)
-                if window:
-                    cv2.imshow(WINDOW, image)
-                    if cv2.waitKey(1) & 0xFF == ord("q"):
+            stream = analyzer.stream_frames(sources[0], smoothing=args.smoothing, schedule=schedule)
+            with contextlib.closing(stream):
+                for frame, result in stream:
+                    now = time.perf_counter()
+                    rate = 1.0 / max(now - last, 1e-6)
+                    fps, last = rate if fps is None else 0.9 * fps + 0.1 * rate, now
+                    image = draw_results(frame, result, fps)
+                    if args.save is not None:
+                        writer = writer or open_writer(args.save, (image.shape[1], image.shape[0]), args.fps)
+                        writer.write(image)
+                    if window:
+                        cv2.imshow(WINDOW, image)
+                        if cv2.waitKey(1) & 0xFF == ord("q"):
+                            break
+                    frames += 1
+                    if args.max_frames is not None and frames >= args.max_frames:
                         break
-                frames += 1
-                if args.max_frames is not None and frames >= args.max_frames:
-                    break
     except KeyboardInterrupt:
         logger.info("interrupted")
     finally:

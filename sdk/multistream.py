@@ -1,7 +1,8 @@
 """Many cameras, one engine: read several sources at once and batch all their faces together.
 
 Each source has its own :class:`~facesdk.streams.FrameStream` capture thread and a worker
-thread that detects and crops its frames. One consumer (the caller's thread) takes whatever
+thread that detects, tracks and schedules its frames (:mod:`facesdk.scheduling`) and crops
+the faces picked for the backbone. One consumer (the caller's thread) takes whatever
 frames are ready, from any source, and sends all their faces through the backbone in shared
 calls (split at the backend's maximum batch). A slow source never holds back the others: the
 consumer never waits for a particular source. A source that fails is logged, recorded in
@@ -23,9 +24,9 @@ from .errors import ConfigError
 from .faces.align import crop_faces
 from .frames import to_bgr_uint8
 from .pipeline import infer_crops, postprocess
-from .results import Detection, FrameResult
+from .results import FrameResult
+from .scheduling import FramePlan, ScheduleConfig
 from .streams import FrameStream
-from .tracking import IoUTracker, TrackerConfig
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,12 +40,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class _Ready:
-    """A detected and cropped frame waiting for the shared backbone call."""
+    """A detected, scheduled and cropped frame waiting for the shared backbone call."""
 
     source: str
     index: int
     timestamp: float
-    detections: list[Detection]
+    plan: FramePlan
     crops: list[np.ndarray]
     timings: dict[str, float]
 
@@ -79,6 +80,7 @@ class MultiStream:
         sources: Sources (camera indices, paths, URLs, iterables) or a mapping ``{name: source}``.
         track: Track ids per source.
         smoothing: Per-track probability smoothing (``None``: the Analyzer's tracker config).
+        schedule: Which tracked faces go to the backbone (``None``: the Analyzer's schedule).
         max_frames_per_batch: Most frames gathered into one backbone round (default: one per source).
         max_delay_ms: How long a round waits for frames of other sources once it has one (like
             Triton's ``max_queue_delay``); ``0`` takes only what is already there.
@@ -92,6 +94,7 @@ class MultiStream:
         sources: Sequence[Any] | Mapping[str, Any],
         track: bool = True,
         smoothing: float | None = None,
+        schedule: ScheduleConfig | None = None,
         max_frames_per_batch: int | None = None,
         max_delay_ms: float = 5.0,
         on_error: str = "drop",
@@ -101,10 +104,8 @@ class MultiStream:
             raise ConfigError(f"on_error must be 'drop' or 'raise', got {on_error!r}")
         self.analyzer = analyzer
         self.sources = source_labels(sources)
-        config = analyzer.tracker_config
-        if smoothing is not None:
-            config = TrackerConfig(config.iou_threshold, config.max_age, smoothing)
-        self._trackers = {name: IoUTracker(config) for name in self.sources} if track else {}
+        self._schedulers = {name: analyzer.scheduler(track, smoothing, schedule) for name in self.sources}
+        self._detector = analyzer.stream_detector  # built here, once, not by racing workers
         self.max_frames = max_frames_per_batch or len(self.sources)
         if max_delay_ms < 0:
             raise ConfigError(f"max_delay_ms must be >= 0, got {max_delay_ms}")
@@ -142,7 +143,8 @@ class MultiStream:
 
     def _work(self, name: str, stream: FrameStream) -> None:
         """Capture -> detect -> crop for one source, feeding the shared queue."""
-        detector, spec = self.analyzer.detector, self.analyzer.manifest.preprocess
+        detector, spec = self._detector, self.analyzer.manifest.preprocess
+        scheduler = self._schedulers[name]
         error: BaseException | None = None
         try:
             for item in stream:
@@ -152,13 +154,14 @@ class MultiStream:
                 start = time.perf_counter()
                 detections = list(detector.detect(image))
                 mid = time.perf_counter()
-                crops = crop_faces(image, detections, spec)
+                plan = scheduler.plan(detections, item.timestamp)
+                crops = crop_faces(image, plan.to_infer, spec)
                 timings = {
                     "decode": item.decode_ms,
                     "detect": (mid - start) * 1000.0,
                     "align": (time.perf_counter() - mid) * 1000.0,
                 }
-                self._put(_Ready(name, item.index, item.timestamp, detections, crops, timings))
+                self._put(_Ready(name, item.index, item.timestamp, plan, crops, timings))
         except BaseException as exc:  # reported to the consumer
             error = exc
         finally:
@@ -187,17 +190,16 @@ class MultiStream:
             logits = infer_crops(backend, crops, self.analyzer.manifest.preprocess)
         mid = time.perf_counter()
         manifest = self.analyzer.manifest
-        detections = [d for f in frames for d in f.detections]
+        detections = [d for f in frames for d in f.plan.to_infer]
         faces = postprocess(detections, logits, manifest.tasks, manifest.temperatures)
         share = 1000.0 / len(frames)
         shared = {"infer": (mid - start) * share, "post": (time.perf_counter() - mid) * share}
         self.batches.append(len(crops))
         results, offset = [], 0
         for f in frames:
-            mine = faces[offset : offset + len(f.detections)]
-            offset += len(f.detections)
-            tracker = self._trackers.get(f.source)
-            mine = tracker.update(mine) if tracker is not None else mine
+            mine = faces[offset : offset + len(f.plan.infer)]
+            offset += len(f.plan.infer)
+            mine = self._schedulers[f.source].merge(f.plan, mine)
             timings = {**f.timings, **shared}
             self.analyzer._stats.add(timings)
             results.append(FrameResult(f.index, f.timestamp, tuple(mine), timings, source=f.source))

@@ -94,6 +94,8 @@ nlohmann::ordered_json FrameResult::to_json() const {
     for (const auto& p : d.landmarks) f["landmarks"].push_back({p[0], p[1]});
     f["track_id"] = nullptr;
     f["age_years"] = expected_age(face);
+    f["inferred"] = true;        // every face of every frame goes through the model here
+    f["estimate_age_s"] = 0.0;   // (no per-track schedule in the C++ demo)
     f["attributes"] = ordered_json::object();
     for (const auto& [task, pred] : face.attributes) {
       ordered_json probs = ordered_json::object();

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -19,7 +19,7 @@ from ..frames import to_bgr_uint8
 from ..results import Detection
 from .model_store import find_detector_model
 
-__all__ = ["DetectorConfig", "FaceDetector", "parse_yunet_output"]
+__all__ = ["STREAM_MAX_SIDE", "DetectorConfig", "FaceDetector", "parse_yunet_output", "stream_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,22 @@ class DetectorConfig:
                 f"need top_k >= 1, min_face_size >= 0 and max_side >= 32; got {self.top_k}, "
                 f"{self.min_face_size}, {self.max_side}"
             )
+
+
+STREAM_MAX_SIDE = 640
+"""Longest side streams detect at (``Analyzer(stream_detector_config=...)`` changes it).
+
+Chosen by ``benchmarks/stream.py`` (docs/benchmarks/stream.md): on a 1280 x 720 frame with six
+faces, YuNet finds the same six faces at 640 as at 1280 in a quarter of the pixels (6.2 vs 25.3 ms
+on a quiet 2-core machine); the smallest face it still finds at 640 is about 22 x 27 px (frame
+pixels), against 16 x 20 at 1280 (where ``min_face_size`` cuts), 18 x 23 at 960 and 38 x 48 at 320.
+Single-image analysis keeps ``DetectorConfig.max_side`` (1280)."""
+
+
+def stream_config(config: DetectorConfig | None) -> DetectorConfig:
+    """The stream detector settings derived from ``config``: the same, with ``max_side`` at most 640."""
+    config = config or DetectorConfig()
+    return replace(config, max_side=min(config.max_side, STREAM_MAX_SIDE))
 
 
 def parse_yunet_output(

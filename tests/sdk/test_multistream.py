@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from facesdk.errors import SourceError
+from facesdk.scheduling import ScheduleConfig
 
 
 def _frames(image: np.ndarray, count: int, fail_after: int | None = None, delay: float = 0.0):  # noqa: ANN202
@@ -26,7 +27,7 @@ def test_three_sources_one_failing(analyzer, astronaut_bgr) -> None:  # noqa: AN
         "b": _frames(astronaut_bgr, 6, delay=0.05),
         "bad": _frames(astronaut_bgr, 6, fail_after=2),
     }
-    multi = analyzer.streams(sources, max_delay_ms=200)
+    multi = analyzer.streams(sources, max_delay_ms=200, schedule=ScheduleConfig(enabled=False))  # every face
     results = list(multi)
     counts = Counter(r.source for r in results)
     assert counts["a"] == 6 and counts["b"] == 6 and counts["bad"] == 2

@@ -41,10 +41,10 @@ def test_lost_tracks_expire_after_max_age() -> None:
 
 
 def test_smoothing_blends_probabilities() -> None:
-    tracker = IoUTracker(TrackerConfig(smoothing=0.5))
+    tracker = IoUTracker(TrackerConfig(smoothing=0.6))  # 0.6 of the old estimate, 0.4 of the new one
     tracker.update([_face(0, p_male=1.0)])
     face = tracker.update([_face(1, p_male=0.0)])[0]
-    assert face.gender.probs["male"] == pytest.approx(0.5)
+    assert face.gender.probs["male"] == pytest.approx(0.6)
     assert sum(face.gender.probs.values()) == pytest.approx(1.0)
     off = IoUTracker(TrackerConfig(smoothing=0.0))
     off.update([_face(0, p_male=1.0)])
