@@ -21,15 +21,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
-from .faces.align import crop_faces
+from .faces.quality import assess_faces
 from .frames import to_bgr_uint8
-from .pipeline import infer_crops, postprocess
+from .pipeline import PreparedFaces, finish_faces, infer_crops, prepare_faces
 from .results import FrameResult
 from .scheduling import FramePlan, ScheduleConfig
 from .streams import FrameStream
 
 if TYPE_CHECKING:
-    import numpy as np
 
     from .analyzer import Analyzer
 
@@ -46,7 +45,7 @@ class _Ready:
     index: int
     timestamp: float
     plan: FramePlan
-    crops: list[np.ndarray]
+    faces: PreparedFaces  # the planned faces: their quality, which pass min_quality, their crops
     timings: dict[str, float]
 
 
@@ -154,14 +153,14 @@ class MultiStream:
                 start = time.perf_counter()
                 detections = list(detector.detect(image))
                 mid = time.perf_counter()
-                plan = scheduler.plan(detections, item.timestamp)
-                crops = crop_faces(image, plan.to_infer, spec)
+                plan = scheduler.plan(detections, item.timestamp, assess_faces(image, detections))
+                faces = prepare_faces(image, plan.to_infer, spec, self.analyzer.min_quality)
                 timings = {
                     "decode": item.decode_ms,
                     "detect": (mid - start) * 1000.0,
                     "align": (time.perf_counter() - mid) * 1000.0,
                 }
-                self._put(_Ready(name, item.index, item.timestamp, plan, crops, timings))
+                self._put(_Ready(name, item.index, item.timestamp, plan, faces, timings))
         except BaseException as exc:  # reported to the consumer
             error = exc
         finally:
@@ -184,25 +183,29 @@ class MultiStream:
 
     def _infer(self, frames: list[_Ready]) -> list[FrameResult]:
         backend = self.analyzer._require_open()
-        crops = [c for f in frames for c in f.crops]
+        crops = [c for f in frames for c in f.faces.crops]
         start = time.perf_counter()
         with self.analyzer._backend_lock:
             logits = infer_crops(backend, crops, self.analyzer.manifest.preprocess)
         mid = time.perf_counter()
         manifest = self.analyzer.manifest
-        detections = [d for f in frames for d in f.plan.to_infer]
-        faces = postprocess(detections, logits, manifest.tasks, manifest.temperatures)
         share = 1000.0 / len(frames)
-        shared = {"infer": (mid - start) * share, "post": (time.perf_counter() - mid) * share}
         self.batches.append(len(crops))
         results, offset = [], 0
         for f in frames:
-            mine = faces[offset : offset + len(f.plan.infer)]
-            offset += len(f.plan.infer)
-            mine = self._schedulers[f.source].merge(f.plan, mine)
-            timings = {**f.timings, **shared}
-            self.analyzer._stats.add(timings)
-            results.append(FrameResult(f.index, f.timestamp, tuple(mine), timings, source=f.source))
+            rows = slice(offset, offset + len(f.faces.selected))
+            offset += len(f.faces.selected)
+            mine = finish_faces(
+                f.faces, {k: v[rows] for k, v in logits.items()}, manifest.tasks, manifest.temperatures
+            )
+            merged = self._schedulers[f.source].merge(f.plan, mine)
+            timings = {
+                **f.timings,
+                "infer": (mid - start) * share,
+                "post": (time.perf_counter() - mid) * share,
+            }
+            self.analyzer._add_stats(timings, mine)
+            results.append(FrameResult(f.index, f.timestamp, tuple(merged), timings, source=f.source))
         return results
 
     def __iter__(self) -> Iterator[FrameResult]:

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .errors import ConfigError
-from .results import Detection, FaceResult
+from .results import Detection, FaceResult, Quality
 from .tracking import IoUTracker, Track, TrackerConfig
 
 __all__ = ["FramePlan", "ScheduleConfig", "StreamScheduler"]
@@ -89,12 +89,19 @@ class FramePlan:
         detections: Every face found in the frame.
         tracks: The track of each detection (``None`` each when the stream does not track).
         infer: Indices into ``detections`` to send to the backbone, in detection order.
+        qualities: Each detection's :class:`~facesdk.results.Quality` when the stream measured
+            it (empty otherwise); :meth:`StreamScheduler.merge` puts it on every face.
     """
 
     timestamp: float
     detections: tuple[Detection, ...]
     tracks: tuple[Track | None, ...]
     infer: tuple[int, ...]
+    qualities: tuple[Quality | None, ...] = ()
+
+    def quality(self, i: int) -> Quality | None:
+        """The measured quality of detection ``i``, or ``None``."""
+        return self.qualities[i] if i < len(self.qualities) else None
 
     @property
     def to_infer(self) -> list[Detection]:
@@ -143,31 +150,35 @@ class StreamScheduler:
         self,
         detections: Sequence[Detection],
         timestamp: float,
-        qualities: Sequence[float | None] | None = None,
+        qualities: Sequence[Quality | float | None] | None = None,
     ) -> FramePlan:
-        """Track one frame's detections and choose the faces to infer (marks them scheduled)."""
+        """Track one frame's detections and choose the faces to infer (marks them scheduled).
+
+        ``qualities`` (one per detection: a :class:`~facesdk.results.Quality` or its score) let a
+        clearly better view be re-inferred; given as ``Quality``, they are carried onto the results.
+        """
         dets = tuple(detections)
+        measured = tuple(q if isinstance(q, Quality) else None for q in qualities or ())
         if self.tracker is None:
-            return FramePlan(timestamp, dets, (None,) * len(dets), tuple(range(len(dets))))
+            return FramePlan(timestamp, dets, (None,) * len(dets), tuple(range(len(dets))), measured)
         tracks = self.tracker.assign([d.box for d in dets])
         if self._last_time is not None:
             self._intervals.append(max(0.0, timestamp - self._last_time))
         self._last_time = timestamp
         lead = max(self._intervals, default=0.0)  # the longest recent frame interval: jitter-proof
-        qualities = qualities if qualities is not None else [None] * len(dets)
+        scores = [q.score if isinstance(q, Quality) else q for q in qualities or [None] * len(dets)]
         if not self.schedule.enabled:
             chosen = list(range(len(dets)))
         else:
             keys = [
-                self._wanted(t, d, q, timestamp, lead)
-                for t, d, q in zip(tracks, dets, qualities, strict=True)
+                self._wanted(t, d, q, timestamp, lead) for t, d, q in zip(tracks, dets, scores, strict=True)
             ]
             order = sorted((k, i) for i, k in enumerate(keys) if k)
             chosen = sorted(i for _, i in order[: self.schedule.max_crops_per_frame])
         for i in chosen:
             tracks[i].inferred_at = timestamp
-            tracks[i].inferred_view = (_area(dets[i].box), dets[i].score, qualities[i])
-        return FramePlan(timestamp, dets, tuple(tracks), tuple(chosen))
+            tracks[i].inferred_view = (_area(dets[i].box), dets[i].score, scores[i])
+        return FramePlan(timestamp, dets, tuple(tracks), tuple(chosen), measured)
 
     def merge(self, plan: FramePlan, inferred: Sequence[FaceResult]) -> tuple[FaceResult, ...]:
         """Every face of the planned frame with its track's latest estimate.
@@ -179,7 +190,10 @@ class StreamScheduler:
         if len(inferred) != len(plan.infer):
             raise ValueError(f"expected {len(plan.infer)} inferred faces, got {len(inferred)}")
         if self.tracker is None:
-            return tuple(inferred)
+            return tuple(
+                f if f.quality is not None else replace(f, quality=plan.quality(i))
+                for i, f in zip(plan.infer, inferred, strict=True)
+            )
         alpha = self.tracker.config.smoothing
         fresh = dict(zip(plan.infer, inferred, strict=True))
         out = []
@@ -188,7 +202,16 @@ class StreamScheduler:
             face = fresh.get(i)
             if face is not None and face.inferred and face.estimated:
                 attributes = track.absorb(face.attributes, plan.timestamp, alpha)
-                out.append(replace(face, track_id=track.track_id, attributes=attributes, estimate_age_s=0.0))
+                quality = face.quality if face.quality is not None else plan.quality(i)
+                out.append(
+                    replace(
+                        face,
+                        track_id=track.track_id,
+                        attributes=attributes,
+                        estimate_age_s=0.0,
+                        quality=quality,
+                    )
+                )
                 continue
             if face is not None:  # the pipeline skipped it (e.g. low quality): stay due
                 track.inferred_at = track.estimate_time
@@ -202,7 +225,7 @@ class StreamScheduler:
                     track_id=track.track_id,
                     inferred=False,
                     estimate_age_s=age,
-                    quality=None if face is None else face.quality,
+                    quality=plan.quality(i) if face is None or face.quality is None else face.quality,
                 )
             )
         return tuple(out)

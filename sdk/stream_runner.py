@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .faces.quality import assess_faces
 from .frames import to_bgr_uint8
 from .pipeline import analyze_faces
 from .results import FrameResult
@@ -71,8 +72,15 @@ class _Stages:
         timestamp = self.clock() if self.clock is not None else item.timestamp
         start = time.perf_counter()
         detections = list(self.detector.detect(image))
-        timings = {"decode": item.decode_ms, "detect": (time.perf_counter() - start) * 1000.0}
-        return _Prepared(item.index, timestamp, image, self.scheduler.plan(detections, timestamp), timings)
+        mid = time.perf_counter()
+        qualities = assess_faces(image, detections)  # every face's, also those not inferred now
+        timings = {
+            "decode": item.decode_ms,
+            "detect": (mid - start) * 1000.0,
+            "quality": (time.perf_counter() - mid) * 1000.0,
+        }
+        plan = self.scheduler.plan(detections, timestamp, qualities)
+        return _Prepared(item.index, timestamp, image, plan, timings)
 
     def finish(self, prepared: _Prepared) -> tuple[np.ndarray, FrameResult]:
         analyzer, plan, timings = self.analyzer, prepared.plan, prepared.timings
@@ -90,6 +98,7 @@ class _Stages:
         else:
             inferred = ()
             timings.update(align=0.0, infer=0.0, post=0.0)
+        timings["align"] = timings.get("align", 0.0) + timings.pop("quality", 0.0)  # quality is align work
         faces = self.scheduler.merge(plan, inferred)
         analyzer._add_stats(timings, inferred)  # counts the faces skipped for low quality
         result = FrameResult(prepared.index, prepared.timestamp, faces, timings, source=self.label)

@@ -194,8 +194,12 @@ def test_a_stream_keeps_the_tracks_last_estimate(
         backend = counted(a)
         faces = [r.faces[0] for r in a.stream(frames)]
         assert backend.faces == 1
-        assert a.stats()[SKIPPED_LOW_QUALITY]["count"] == 3.0
+        # Frame 0: a new track, scheduled and skipped; frame 1: still due, inferred; frames 2-3:
+        # the estimate is fresh, so the scheduler sends nothing (nothing more to skip).
+        assert a.stats()[SKIPPED_LOW_QUALITY]["count"] == 1.0
     assert len({f.track_id for f in faces}) == 1
+    assert all(f.quality is not None for f in faces)  # carried faces are measured too
+    assert faces[2].quality.score < 0.7 <= faces[1].quality.score
     assert not faces[0].estimated and not faces[0].inferred  # nothing to keep yet
     assert faces[1].estimated and faces[1].inferred and faces[1].estimate_age_s == 0.0
     for later in faces[2:]:
@@ -234,3 +238,35 @@ def test_analyze_command_takes_min_quality(
         assert bool(face["attributes"]) is estimated and face["inferred"] is estimated
         assert 0.5 < face["quality"]["score"] < 0.99
     assert main([*argv, "--min-quality", "2"]) == 2
+
+
+def test_a_stream_without_schedule_skips_every_low_quality_frame(
+    tiny_export: Path, yunet_path: Path, astronaut_bgr: np.ndarray
+) -> None:
+    from facesdk.scheduling import ScheduleConfig
+
+    blurred = cv2.GaussianBlur(astronaut_bgr, (0, 0), BLURRED)
+    frames = [blurred, astronaut_bgr, blurred, blurred]
+    with Analyzer(tiny_export, backend="onnxruntime", detector=yunet_path, min_quality=0.7) as a:
+        backend = counted(a)
+        faces = [r.faces[0] for r in a.stream(frames, schedule=ScheduleConfig(enabled=False))]
+        assert backend.faces == 1 and a.stats()[SKIPPED_LOW_QUALITY]["count"] == 3.0
+    assert [f.inferred for f in faces] == [False, True, False, False]
+    assert faces[3].attributes == faces[1].attributes  # the track's last estimate is kept
+
+
+def test_many_streams_skip_low_quality_faces_and_measure_every_face(
+    tiny_export: Path, yunet_path: Path, astronaut_bgr: np.ndarray
+) -> None:
+    from facesdk.scheduling import ScheduleConfig
+
+    blurred = cv2.GaussianBlur(astronaut_bgr, (0, 0), BLURRED)
+    sources = {"sharp": [astronaut_bgr] * 3, "soft": [blurred] * 3}
+    with Analyzer(tiny_export, backend="onnxruntime", detector=yunet_path, min_quality=0.7) as a:
+        backend = counted(a)
+        results = list(a.streams(sources, schedule=ScheduleConfig(enabled=False)))
+    by_source = {name: [r.faces[0] for r in results if r.source == name] for name in sources}
+    assert backend.faces == 3  # only the sharp source's faces reached the backbone
+    assert all(f.inferred and f.estimated for f in by_source["sharp"])
+    assert all(not f.estimated and not f.inferred for f in by_source["soft"])
+    assert all(f.quality is not None for r in results for f in r.faces)
