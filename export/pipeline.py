@@ -30,6 +30,7 @@ from .fp16 import convert_to_fp16
 from .merge import check_merge, merge_adapters
 from .onnx_export import INPUT_NAME, check_onnx, compare_onnx_torch, embed_metadata, export_onnx, ort_session
 from .options import ExportOptions, load_quantizer, preflight
+from .rewrite import resolve_rope_layout, rewrite_for_export
 from .tensorrt_build import EngineFromOnnx, check_engine_io, cuda_device_info, default_timing_cache
 
 __all__ = ["run_export", "load_for_export", "load_validation_crops", "VALIDATION_CROPS", "MODEL_FILES"]
@@ -130,8 +131,10 @@ def _onnx_stage(options: ExportOptions, stage: Path, ckpt: Path) -> tuple[Export
     names = [t.name for t in manifest.tasks]
     merged = merge_adapters(model)
     merge = check_merge(model, merged, size, validation=load_validation_crops(ckpt, manifest))
+    layout = resolve_rope_layout(options.rope_layout, options.engines)
+    graph, rewrite = rewrite_for_export(merged, layout, size)
     onnx_path = export_onnx(
-        merged,
+        graph,
         stage / MODEL_FILES["onnx", "fp32"],
         input_size=size,
         output_names=names,
@@ -146,7 +149,7 @@ def _onnx_stage(options: ExportOptions, stage: Path, ckpt: Path) -> tuple[Export
     complexity = complexity_record(merged, model, size, onnx_path)
     base = _base_manifest(options, manifest, complexity)
     embed_metadata(onnx_path, base.onnx_metadata())
-    parity = {"merge": merge.to_json(), "onnx_vs_torch": onnx_parity}
+    parity = {"merge": merge.to_json(), "rewrite": rewrite.to_json(), "onnx_vs_torch": onnx_parity}
     return base, parity
 
 
@@ -288,6 +291,8 @@ def run_export(options: ExportOptions) -> ExportManifest:
             more_models, more_parity = _engine(options, stage, base, precision)
             models.update(more_models)
             parity.update(more_parity)
+        layout = parity["rewrite"]["rope_layout"]  # every model file is made from this one graph
+        models = {k: replace(v, extra={**v.extra, "rope_layout": layout}) for k, v in models.items()}
         manifest = replace(base, models=models, parity=parity)
         if options.engines:
             import tensorrt as trt
