@@ -66,7 +66,8 @@ class Analyzer:
         verify: bool = True,
         **backend_opts: Any,
     ) -> None:
-        resolved = resolve_model(model, backend, precision, verify)
+        # explicit backend options pin auto to its old choice (they are one runtime's options)
+        resolved = resolve_model(model, backend, precision, verify, auto_select=not backend_opts)
         self.manifest = resolved.manifest
         self.model_path = resolved.path
         if hasattr(detector, "detect"):
@@ -74,10 +75,11 @@ class Analyzer:
         else:
             self.detector = FaceDetector(detector, detector_config)
         self.backend: Backend | None = create_backend(
-            resolved.backend, self.manifest, resolved.path, **backend_opts
+            resolved.backend, self.manifest, resolved.path, **{**resolved.options, **backend_opts}
         )
         describe = getattr(self.backend, "describe", None)
-        logger.info("analyzer backend: %s", describe() if describe else self.backend.name)
+        why = f" ({resolved.reason})" if resolved.reason else ""
+        logger.info("analyzer backend: %s%s", describe() if describe else self.backend.name, why)
         self.tracker_config = tracker or TrackerConfig()
         self._backend_lock = threading.Lock()
         self._stats = StageStats()
