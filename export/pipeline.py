@@ -24,6 +24,7 @@ from facesdk.errors import ConfigError, FaceSdkError, ManifestError
 from facesdk.export_manifest import ExportManifest, ModelEntry, TensorSpec
 from facesdk.manifest_io import FileEntry, sha256_file
 
+from .cpu_paths import bf16_agreement
 from .errors import ExportError
 from .flops import complexity_record
 from .fp16 import convert_to_fp16
@@ -283,6 +284,10 @@ def run_export(options: ExportOptions) -> ExportManifest:
     try:
         base, parity = _onnx_stage(options, stage, options.ckpt)
         models = dict([_entry(stage, "onnx", "fp32")])
+        bf16 = bf16_agreement(stage / MODEL_FILES["onnx", "fp32"], base, options.ckpt, options.calib)
+        if bf16 is not None:  # optional field: lets backend="auto" choose OpenVINO BF16
+            fp32 = models["onnx-fp32"]
+            models["onnx-fp32"] = replace(fp32, extra={**fp32.extra, "openvino_bf16": bf16})
         for precision in (p for p in options.precisions if p != "fp32"):
             more_models, more_parity = _lowp_onnx(options, stage, base, precision)
             models.update(more_models)
