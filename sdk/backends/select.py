@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import FaceSdkError
 from ..export_manifest import ExportManifest
 from ..manifest_io import atomic_write_json
 from .base import Backend, create_backend, run_batched
@@ -302,8 +303,12 @@ def _approve(
             if reference is None:
                 with make(CpuPath("onnxruntime", "onnx-fp32")) as ref_backend:  # type: ignore[attr-defined]
                     reference = run_batched(ref_backend, crops)
-            with make(path) as backend:  # type: ignore[attr-defined]
-                got = run_batched(backend, crops)
+            try:
+                with make(path) as backend:  # type: ignore[attr-defined]
+                    got = run_batched(backend, crops)
+            except FaceSdkError as exc:  # a runtime that cannot build this path: leave it out
+                left_out[path.name] = f"could not run: {exc}"
+                continue
             found = ({"agreement": _agreement(reference, got), "samples": len(crops),
                       "crops": "skimage lfw_subset", "source": "measured at first auto"}, "measured at first auto")  # fmt: skip
         record, source = found
@@ -364,9 +369,15 @@ def choose_cpu_path(
         logger.warning("ignoring the auto-choice cache %s: it chose %r, not approved here", cache, chosen)
     timings: dict[str, dict[str, float]] = {}
     for path in approved:
-        with make(path) as backend:  # type: ignore[attr-defined]
-            timings[path.name] = dict(timer(path, backend, manifest))
-    best = min(approved, key=lambda p: score(timings[p.name]))
+        try:
+            with make(path) as backend:  # type: ignore[attr-defined]
+                timings[path.name] = dict(timer(path, backend, manifest))
+        except FaceSdkError as exc:
+            if path == paths[0]:
+                raise  # the reference itself fails: nothing to compare against
+            left_out[path.name] = f"could not run: {exc}"
+    best = min((p for p in approved if p.name in timings), key=lambda p: score(timings[p.name]))
+    approved = [p for p in approved if p.name in timings]
     reference = timings[paths[0].name]
     ratio = score(timings[best.name]) / score(reference)
     skipped = "; ".join(f"{n}: {why}" for n, why in left_out.items())

@@ -209,3 +209,18 @@ def test_auto_measures_for_real_and_caches_under_facesdk_home(
     assert len(list((tmp_path / "auto").glob("*.json"))) == 1
     again = resolve_model(tiny_export, "auto")
     assert again.reason.startswith("cached choice") and again.backend == resolved.backend
+
+
+def test_a_path_that_cannot_run_is_left_out(tiny_export: Path, tmp_path: Path) -> None:
+    from facesdk.errors import BackendError
+
+    make, timer, _ = _fakes({}, MS)
+
+    def broken(path: CpuPath) -> FakeBackend:
+        if path.name == "openvino bf16":
+            raise BackendError("no bf16 here")
+        return make(path)
+
+    choice = _choose(tiny_export, tmp_path, broken, timer)
+    assert choice.path.name == "openvino fp32"
+    assert "openvino bf16: could not run: no bf16 here" in choice.reason
