@@ -168,3 +168,11 @@ def test_export_records_the_layout_of_every_model(
     assert manifest.parity["onnx_vs_torch"]["max_abs_diff"] <= 1e-4  # against the original merged model
     slices = _strided_slices(out / "model.onnx")
     assert (slices == 0) if layout == "half" else (slices > 0)
+    try:
+        import openvino as ov
+    except ImportError:
+        return
+    # what the rewrite is for: OpenVINO fuses the half layout into RoPE nodes (one per q and k per block)
+    compiled = ov.Core().compile_model(str(out / "model.onnx"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    kinds = [n.get_rt_info()["layerType"].astype(str) for n in compiled.get_runtime_model().get_ops()]
+    assert kinds.count("RoPE") == (4 if layout == "half" else 0)
