@@ -267,6 +267,8 @@ def write_report(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) ->
         f"- CPU: {meta['cpu']['model']} ({meta['cpu']['cores']} cores seen), flags: "
         f"{', '.join(meta['cpu']['flags']) or 'none of ' + ', '.join(CPU_FLAGS)}",
         f"- runtimes: {meta['versions']}; {THREADS} threads per path, each path in its own process",
+        f"- load average (1 min) at start / end: {meta['load_average'][0]} / {meta['load_average'][1]} "
+        f"on {meta['cpu']['cores']} cores (other jobs share the machine)",
         f"- model: `{BACKBONE}` at {meta['size']} px{meta['kwargs_note']}, random-init backbone with linear "
         "heads trained on its features of the synthetic face set: **the stand-in for hub weights**, which "
         "cannot be downloaded here",
@@ -336,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     size, kwargs = (64, {"depth": 2}) if args.tiny else (args.size, {})
     cpu = cpu_info()
+    load_start = os.getloadavg()[0]
     print(f"CPU: {cpu['model']}; flags: {', '.join(cpu['flags'])}", flush=True)
     with tempfile.TemporaryDirectory(prefix="fast_path-") as tmp:
         work = args.work or Path(tmp)
@@ -350,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "cpu": cpu, "versions": _versions(), "size": size, "rounds": args.rounds, "reps": list(args.reps),
         "held_out": len(held), "kwargs_note": f" ({kwargs})" if kwargs else "",
+        "load_average": [round(load_start, 1), round(os.getloadavg()[0], 1)],
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_report(args.out, rows, meta)
