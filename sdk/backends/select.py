@@ -319,6 +319,53 @@ def _approve(
     return records, left_out
 
 
+def _time_paths(
+    approved: list[CpuPath],
+    reference: CpuPath,
+    make: Maker,
+    timer: Timer,
+    manifest: ExportManifest,
+    left_out: dict[str, str],
+) -> dict[str, dict[str, float]]:
+    """Time every approved path; one that cannot run is left out (unless it is the reference)."""
+    timings: dict[str, dict[str, float]] = {}
+    for path in approved:
+        try:
+            with make(path) as backend:  # type: ignore[attr-defined]
+                timings[path.name] = dict(timer(path, backend, manifest))
+        except FaceSdkError as exc:
+            if path == reference:
+                raise  # the reference itself fails: nothing to compare against
+            left_out[path.name] = f"could not run: {exc}"
+    return timings
+
+
+def _write_cache(
+    cache: Path,
+    model_sha: str,
+    cpu: Mapping[str, Any],
+    choice: str,
+    reason: str,
+    timings: Mapping[str, Any],
+    measured: Mapping[str, Any],
+) -> None:
+    body = {
+        "kind": CACHE_KIND,
+        "schema_version": CACHE_SCHEMA,
+        "model_sha256": model_sha,
+        "cpu": dict(cpu),
+        "choice": choice,
+        "reason": reason,
+        "timings": dict(timings),
+        "agreement": dict(measured),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    try:
+        atomic_write_json(cache, {**body, "digest": _digest(body)})
+    except OSError as exc:  # a read-only home still runs, measuring each time
+        logger.warning("could not write the auto-choice cache %s: %s", cache, exc)
+
+
 def choose_cpu_path(
     directory: str | os.PathLike[str],
     manifest: ExportManifest,
@@ -367,39 +414,16 @@ def choose_cpu_path(
         return Choice(by_name[chosen], file_of(by_name[chosen]), reason, True, body.get("timings", {}))
     if chosen is not None:
         logger.warning("ignoring the auto-choice cache %s: it chose %r, not approved here", cache, chosen)
-    timings: dict[str, dict[str, float]] = {}
-    for path in approved:
-        try:
-            with make(path) as backend:  # type: ignore[attr-defined]
-                timings[path.name] = dict(timer(path, backend, manifest))
-        except FaceSdkError as exc:
-            if path == paths[0]:
-                raise  # the reference itself fails: nothing to compare against
-            left_out[path.name] = f"could not run: {exc}"
+    timings = _time_paths(approved, paths[0], make, timer, manifest, left_out)
     best = min((p for p in approved if p.name in timings), key=lambda p: score(timings[p.name]))
-    approved = [p for p in approved if p.name in timings]
-    reference = timings[paths[0].name]
-    ratio = score(timings[best.name]) / score(reference)
+    ratio = score(timings[best.name]) / score(timings[paths[0].name])
     skipped = "; ".join(f"{n}: {why}" for n, why in left_out.items())
     reason = (
-        f"fastest of {len(approved)} paths checked against FP32 ({score(timings[best.name]):.2f} ms/face, "
+        f"fastest of {len(timings)} paths checked against FP32 ({score(timings[best.name]):.2f} ms/face, "
         f"{ratio:.2f}x of onnxruntime fp32)" + (f"; not considered: {skipped}" if skipped else "")
     )
-    body = {
-        "kind": CACHE_KIND,
-        "schema_version": CACHE_SCHEMA,
-        "model_sha256": model_sha,
-        "cpu": cpu,
-        "choice": best.name,
-        "reason": reason,
-        "timings": timings,
-        "agreement": {n: r for n, r in records.items() if r.get("source") == "measured at first auto"},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    try:
-        atomic_write_json(cache, {**body, "digest": _digest(body)})
-    except OSError as exc:  # a read-only home still runs, measuring each time
-        logger.warning("could not write the auto-choice cache %s: %s", cache, exc)
+    measured = {n: r for n, r in records.items() if r.get("source") == "measured at first auto"}
+    _write_cache(cache, model_sha, cpu, best.name, reason, timings, measured)
     logger.info("backend auto: chose %s, %s", best.name, reason)
     return Choice(best, file_of(best), reason, False, timings)
 
