@@ -67,6 +67,9 @@ def build_parser(prog: str = "facesdk export") -> argparse.ArgumentParser:
                        help="torch.onnx exporter: torchscript (dynamo=False, default) or dynamo")  # fmt: skip
     build.add_argument("--int8-option", action="append", default=[], metavar="KEY=VALUE",
                        help="option for the INT8 quantizer, repeatable (e.g. accept_drop=true, method=percentile)")  # fmt: skip
+    build.add_argument("--rope-layout", choices=("auto", "half", "interleaved"), default="auto",
+                       help="RoPE graph layout: half (CPU runtimes fuse it), interleaved (timm's), auto: half "
+                       "unless TensorRT engines are built")  # fmt: skip
     build.add_argument(
         "--parity-samples", type=int, default=512, help="inputs for the engine agreement check"
     )
@@ -99,6 +102,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk export") -> int
         parity_samples=args.parity_samples,
         exporter=args.exporter,
         int8_options=parse_key_values(args.int8_option),
+        rope_layout=args.rope_layout,
     )
     manifest = run_export(options)
     parity = manifest.parity

@@ -14,6 +14,7 @@ from facesdk.export_manifest import EXPORT_MANIFEST, PRECISIONS
 from facesdk.outputs import check_output_dir
 
 from .onnx_export import DEFAULT_OPSET, EXPORTERS, check_opset
+from .rewrite import ROPE_LAYOUTS
 from .tensorrt_build import TRT_TYPINGS, tensorrt_unavailable_reason
 
 __all__ = [
@@ -92,6 +93,9 @@ class ExportOptions:
         parity_samples: Inputs for the engine-vs-ONNX Runtime agreement check.
         exporter: ``torchscript`` (default) or ``dynamo`` (both checked the same way).
         int8_options: Keyword options passed to ``quantize_export`` (e.g. ``method``, ``accept_drop``).
+        rope_layout: RoPE layout of the exported graph: ``half`` (the half-rotation rewrite of
+            ``facesdk.export.rewrite``, which CPU runtimes fuse), ``interleaved`` (the graph as timm
+            builds it) or ``auto`` (``half`` unless TensorRT engines are built).
     """
 
     ckpt: Path
@@ -113,6 +117,7 @@ class ExportOptions:
     parity_samples: int = 512
     exporter: str = "torchscript"
     int8_options: Mapping[str, Any] = field(default_factory=dict)
+    rope_layout: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ckpt", Path(self.ckpt))
@@ -139,6 +144,10 @@ class ExportOptions:
             raise ConfigError(f"--workspace-gb must be > 0, got {self.workspace_gb}")
         if self.exporter not in EXPORTERS:
             raise ConfigError(f"--exporter must be one of {EXPORTERS}, got {self.exporter!r}")
+        if self.rope_layout not in ("auto", *ROPE_LAYOUTS):
+            raise ConfigError(
+                f"--rope-layout must be one of auto, {', '.join(ROPE_LAYOUTS)}; got {self.rope_layout!r}"
+            )
         if self.parity_samples < 1:
             raise ConfigError(f"parity_samples must be >= 1, got {self.parity_samples}")
 

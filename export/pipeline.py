@@ -23,6 +23,7 @@ from facesdk.manifest_io import FileEntry, sha256_file
 from facesdk.outputs import StagedDir
 
 from .calib_source import CalibrationUse, calibration_set
+from .cpu_paths import bf16_agreement
 from .errors import ExportError
 from .flops import complexity_record
 from .fp16 import convert_to_fp16
@@ -30,6 +31,7 @@ from .merge import check_merge, merge_adapters
 from .onnx_export import INPUT_NAME, check_onnx, compare_onnx_torch, embed_metadata, export_onnx
 from .options import ExportOptions, ExportPlan, load_quantizer, preflight
 from .parity import face_crops, gate_parity, onnx_agreement
+from .rewrite import resolve_rope_layout, rewrite_for_export
 from .tensorrt_build import EngineFromOnnx, check_engine_io, cuda_device_info, default_timing_cache
 
 __all__ = ["run_export", "load_for_export", "load_validation_crops", "VALIDATION_CROPS", "MODEL_FILES"]
@@ -131,8 +133,10 @@ def _onnx_stage(options: ExportOptions, stage: Path, ckpt: Path) -> tuple[Export
     names = [t.name for t in manifest.tasks]
     merged = merge_adapters(model)
     merge = check_merge(model, merged, size, validation=load_validation_crops(ckpt, manifest))
+    layout = resolve_rope_layout(options.rope_layout, options.engines)
+    graph, rewrite = rewrite_for_export(merged, layout, size)
     onnx_path = export_onnx(
-        merged,
+        graph,
         stage / MODEL_FILES["onnx", "fp32"],
         input_size=size,
         output_names=names,
@@ -147,7 +151,7 @@ def _onnx_stage(options: ExportOptions, stage: Path, ckpt: Path) -> tuple[Export
     complexity = complexity_record(merged, model, size, onnx_path)
     base = _base_manifest(options, manifest, complexity)
     embed_metadata(onnx_path, base.onnx_metadata())
-    parity = {"merge": merge.to_json(), "onnx_vs_torch": onnx_parity}
+    parity = {"merge": merge.to_json(), "rewrite": rewrite.to_json(), "onnx_vs_torch": onnx_parity}
     return base, parity
 
 
@@ -257,6 +261,15 @@ def _export(options: ExportOptions, plan: ExportPlan, calib: CalibrationUse | No
     with staged as stage:
         base, parity = _onnx_stage(options, stage, options.ckpt)
         models = dict([_entry(stage, "onnx", "fp32")])
+        bf16 = bf16_agreement(
+            stage / MODEL_FILES["onnx", "fp32"],
+            base,
+            options.ckpt,
+            calib.directory if calib else options.calib,
+        )
+        if bf16 is not None:  # optional field: lets backend="auto" choose OpenVINO BF16
+            fp32 = models["onnx-fp32"]
+            models["onnx-fp32"] = replace(fp32, extra={**fp32.extra, "openvino_bf16": bf16})
         for precision in (p for p in options.precisions if p != "fp32"):
             more_models, more_parity = _lowp_onnx(options, stage, base, precision, calib)
             models.update(more_models)
@@ -265,6 +278,8 @@ def _export(options: ExportOptions, plan: ExportPlan, calib: CalibrationUse | No
             more_models, more_parity = _engine(options, stage, base, precision, calib)
             models.update(more_models)
             parity.update(more_parity)
+        layout = parity["rewrite"]["rope_layout"]  # every model file is made from this one graph
+        models = {k: replace(v, extra={**v.extra, "rope_layout": layout}) for k, v in models.items()}
         manifest = replace(base, models=models, parity=parity)
         if plan.engines:
             import tensorrt as trt

@@ -91,7 +91,8 @@ class Analyzer:
     ) -> None:
         check_model_arg(model)
         self.min_quality = check_min_quality(min_quality)
-        resolved = resolve_model(model, backend, precision, verify)
+        # explicit backend options pin auto to its old choice (they are one runtime's options)
+        resolved = resolve_model(model, backend, precision, verify, auto_select=not backend_opts)
         self.manifest = resolved.manifest
         self.model_path = resolved.path
         self._stream_detector: Any = None
@@ -103,10 +104,11 @@ class Analyzer:
             self.detector = FaceDetector(detector, detector_config)
         self.stream_detector_config = stream_detector_config or stream_config(detector_config)
         self.backend: Backend | None = create_backend(
-            resolved.backend, self.manifest, resolved.path, **backend_opts
+            resolved.backend, self.manifest, resolved.path, **{**resolved.options, **backend_opts}
         )
         describe = getattr(self.backend, "describe", None)
-        logger.info("analyzer backend: %s", describe() if describe else self.backend.name)
+        why = f" ({resolved.reason})" if resolved.reason else ""
+        logger.info("analyzer backend: %s%s", describe() if describe else self.backend.name, why)
         self.tracker_config = tracker or TrackerConfig()
         self.schedule_config = schedule or ScheduleConfig()
         self._backend_lock = threading.Lock()

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .checkpoint import CHECKPOINT_MANIFEST, load_checkpoint_manifest
 from .errors import ConfigError, ManifestError, MissingFileError, require
@@ -34,11 +36,17 @@ ONNX_ORDER = ("onnx-fp32", "onnx-int8", "onnx-fp16")
 
 @dataclass(frozen=True, slots=True)
 class ResolvedModel:
-    """A model ready to hand to :func:`facesdk.backends.create_backend`."""
+    """A model ready to hand to :func:`facesdk.backends.create_backend`.
+
+    ``options`` are backend options that ``auto`` chose (OpenVINO precision, batch buckets);
+    ``reason`` says why it chose this backend.
+    """
 
     manifest: ExportManifest
     backend: str
     path: Path
+    options: Mapping[str, Any] = field(default_factory=dict)
+    reason: str = ""
 
 
 def gpu_available() -> bool:
@@ -68,14 +76,21 @@ def _pick(manifest: ExportManifest, order: tuple[str, ...], precision: str | Non
     return next((k for k in order if k in manifest.models), None)
 
 
-def _from_export_dir(directory: Path, backend: str, precision: str | None, verify: bool) -> ResolvedModel:
+def _from_export_dir(
+    directory: Path, backend: str, precision: str | None, verify: bool, auto_select: bool = True
+) -> ResolvedModel:
     manifest = load_export_manifest(directory, verify=verify)
     engine = _pick(manifest, ENGINE_ORDER, precision, "engine")
     onnx = _pick(manifest, ONNX_ORDER, precision, "onnx")
     if backend == "auto":
         backend = "tensorrt" if engine is not None and gpu_available() else "onnxruntime"
-        detail = " (CUDA execution provider)" if backend == "onnxruntime" and ort_cuda_available() else ""
-        logger.info("backend auto: chose %s%s", backend, detail)
+        cuda = backend == "onnxruntime" and ort_cuda_available()
+        if backend == "onnxruntime" and not cuda and precision is None and auto_select and onnx is not None:
+            from .backends.select import choose_cpu_path  # the CPU's fastest checked path
+
+            choice = choose_cpu_path(directory, manifest)
+            return ResolvedModel(manifest, choice.backend, choice.file, choice.options, choice.reason)
+        logger.info("backend auto: chose %s%s", backend, " (CUDA execution provider)" if cuda else "")
     key = engine if backend == "tensorrt" else onnx
     if backend == "torch":
         raise ConfigError("backend 'torch' runs a checkpoint directory, not an export directory")
@@ -124,6 +139,7 @@ def resolve_model(
     precision: str | None = None,
     verify: bool = True,
     max_batch: int = 32,
+    auto_select: bool = True,
 ) -> ResolvedModel:
     """Find the manifest and model file for ``model`` and settle the backend kind.
 
@@ -134,6 +150,8 @@ def resolve_model(
         verify: Check model files' sha256 against the manifest (a lone ``.onnx``: against the
             digest it carries).
         max_batch: Max batch for checkpoint directories (exports carry their own).
+        auto_select: With ``backend="auto"``, no precision and no GPU, choose the CPU's fastest path
+            checked against FP32 (:mod:`facesdk.backends.select`); False keeps ONNX Runtime FP32.
     """
     if backend not in BACKEND_KINDS:
         raise ConfigError(f"backend must be one of {BACKEND_KINDS}, got {backend!r}")
@@ -144,7 +162,7 @@ def resolve_model(
         )
     if path.is_dir():
         if (path / EXPORT_MANIFEST).is_file():
-            return _from_export_dir(path, backend, precision, verify)
+            return _from_export_dir(path, backend, precision, verify, auto_select)
         if (path / CHECKPOINT_MANIFEST).is_file():
             if backend != "torch":
                 raise ConfigError(

@@ -29,7 +29,6 @@ from .scheduling import FramePlan, ScheduleConfig
 from .streams import FrameStream
 
 if TYPE_CHECKING:
-
     from .analyzer import Analyzer
 
 __all__ = ["MultiStream", "source_labels"]

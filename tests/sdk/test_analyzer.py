@@ -160,11 +160,18 @@ def test_stats_and_close(analyzer: Analyzer, astronaut_bgr: np.ndarray) -> None:
 
 
 def test_auto_backend_logs_its_choice(
-    tiny_export: Path, yunet_path: Path, caplog: pytest.LogCaptureFixture
+    tiny_export: Path,
+    yunet_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("FACESDK_HOME", str(tmp_path))  # the choice is cached there
     with caplog.at_level(logging.INFO, logger="facesdk"), Analyzer(tiny_export, detector=yunet_path) as a:
-        assert a.backend.name == "onnxruntime"
-    assert "backend auto: chose onnxruntime" in caplog.text
+        chosen = a.backend.name
+    assert chosen in ("onnxruntime", "openvino")
+    assert f"backend auto: chose {chosen}" in caplog.text
+    assert "paths checked against FP32" in caplog.text  # and why
 
 
 def test_model_and_detector_errors(

@@ -84,3 +84,38 @@ def test_bench_adds_openvino_rows(ov: object) -> None:
     assert [r["precision_hint"] for r in fp32] == ["f32", None]
     int8 = _openvino_rows(base, "q.onnx", "onnx-int8", "int8")
     assert [r["label"] for r in int8] == ["openvino int8 (default precision)"]
+
+
+def test_bucket_split_has_no_padding() -> None:
+    from facesdk.backends.openvino import split_into_buckets
+
+    assert split_into_buckets(13, (1, 2, 4, 8)) == [8, 4, 1]
+    assert split_into_buckets(7, (8, 4, 2, 1)) == [4, 2, 1]
+    assert split_into_buckets(8, (1, 2, 4, 8)) == [8]
+    assert split_into_buckets(5, (1, 4)) == [4, 1]
+
+
+def test_static_buckets_match_the_dynamic_model(ov: object, tiny_export: Path) -> None:
+    """Batches above the largest bucket (here 13 > 8) are split; outputs equal the dynamic model's."""
+    from dataclasses import replace
+
+    manifest = replace(load_export_manifest(tiny_export), batch=(1, 32))
+    model = tiny_export / manifest.models["onnx-fp32"].file.path
+    static = create_backend("openvino", manifest, model, batch_buckets=(1, 2, 4, 8))
+    dynamic = create_backend("openvino", manifest, model, batch_buckets=None)
+    with static, dynamic:
+        assert "static batches [1, 2, 4, 8]" in static.describe()
+        assert "dynamic batch" in dynamic.describe()
+        assert set(static._buckets) == {1}  # only the smallest is compiled up front
+        for n in (1, 3, 8, 13):
+            x = np.random.default_rng(n).standard_normal((n, 3, 32, 32)).astype(np.float32)
+            a, b = static.run(x), dynamic.run(x)
+            for task in a:
+                assert a[task].shape == b[task].shape == (n, b[task].shape[1])
+                np.testing.assert_allclose(a[task], b[task], atol=1e-5, rtol=0)
+        assert set(static._buckets) == {1, 2, 4, 8}
+
+
+def test_static_buckets_need_batch_one(ov: object, tiny_export: Path) -> None:
+    with pytest.raises(ConfigError, match="must include 1"):
+        _backends(tiny_export, batch_buckets=(2, 4))
