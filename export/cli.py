@@ -45,7 +45,12 @@ def build_parser(prog: str = "facesdk export") -> argparse.ArgumentParser:
     build.add_argument("--calib-source", type=Path, nargs="+", action="extend", default=[], metavar="PATH",
                        help="int8: collect the calibration crops now from these photos, folders, videos or "
                        "dataset CSVs, with the checkpoint's own preprocessing")  # fmt: skip
-    build.add_argument("--calib-count", type=int, default=512, help="crops to collect (default 512)")
+    build.add_argument(
+        "--calib-count",
+        type=int,
+        default=1024,
+        help="crops to collect (default 1024: half are held out for the INT8 gate)",
+    )
     build.add_argument("--keep-calib", type=Path, default=None, metavar="DIR",
                        help="keep the collected calibration set here (default: removed after the export)")  # fmt: skip
     build.add_argument("--detector", type=Path, default=None,

@@ -105,7 +105,7 @@ class ExportOptions:
     opset: int = DEFAULT_OPSET
     calib: Path | None = None
     calib_sources: tuple[Path, ...] = ()
-    calib_count: int = 512
+    calib_count: int = 1024
     keep_calib: Path | None = None
     detector: Path | None = None
     force: bool = False
