@@ -42,9 +42,6 @@ from facesdk.scheduling import ScheduleConfig
 
 log = logging.getLogger("stream_bench")
 
-DETECTOR = (
-    Path(__file__).resolve().parents[1] / ".." / "shared" / "models" / "face_detection_yunet_2026may.onnx"
-)
 FRAME = (1280, 720)
 PAN_PX = 2
 """Pixels the scene moves per frame."""
@@ -55,7 +52,6 @@ ASTRONAUT_FACE = (178.0, 63.0, 90.0, 113.0)
 
 
 # ------------------------------------------------------------------------------ measuring helpers
-# Small on purpose: they are what moves to ``facesdk.bench`` once it offers the same.
 def cpu_report() -> dict[str, Any]:
     """CPU model, cores and the flags that matter here (``facesdk.bench.cpu_info`` plus three named flags)."""
     from facesdk.bench import cpu_info
@@ -80,15 +76,10 @@ def percentiles(values: list[float], qs: tuple[int, ...] = (50, 95)) -> dict[str
 
 
 def median_ms(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
-    """Median wall time of ``fn()`` in ms."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000.0)
-    return float(np.median(times))
+    """Median wall time of ``fn()`` in ms (``facesdk.bench``'s timing loop)."""
+    from facesdk.bench.timing import time_calls
+
+    return float(np.median(time_calls(fn, warmup, repeats)))
 
 
 # ------------------------------------------------------------------------------ scenes and model
@@ -523,7 +514,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="onnxruntime,openvino" if importlib.util.find_spec("openvino") else "onnxruntime",
         help="comma-separated; OpenVINO (where installed) runs the default configuration only",
     )
-    p.add_argument("--detector", type=Path, default=DETECTOR if DETECTOR.is_file() else None)
+    p.add_argument(
+        "--detector", type=Path, default=None, help="YuNet model (default: the SDK's documented lookup)"
+    )
     p.add_argument("--detector-sizes", default="1280,960,640,480,320")
     p.add_argument("--detector-repeats", type=int, default=20)
     p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
