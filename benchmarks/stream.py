@@ -407,7 +407,8 @@ def render(report: dict[str, Any]) -> str:
         "configurations, each round in the reverse order of the one before (frames/s: over all rounds, each "
         "round's in brackets). Detector: YuNet at the stream "
         f"size (longest side {report['stream_max_side']}). Schedule: `ScheduleConfig()` defaults "
-        "(refresh 1 s, at most 2 crops per frame, new tracks first).",
+        f"(refresh {ScheduleConfig().refresh_s:g} s, at most {ScheduleConfig().max_crops_per_frame} crops "
+        "per frame, new tracks first).",
         "",
         "## Throughput and freshness (video file read as fast as the pipeline takes it)",
         "",

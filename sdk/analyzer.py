@@ -62,7 +62,7 @@ class Analyzer:
         tracker: Tracking and smoothing settings used by :meth:`stream`.
         schedule: Which tracked faces streams send to the backbone (default
             :class:`~facesdk.scheduling.ScheduleConfig`: new tracks, then estimates about to be
-            1 s old, then clearly better views; two faces per frame at most).
+            0.9 s old, then clearly better views; two faces per frame at most).
         stream_detector_config: Detector settings for streams (default: ``detector_config``
             with ``max_side`` at most 640, see :data:`facesdk.faces.detector.STREAM_MAX_SIDE`).
             Ignored when ``detector`` is a ready detector object (streams use it as given).
