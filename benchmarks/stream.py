@@ -362,6 +362,33 @@ def verdict(rows: list[dict[str, Any]]) -> list[str]:
             )
             + capacity(row, target)
         )
+    return lines + outside_backbone(rows)
+
+
+OUTSIDE_TARGET = 0.15
+"""With scheduling and overlap off, the most of the caller's time per frame spent outside the backbone call."""
+
+
+def outside_backbone(rows: list[dict[str, Any]]) -> list[str]:
+    """The share of the caller's time outside the backbone call, with scheduling and overlap off.
+
+    The caller's thread detects, crops, runs the backbone and post-processes in turn (decoding has its
+    own thread): ``1 - infer / (detect + backbone)``, from the per-stage means.
+    """
+    lines = []
+    for row in (r for r in rows if not r["schedule"] and not r["overlap"]):
+        total = row["threads_ms_per_frame"].get("detect + backbone")
+        infer = row["stage_ms"].get("infer")
+        if not total or infer is None:
+            continue
+        share = 1.0 - infer / total
+        faces = "one face" if row["video"] == "one" else "six faces"
+        met = "≤" if share <= OUTSIDE_TARGET else ">"
+        lines.append(
+            f"- {faces}, {row['backend']}, scheduling and overlap off: **{share:.1%} of the frame outside the "
+            f"backbone call** ({met} {OUTSIDE_TARGET:.0%}; {total - infer:.1f} of {total:.1f} ms: detect, "
+            "crop and quality, post-processing)."
+        )
     return lines
 
 

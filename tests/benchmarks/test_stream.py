@@ -60,3 +60,7 @@ def test_stream_benchmark_tiny(tmp_path: Path) -> None:
             assert row["crops_per_frame"] == faces
         assert row["fps"] > 0 and row["latency_ms"]["p50"] is not None
     assert report["detector"][0]["faces"] == 6 and report["detector"][0]["smallest_face_px"] is not None
+    for video in ("one", "six"):  # the outside-the-backbone share, from that row's own stage means
+        row = rows[video, False, False]
+        share = 1.0 - row["stage_ms"]["infer"] / row["threads_ms_per_frame"]["detect + backbone"]
+        assert 0.0 < share < 1.0 and f"**{share:.1%} of the frame outside the backbone call**" in text
