@@ -29,7 +29,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -40,28 +39,14 @@ from typing import Any
 
 import numpy as np
 
+from facesdk.bench.machine import CPU_FLAGS, cpu_info
+
 BACKBONE = "vit_pe_core_tiny_patch16_384"
 TARGET_RATIO = 0.25
 THRESHOLD = 0.98
 THREADS = 2
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 
 log = logging.getLogger("fast_path")
-
-
-def cpu_info() -> dict[str, Any]:
-    """CPU model name and the flags that decide BF16/INT8 speed."""
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    except OSError:
-        pass
-    return {"model": model, "flags": [f for f in CPU_FLAGS if f in flags], "cores": os.cpu_count()}
 
 
 # --------------------------------------------------------------------------------------------

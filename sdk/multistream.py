@@ -26,6 +26,7 @@ from .frames import to_bgr_uint8
 from .pipeline import PreparedFaces, finish_faces, infer_crops, prepare_faces
 from .results import FrameResult
 from .scheduling import FramePlan, ScheduleConfig
+from .stream_runner import put_until_stopped
 from .streams import FrameStream
 
 if TYPE_CHECKING:
@@ -132,12 +133,7 @@ class MultiStream:
         self.errors[name] = exc
 
     def _put(self, item: _Ready | _Done) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        put_until_stopped(self._queue, item, self._stop)
 
     def _work(self, name: str, stream: FrameStream) -> None:
         """Capture -> detect -> crop for one source, feeding the shared queue."""

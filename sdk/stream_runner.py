@@ -32,7 +32,7 @@ from .streams import FrameStream, StreamFrame
 if TYPE_CHECKING:
     from .analyzer import Analyzer
 
-__all__ = ["run_stream"]
+__all__ = ["put_until_stopped", "run_stream"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,16 @@ _END = object()
 JOIN_TIMEOUT_S = 10.0
 """How long closing a stream waits for its worker (a detector call in progress) before giving up."""
 Clock = Callable[[], float]
+
+
+def put_until_stopped(into: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
+    """Put ``item`` into a bounded queue, waiting while it is full, unless ``stop`` is set first."""
+    while not stop.is_set():
+        try:
+            into.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
 
 
 @dataclass(slots=True)
@@ -116,12 +126,7 @@ class _Ahead:
         self._thread.start()
 
     def _put(self, item: Any) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        put_until_stopped(self._queue, item, self._stop)
 
     def _run(self) -> None:
         try:

@@ -14,7 +14,6 @@ The inputs are never changed.
 
 from __future__ import annotations
 
-import io
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -25,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from facesdk.errors import ConfigError
-from facesdk.manifest_io import atomic_write_bytes
 from facesdk.tasks import MISSING, TaskSpec
 
+from .reporting import save_figure
 from .temperature import ECE_BINS, Calibration, calibration_at, fit_temperatures
 
 __all__ = [
@@ -76,12 +75,7 @@ def plot_reliability(curves: Mapping[str, Calibration], title: str, path: Path) 
     ax.set_ylabel("accuracy")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 def _cell(cal: Mapping[str, Any] | None, key: str, percent: bool) -> str:

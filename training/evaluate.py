@@ -52,6 +52,7 @@ from .eval_inputs import (
     read_crops,
 )
 from .feature_views import pca_2d, write_feature_views
+from .reporting import save_figure
 
 __all__ = [
     "TABLE_COLUMNS",
@@ -227,12 +228,7 @@ def plot_confusion(metrics: TaskMetrics, title: str, path: Path) -> None:
                 fontsize=7,
                 color="white" if rows[i, j] > 0.5 else "black",
             )
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 def _check_crops(manifest: Path, preprocess: Preprocess, model: str) -> None:

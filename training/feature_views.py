@@ -29,6 +29,7 @@ from facesdk.preprocess import Preprocess, to_input_tensor
 from facesdk.tasks import MISSING, TaskSpec
 
 from .datasets.manifest import ManifestRow
+from .reporting import save_figure
 
 __all__ = ["backbone_features", "pca_2d", "plot_projection", "tsne_2d", "write_feature_views"]
 
@@ -88,12 +89,7 @@ def plot_projection(
     ax.set_ylabel(axes[1])
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, markerscale=2, loc="best")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 def backbone_features(

@@ -20,11 +20,23 @@ from tqdm import tqdm
 
 from facesdk.manifest_io import atomic_write_bytes
 
-__all__ = ["Reporter", "accuracy_metrics", "confusion_metrics"]
+__all__ = ["Reporter", "accuracy_metrics", "confusion_metrics", "save_figure"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def save_figure(fig: Any, path: Path, dpi: int | None = None) -> None:
+    """Tighten, render to PNG, close and write ``fig`` to ``path`` atomically (parents made)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", **({} if dpi is None else {"dpi": dpi}))
+    plt.close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def accuracy_metrics(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, float]:
@@ -127,8 +139,4 @@ class Reporter:
         for ax in (ax_loss, ax_acc):
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90)
-        plt.close(fig)
-        atomic_write_bytes(self.out / "curves.png", buf.getvalue())
+        save_figure(fig, self.out / "curves.png", dpi=90)

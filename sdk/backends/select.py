@@ -30,7 +30,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -143,18 +142,11 @@ def cpu_signature() -> dict[str, Any]:
     """CPU model name and ISA flags, and the runtime versions: what a cached choice depends on."""
     import onnxruntime
 
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    except OSError:  # not Linux: the name alone
-        pass
+    from ..bench.machine import cpu_info  # the one CPU reader; imported late (bench imports backends)
+
+    cpu = cpu_info()
     runtimes = {"onnxruntime": onnxruntime.__version__, "openvino": _openvino_version()}
-    return {"model": model, "flags": [f for f in CPU_FLAGS if f in flags], "runtimes": runtimes}
+    return {"model": cpu["model"], "flags": cpu["flags"], "runtimes": runtimes}
 
 
 def _has_bf16(cpu: Mapping[str, Any]) -> bool:
