@@ -149,7 +149,8 @@ class MultiStream:
                 detections = list(detector.detect(image))
                 mid = time.perf_counter()
                 plan = scheduler.plan(detections, item.timestamp, assess_faces(image, detections))
-                faces = prepare_faces(image, plan.to_infer, spec, self.analyzer.min_quality)
+                measured = [plan.qualities[i] for i in plan.infer]
+                faces = prepare_faces(image, plan.to_infer, spec, self.analyzer.min_quality, measured)
                 timings = {
                     "decode": item.decode_ms,
                     "detect": (mid - start) * 1000.0,

@@ -24,7 +24,6 @@ from .tasks import TaskSpec
 from .temperature import apply_temperature
 
 __all__ = [
-    "EstimateCarry",
     "PreparedFaces",
     "STAGES",
     "SKIPPED_LOW_QUALITY",
@@ -100,6 +99,7 @@ def analyze_faces(
     timings: MutableMapping[str, float] | None = None,
     lock: Any = None,
     min_quality: float = 0.0,
+    qualities: Sequence[Quality] | None = None,
 ) -> tuple[FaceResult, ...]:
     """Measure quality, crop, infer (all faces in one batched call) and post-process the given detections.
 
@@ -112,13 +112,14 @@ def analyze_faces(
         lock: Optional context manager held around the backend call (thread safety).
         min_quality: Faces whose :class:`Quality` score is below this skip the backbone and are
             reported as not estimated (:func:`finish_faces`); 0 infers every face.
+        qualities: The detections' qualities when already measured (see :func:`prepare_faces`).
 
     Returns:
         One :class:`FaceResult` per detection, in order, each with its ``quality``.
     """
     timings = {} if timings is None else timings
     start = time.perf_counter()
-    prepared = prepare_faces(frame_bgr, detections, manifest.preprocess, min_quality)
+    prepared = prepare_faces(frame_bgr, detections, manifest.preprocess, min_quality, qualities)
     mid = time.perf_counter()
     crops = list(prepared.crops)
     if lock is not None:
@@ -179,11 +180,19 @@ class PreparedFaces:
 
 
 def prepare_faces(
-    frame_bgr: np.ndarray, detections: Sequence[Detection], spec: Preprocess, min_quality: float = 0.0
+    frame_bgr: np.ndarray,
+    detections: Sequence[Detection],
+    spec: Preprocess,
+    min_quality: float = 0.0,
+    qualities: Sequence[Quality] | None = None,
 ) -> PreparedFaces:
-    """Measure every face's quality and crop those at or above ``min_quality`` (the ``align`` stage)."""
+    """Measure every face's quality and crop those at or above ``min_quality`` (the ``align`` stage).
+
+    ``qualities`` already measured for ``detections`` (streams measure every face before scheduling)
+    are used as given instead of measured again.
+    """
     detections = tuple(detections)
-    qualities = assess_faces(frame_bgr, detections)
+    qualities = assess_faces(frame_bgr, detections) if qualities is None else tuple(qualities)
     selected = select_for_inference(qualities, min_quality)
     crops = crop_faces(frame_bgr, [detections[i] for i in selected], spec)
     return PreparedFaces(detections, qualities, selected, tuple(crops))
@@ -210,42 +219,3 @@ def finish_faces(
             face = FaceResult(det.box, det.score, det.landmarks, attributes={}, inferred=False)
         out.append(replace(face, quality=quality))
     return tuple(out)
-
-
-class EstimateCarry:
-    """Lets a tracked face skipped for low quality keep its track's last estimate (streams).
-
-    Call :meth:`update` with each frame's tracked faces: a face the backbone ran on
-    (``inferred``) records its attributes for its track; a face that was not estimated this frame
-    (empty ``attributes``) gets its track's last recorded attributes back, still with
-    ``inferred=False`` and ``estimate_age_s`` set to the seconds since that estimate. A track
-    with no estimate yet stays not estimated. Tracks unseen for more than ``max_age`` frames
-    are forgotten.
-    """
-
-    def __init__(self, max_age: int = 10) -> None:
-        self.max_age = max_age
-        self._last: dict[int, tuple[Mapping[str, Prediction], float, int]] = {}
-        self._frame = 0
-
-    def update(self, faces: Sequence[FaceResult], timestamp: float) -> tuple[FaceResult, ...]:
-        """One frame's tracked faces, with carried estimates filled in (faces without a track id pass)."""
-        self._frame += 1
-        out = []
-        for face in faces:
-            key = face.track_id
-            if key is None:
-                out.append(face)
-            elif face.inferred and face.attributes:
-                self._last[key] = (face.attributes, timestamp, self._frame)
-                out.append(face)
-            elif not face.attributes and key in self._last:
-                attributes, when, _ = self._last[key]
-                self._last[key] = (attributes, when, self._frame)
-                out.append(replace(face, attributes=attributes, estimate_age_s=max(0.0, timestamp - when)))
-            else:
-                out.append(face)
-        stale = [k for k, (_, _, seen) in self._last.items() if self._frame - seen > self.max_age]
-        for key in stale:
-            del self._last[key]
-        return tuple(out)

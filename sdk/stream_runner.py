@@ -104,6 +104,7 @@ class _Stages:
                 timings,
                 analyzer._backend_lock,
                 analyzer.min_quality,  # a face below it keeps its track's last estimate (merge)
+                [plan.qualities[i] for i in plan.infer],  # measured in prepare(), not again
             )
         else:
             inferred = ()

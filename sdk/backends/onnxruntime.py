@@ -20,7 +20,6 @@ __all__ = [
     "available_providers",
     "choose_providers",
     "create_session",
-    "read_onnx_metadata",
 ]
 
 logger = logging.getLogger(__name__)
@@ -105,12 +104,6 @@ def create_session(
         raise BackendError(f"ONNX Runtime could not load {name}: {exc}") from exc
     logger.info("onnxruntime session for %s on %s", name, session.get_providers())
     return session
-
-
-def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The ``metadata_props`` of an ONNX file, read through an unoptimised CPU session."""
-    session = create_session(path, providers=["CPUExecutionProvider"], optimize=False)
-    return dict(session.get_modelmeta().custom_metadata_map)
 
 
 class OnnxFileBackend:

@@ -21,8 +21,8 @@ from facesdk.faces.quality import (
     similarity_transform,
     size_score,
 )
-from facesdk.pipeline import SKIPPED_LOW_QUALITY, EstimateCarry
-from facesdk.results import FaceResult, Prediction, Quality
+from facesdk.pipeline import SKIPPED_LOW_QUALITY
+from facesdk.results import FaceResult, Quality
 
 # A head as five 3-D points (x right, y down, z towards the camera), eyes half a unit apart
 # each side: right eye, left eye, nose tip, right and left mouth corners (person's right/left).
@@ -208,21 +208,6 @@ def test_a_stream_keeps_the_tracks_last_estimate(
     assert faces[3].estimate_age_s >= faces[2].estimate_age_s
 
 
-def test_estimate_carry_ages_and_forgets() -> None:
-    prediction = Prediction.from_probs(("female", "male"), [0.3, 0.7])
-    seen = FaceResult((0, 0, 10, 10), 0.9, (), {"gender": prediction}, track_id=4)
-    skipped = FaceResult((0, 0, 10, 10), 0.9, (), {}, track_id=4, inferred=False)
-    stranger = FaceResult((50, 0, 10, 10), 0.9, (), {}, track_id=5, inferred=False)
-    carry = EstimateCarry(max_age=1)
-    carry.update([seen], 10.0)
-    kept, unknown = carry.update([skipped, stranger], 12.5)
-    assert kept.attributes == {"gender": prediction} and kept.estimate_age_s == 2.5 and not kept.inferred
-    assert unknown.attributes == {}
-    carry.update([], 13.0)
-    carry.update([], 14.0)
-    assert carry.update([skipped], 15.0)[0].attributes == {}  # track 4 unseen for 2 > max_age frames
-
-
 def test_analyze_command_takes_min_quality(
     tmp_path: Path, tiny_export: Path, yunet_path: Path, astronaut_bgr: np.ndarray
 ) -> None:
@@ -270,3 +255,18 @@ def test_many_streams_skip_low_quality_faces_and_measure_every_face(
     assert all(f.inferred and f.estimated for f in by_source["sharp"])
     assert all(not f.estimated and not f.inferred for f in by_source["soft"])
     assert all(f.quality is not None for r in results for f in r.faces)
+
+
+def test_a_stream_measures_each_face_once_per_frame(
+    tiny_export: Path, yunet_path: Path, astronaut_bgr: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from facesdk.faces import quality
+    from facesdk.scheduling import ScheduleConfig
+
+    calls = []
+    measure = quality.face_quality
+    monkeypatch.setattr(quality, "face_quality", lambda *a, **k: calls.append(1) or measure(*a, **k))
+    with Analyzer(tiny_export, backend="onnxruntime", detector=yunet_path) as a:
+        faces = [r.faces[0] for r in a.stream([astronaut_bgr] * 4, schedule=ScheduleConfig(enabled=False))]
+    assert all(f.inferred and f.quality is not None for f in faces)
+    assert len(calls) == 4  # scheduling measured it; the backbone run reused that measurement

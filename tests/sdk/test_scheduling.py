@@ -92,28 +92,6 @@ def test_an_uneven_frame_rate_does_not_let_estimates_overrun(tiny_export: Path) 
     assert max(ages) <= 0.45 + 1e-9
 
 
-def test_estimates_stay_fresh_when_refresh_frames_are_the_slow_ones(tiny_export: Path) -> None:
-    # Like a real stream: a frame that ran the backbone delays the next capture (80 ms a crop on
-    # top of 20 ms a frame), and six tracks born together fall due together with two crops a frame.
-    # Judged by the last few (quick) intervals, the last pair is refreshed frames after 1 s.
-    with _analyzer(tiny_export, lambda i: _boxes(6)) as analyzer:
-        seen = {"crops": 0, "now": 0.0}
-
-        def clock() -> float:
-            crops = analyzer.backend.crops
-            seen["now"] += 0.02 + 0.08 * (crops - seen["crops"])
-            seen["crops"] = crops
-            return seen["now"]
-
-        frames = (index_frame(i) for i in range(400))
-        results = list(analyzer.stream(frames, clock=clock, overlap=False))
-        crops = analyzer.backend.crops
-    ages = [f.estimate_age_s for r in results[3:] for f in r.faces]  # all six estimated from frame 3 on
-    assert results[-1].timestamp > 5.0  # several refresh rounds
-    assert max(ages) <= 1.0 + 1e-9
-    assert crops <= 6 * (results[-1].timestamp / 0.6 + 1)  # early refreshes stay bounded
-
-
 def test_over_budget_new_tracks_wait_at_most_ceil_n_over_budget_frames(tiny_export: Path) -> None:
     script = lambda i: _boxes(2) if i < 3 else _boxes(7)  # noqa: E731 - five faces appear at frame 3
     with _analyzer(tiny_export, script, schedule=ScheduleConfig(max_crops_per_frame=2)) as analyzer:
