@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..backends import create_backend
-from ..errors import ConfigError
+from ..errors import ConfigError, FaceSdkError
 from ..export_manifest import load_export_manifest
 from ..outputs import check_output_dir, created_dir
 from ..plugins import load_plugin
@@ -37,7 +37,7 @@ from .machine import cpu_info, describe_cpu, machine_info
 from .report import fmt, write_report
 from .timing import alternate_rounds, run_in_child, summarise, time_calls
 
-__all__ = ["main", "run_bench", "measure_row", "render_markdown", "zeroshot_complexity", "REFERENCE_ROW"]
+__all__ = ["main", "auto_choice", "run_bench", "measure_row", "render_markdown", "zeroshot_complexity", "REFERENCE_ROW"]
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,18 @@ def _zeroshot_lines(zs: dict[str, Any]) -> list[str]:
     ]
 
 
+def auto_choice(export_dir: Path, manifest: Any) -> dict[str, Any]:
+    """What ``Analyzer(model, backend="auto")`` runs on this machine, and why (its cache included)."""
+    from ..backends.select import choose_cpu_path
+
+    try:
+        choice = choose_cpu_path(export_dir, manifest)
+    except (FaceSdkError, OSError, RuntimeError, ValueError) as exc:  # the rows still stand; the report says why
+        log.warning("backend auto could not choose: %s", exc)
+        return {"choice": None, "reason": f"{type(exc).__name__}: {exc}", "cached": False}
+    return {"choice": choice.path.name, "reason": choice.reason, "cached": choice.cached}
+
+
 def run_bench(
     export_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -188,6 +200,7 @@ def run_bench(
         "complexity": _complexity_table(manifest),
         "latency": latency,
         "end_to_end": _end_to_end(export_dir, Path(video) if video else None, frames, detector),
+        "auto": auto_choice(export_dir, manifest),
         "zeroshot": zeroshot,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
@@ -238,6 +251,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         cells += [row.get("vs_onnxruntime_fp32"), row["samples"]]
         error = f" error: {row['error']}" if row["error"] else ""
         lines.append("| " + " | ".join(fmt(c) for c in cells) + " |" + error)
+    auto = report.get("auto")
+    if auto:
+        chosen = f"**{auto['choice']}**" if auto["choice"] else "nothing"
+        lines += ["", f"`backend=\"auto\"` runs {chosen} here: {auto['reason']}"]
     if report.get("zeroshot"):
         lines += ["", *_zeroshot_lines(report["zeroshot"])]
     e2e = report.get("end_to_end")

@@ -147,3 +147,24 @@ def test_facesdk_bench_writes_its_report(tiny_export: Path, tmp_path: Path) -> N
     assert rows["onnxruntime fp32"]["vs_onnxruntime_fp32"] == 1.0
     assert report["machine"]["threads"]["per_runtime"] == 1
     assert "onnxruntime fp32" in (out / "bench.md").read_text()
+
+
+def test_facesdk_bench_says_what_auto_chooses(
+    tiny_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report names auto's choice and reason; the second run reads the choice from auto's cache."""
+    from facesdk.backends.select import candidate_paths, cpu_signature
+    from facesdk.export_manifest import load_export_manifest
+
+    monkeypatch.setenv("FACESDK_HOME", str(tmp_path / "home"))
+    args = ["--model", str(tiny_export), "--batches", "1", "--threads", "1", "--repeats", "2"]
+    assert bench_cli.main([*args, "--out", str(tmp_path / "one")]) == 0
+    first = json.loads((tmp_path / "one" / "bench.json").read_text())["auto"]
+    names = [p.name for p in candidate_paths(load_export_manifest(tiny_export), cpu_signature())]
+    assert first["choice"] in names and not first["cached"]
+    assert "fastest of" in first["reason"]
+    assert f'`backend="auto"` runs **{first["choice"]}** here' in (tmp_path / "one" / "bench.md").read_text()
+    assert list((tmp_path / "home" / "auto").iterdir())  # the choice the Analyzer will read
+    assert bench_cli.main([*args, "--out", str(tmp_path / "two")]) == 0
+    second = json.loads((tmp_path / "two" / "bench.json").read_text())["auto"]
+    assert second["choice"] == first["choice"] and second["cached"]
