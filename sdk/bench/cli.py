@@ -37,7 +37,15 @@ from .machine import cpu_info, describe_cpu, machine_info
 from .report import fmt, write_report
 from .timing import alternate_rounds, run_in_child, summarise, time_calls
 
-__all__ = ["main", "auto_choice", "run_bench", "measure_row", "render_markdown", "zeroshot_complexity", "REFERENCE_ROW"]
+__all__ = [
+    "main",
+    "auto_choice",
+    "run_bench",
+    "measure_row",
+    "render_markdown",
+    "zeroshot_complexity",
+    "REFERENCE_ROW",
+]
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +169,7 @@ def auto_choice(export_dir: Path, manifest: Any) -> dict[str, Any]:
 
     try:
         choice = choose_cpu_path(export_dir, manifest)
-    except (FaceSdkError, OSError, RuntimeError, ValueError) as exc:  # the rows still stand; the report says why
+    except (FaceSdkError, OSError, RuntimeError, ValueError) as exc:  # the rows stand; the report says why
         log.warning("backend auto could not choose: %s", exc)
         return {"choice": None, "reason": f"{type(exc).__name__}: {exc}", "cached": False}
     return {"choice": choice.path.name, "reason": choice.reason, "cached": choice.cached}
@@ -254,7 +262,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     auto = report.get("auto")
     if auto:
         chosen = f"**{auto['choice']}**" if auto["choice"] else "nothing"
-        lines += ["", f"`backend=\"auto\"` runs {chosen} here: {auto['reason']}"]
+        lines += ["", f'`backend="auto"` runs {chosen} here: {auto["reason"]}']
     if report.get("zeroshot"):
         lines += ["", *_zeroshot_lines(report["zeroshot"])]
     e2e = report.get("end_to_end")
