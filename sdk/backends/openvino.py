@@ -97,6 +97,7 @@ class OpenVinoBackend:
         cache_dir: Folder for OpenVINO's compiled-model cache (speeds up GPU/NPU start-up).
         batch_buckets: Static batch sizes to compile (must include 1; those above the manifest's
             max batch are dropped), or ``None`` for one model with a dynamic batch axis.
+        profile: Keep OpenVINO's per-node timings (``PERF_COUNT``) for :meth:`op_profile`.
     """
 
     name = "openvino"
@@ -110,6 +111,7 @@ class OpenVinoBackend:
         num_threads: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         batch_buckets: Sequence[int] | None = DEFAULT_BUCKETS,
+        profile: bool = False,
     ) -> None:
         ov = _openvino()
         if precision_hint is not None and precision_hint not in PRECISION_HINTS:
@@ -141,7 +143,10 @@ class OpenVinoBackend:
             config["INFERENCE_NUM_THREADS"] = int(num_threads)
         if cache_dir is not None:
             config["CACHE_DIR"] = str(cache_dir)
+        if profile:
+            config["PERF_COUNT"] = True
         self._core, self._config = core, config
+        self._last: Any = None
         try:
             self._model = core.read_model(str(self.path))
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
@@ -215,11 +220,34 @@ class OpenVinoBackend:
         compiled = self._compile(bucket)
         request = self._buckets[bucket][1]
         values = request.infer({0: batch})
+        self._last = request
         return {
             name: np.array(values[port]) for name, port in zip(self._outputs, compiled.outputs, strict=True)
         }
 
+    def op_profile(self) -> dict[str, float]:
+        """Milliseconds per operation type of the last inference, largest first (``profile=True``).
+
+        OpenVINO's own per-node counters, summed by node type (``FullyConnected``, ``RoPE``,
+        ``ScaledDotProductAttention``, ...); the names after fusion, so they say what the CPU
+        plugin actually ran.
+
+        Raises:
+            BackendError: The backend was created without ``profile=True``, or has not run yet.
+        """
+        if not self._config.get("PERF_COUNT"):
+            raise BackendError("op_profile() needs OpenVinoBackend(..., profile=True)")
+        if self._last is None:
+            raise BackendError("op_profile(): nothing has run yet")
+        totals: dict[str, float] = {}
+        for node in self._last.get_profiling_info():
+            if str(node.status).endswith(".EXECUTED"):
+                ms = node.real_time.total_seconds() * 1e3
+                totals[node.node_type] = totals.get(node.node_type, 0.0) + ms
+        return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
     def close(self) -> None:
+        self._last = None
         self._request = None
         self._compiled = None
         self._buckets = {}

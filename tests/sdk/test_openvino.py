@@ -119,3 +119,19 @@ def test_static_buckets_match_the_dynamic_model(ov: object, tiny_export: Path) -
 def test_static_buckets_need_batch_one(ov: object, tiny_export: Path) -> None:
     with pytest.raises(ConfigError, match="must include 1"):
         _backends(tiny_export, batch_buckets=(2, 4))
+
+
+def test_op_profile_sums_the_last_run_by_operation_type(ov: object, tiny_export: Path) -> None:
+    """The tiny export is a pooling and linear heads: the profile names what ran, in ms."""
+    manifest = load_export_manifest(tiny_export)
+    with create_backend("openvino", manifest, tiny_export / "model.onnx", profile=True) as backend:
+        with pytest.raises(BackendError, match="nothing has run"):
+            backend.op_profile()
+        backend.run(np.zeros((2, 3, *manifest.input.shape[2:]), np.float32))
+        profile = backend.op_profile()
+    assert "FullyConnected" in profile and all(ms >= 0 for ms in profile.values())
+    assert list(profile.values()) == sorted(profile.values(), reverse=True)
+    with create_backend("openvino", manifest, tiny_export / "model.onnx") as plain:
+        plain.run(np.zeros((1, 3, *manifest.input.shape[2:]), np.float32))
+        with pytest.raises(BackendError, match="profile=True"):
+            plain.op_profile()
