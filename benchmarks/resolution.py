@@ -2,14 +2,15 @@
 
 One command:
 
-    python benchmarks/resolution.py --out docs/benchmarks/resolution
+    python -m benchmarks.resolution --out docs/benchmarks/resolution
 
 For each size it builds a random-init ``vit_pe_core_tiny_patch16_384`` checkpoint with
 ``model.kwargs.img_size`` (what ``configs/pe_core_t16_dora_{224,288}.yaml`` set), exports it with
 ``facesdk export build``'s pipeline (checking that the checkpoint and the export carry the size),
 and times ONNX Runtime FP32 and, where the CPU has BF16, OpenVINO BF16 (static batch buckets, the
 half-rotation graph: ``benchmarks/fast_path.py``'s fastest path) at batch 1 and 8, each path in its
-own process, 2 threads, in alternating rounds; it prints milliseconds per face per resolution.
+own process, 2 threads, in alternating rounds (``facesdk.bench``, through ``fast_path``'s worker);
+it prints milliseconds per face per resolution.
 Speed only: what a lower resolution costs in accuracy must be measured on FairFace/RAF-DB with
 ``facesdk eval`` by whoever has the data.
 """
@@ -17,25 +18,19 @@ Speed only: what a lower resolution costs in accuracy must be measured on FairFa
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
+from facesdk.bench.timing import summarise
+
+from . import fast_path as fp
+
 log = logging.getLogger("resolution")
-
-
-def _fast_path() -> Any:
-    spec = importlib.util.spec_from_file_location("fast_path", HERE / "fast_path.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
 
 
 def export_at(size: int, work: Path, kwargs: dict[str, Any]) -> Path:
@@ -73,7 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, default=None, help="fewer blocks (smoke runs only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    fp = _fast_path()
     cpu = fp.cpu_info()
     print(f"CPU: {cpu['model']}; flags: {', '.join(cpu['flags'])}", flush=True)
     bf16 = fp._have_openvino() and bool({"avx512_bf16", "amx_bf16"} & set(cpu["flags"]))
@@ -81,29 +75,25 @@ def main(argv: list[str] | None = None) -> int:
         [("openvino bf16 static", "openvino", "bf16")] if bf16 else []
     )
     kwargs = {"depth": args.depth} if args.depth else {}
-    times: dict[tuple[int, str], dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="resolution-") as tmp:
         exports = {s: export_at(s, Path(tmp), kwargs) for s in args.sizes}
         specs = [
-            {"name": f"{s} px / {name}", "size": s, "path": name, "export": str(exports[s]), "runtime": runtime,
-             "hint": hint, "static": True, "reps1": args.reps[0], "reps8": args.reps[1]}
+            {"label": f"{s} px / {name}", "size": s, "path": name, "export": str(exports[s]), "runtime": runtime,
+             "file": str(exports[s] / "model.onnx"), "hint": hint, "static": True, "reps1": args.reps[0],
+             "reps8": args.reps[1], "threads": fp.THREADS}
             for s in args.sizes for name, runtime, hint in paths
         ]  # fmt: skip
-        for r in range(args.rounds):
-            order = specs[r % len(specs) :] + specs[: r % len(specs)]
-            for spec in order[::-1] if r % 2 else order:
-                result = fp._run_child(spec)
-                slot = times.setdefault((spec["size"], spec["path"]), {"1": [], "8": []})
-                for batch, values in result["times_ms"].items():
-                    slot[batch].extend(values)
+        table = {
+            (r["label"], r["batch"]): r["p50_ms"] for r in summarise(fp.measure(specs, None, args.rounds))
+        }
     rows = []
-    for (size, path), t in sorted(times.items()):
-        b1, b8 = statistics.median(t["1"]), statistics.median(t["8"])
-        ref = times[(max(args.sizes), path)]
+    for spec in sorted(specs, key=lambda s: (s["size"], s["path"])):
+        size, path = spec["size"], spec["path"]
+        b1, b8 = table[spec["label"], 1], table[spec["label"], 8]
+        ref = f"{max(args.sizes)} px / {path}"
         rows.append({"size": size, "path": path, "ms_b1": b1, "ms_b8": b8, "ms_per_face_b8": b8 / 8,
-                     "vs_largest_b1": b1 / statistics.median(ref["1"]),
-                     "vs_largest_b8": b8 / statistics.median(ref["8"])})  # fmt: skip
-    command = "python benchmarks/resolution.py " + " ".join(sys.argv[1:] if argv is None else argv)
+                     "vs_largest_b1": b1 / table[ref, 1], "vs_largest_b8": b8 / table[ref, 8]})  # fmt: skip
+    command = "python -m benchmarks.resolution " + " ".join(sys.argv[1:] if argv is None else argv)
     lines = [
         "# Backbone time per face by input resolution (PE-T)",
         "",
@@ -113,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         "threads per path, each path in its own process",
         f"- model: random-init `vit_pe_core_tiny_patch16_384` with `img_size` set{f' ({kwargs})' if kwargs else ''}, "
         "exported with the half-rotation RoPE graph; speed does not depend on the weights",
-        f"- {args.rounds} alternating rounds, medians; a shared, noisy machine: compare within this table",
+        f"- {args.rounds} alternating rounds (`facesdk.bench`), medians over all rounds; a shared, noisy "
+        "machine: compare within this table",
         "- accuracy is not measured here: run `facesdk eval` on FairFace/RAF-DB for each size",
         "",
         "| size | path | batch 1 ms | batch 8 ms | ms per face (batch 8) | x largest size (b1) | x largest size (b8) |",
