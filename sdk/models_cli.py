@@ -29,7 +29,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     fetch = sub.add_parser("fetch", help="download the YuNet model, verify its sha256, install it")
     fetch.add_argument("--dir", default=None, help=f"target folder (default: {default_fetch_dir()})")
     fetch.add_argument("--url", default=DETECTOR_URL, help="download URL (file:// works for mirrors)")
-    fetch.add_argument("--sha256", default=DETECTOR_SHA256, help="expected sha256 of the file")
+    fetch.add_argument("--sha256", default=None,
+                       help=f"expected sha256 (a pin; only the store's own is accepted: {DETECTOR_SHA256[:12]}...)")  # fmt: skip
     fetch.add_argument("--force", action="store_true", help="download even if a valid copy exists")
     sub.add_parser(
         "path", help="print the verified detector path that would be used (exit 2 if none or damaged)"

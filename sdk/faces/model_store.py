@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import DetectorNotFoundError, IntegrityError, SourceError
+from ..errors import ConfigError, DetectorNotFoundError, IntegrityError, SourceError
 from ..integrity import cached_sha256, verify_file
 
 __all__ = [
@@ -155,7 +155,7 @@ def _download(opener: Callable[..., Any], url: str, dest: Path, sha256: str, tim
 def fetch_detector_model(
     dest_dir: str | os.PathLike[str] | None = None,
     url: str = DETECTOR_URL,
-    sha256: str = DETECTOR_SHA256,
+    sha256: str | None = None,
     force: bool = False,
     opener: Callable[..., Any] = urllib.request.urlopen,
     timeout: float = 60.0,
@@ -165,7 +165,11 @@ def fetch_detector_model(
     Args:
         dest_dir: Target folder; defaults to :func:`default_fetch_dir`.
         url: Where to download from (``file://`` URLs work, for tests and mirrors).
-        sha256: Expected hex digest; a mismatch leaves nothing behind.
+        sha256: Expected hex digest (default: the one the store knows); a download that does not
+            match leaves nothing behind. Only the store's own digest is accepted: the store
+            verifies its file against that digest on every load, so another file installed
+            under the detector's name would be refused later as damaged. Run another detector
+            model by its path instead (it runs with a warning).
         force: Download even when a file with the right hash is already there.
         opener: ``urllib.request.urlopen``-like callable (injectable for tests).
         timeout: Socket timeout in seconds.
@@ -173,6 +177,13 @@ def fetch_detector_model(
     Returns:
         The installed file's path.
     """
+    if sha256 is not None and sha256.strip().lower() != DETECTOR_SHA256:
+        raise ConfigError(
+            f"--sha256 {sha256[:16]}... is not the digest of {DETECTOR_FILENAME} ({DETECTOR_SHA256[:16]}...): "
+            "the model store installs only that file (it verifies it on every load). To run another "
+            "detector model, pass its path instead: Analyzer(..., detector=PATH) or --detector PATH"
+        )
+    sha256 = DETECTOR_SHA256
     dest = Path(dest_dir or default_fetch_dir()) / DETECTOR_FILENAME
     if dest.is_file() and not force:
         from ..manifest_io import sha256_file

@@ -7,13 +7,15 @@ import cv2
 import numpy as np
 import pytest
 
-from facesdk.errors import DetectorNotFoundError, IntegrityError
+from facesdk.cli import main as cli_main
+from facesdk.errors import ConfigError, DetectorNotFoundError, IntegrityError
 from facesdk.faces import (
     DETECTOR_FILENAME,
     DetectorConfig,
     FaceDetector,
     fetch_detector_model,
     find_detector_model,
+    model_store,
 )
 from facesdk.faces.model_store import cache_dir, default_fetch_dir
 from facesdk.manifest_io import sha256_file
@@ -56,11 +58,12 @@ def test_missing_detector_says_what_to_do(clean_env: Path) -> None:
         find_detector_model(clean_env / "nope.onnx")
 
 
-def test_fetch_from_file_url_verifies_and_installs(clean_env: Path) -> None:
+def test_fetch_from_file_url_verifies_and_installs(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     source = clean_env / "mirror.onnx"
     source.write_bytes(b"yunet bytes" * 100)
     digest = sha256_file(source)
-    path = fetch_detector_model(clean_env / "dest", url=source.as_uri(), sha256=digest)
+    monkeypatch.setattr(model_store, "DETECTOR_SHA256", digest)  # these bytes stand in for the real file
+    path = fetch_detector_model(clean_env / "dest", url=source.as_uri(), sha256=digest.upper())
     assert path.read_bytes() == source.read_bytes()
     assert fetch_detector_model(clean_env / "dest", url="file:///nonexistent", sha256=digest) == path
     assert not list((clean_env / "dest").glob(".*part"))
@@ -71,8 +74,21 @@ def test_fetch_refuses_sha256_mismatch_and_leaves_nothing(clean_env: Path) -> No
         return io.BytesIO(b"tampered")
 
     with pytest.raises(IntegrityError, match="refusing"):
-        fetch_detector_model(clean_env / "dest", sha256="0" * 64, opener=opener)
+        fetch_detector_model(clean_env / "dest", opener=opener)
     assert list((clean_env / "dest").iterdir()) == []
+
+
+def test_fetch_refuses_a_digest_the_store_would_reject(clean_env: Path) -> None:
+    """Another file under the detector's name would be refused as damaged on every later load:
+    fetch says so before downloading, and names the way that works (a path)."""
+    source = clean_env / "other.onnx"
+    source.write_bytes(b"another detector" * 100)
+    with pytest.raises(ConfigError, match="detector=PATH"):
+        fetch_detector_model(clean_env / "dest", url=source.as_uri(), sha256=sha256_file(source))
+    assert not (clean_env / "dest").exists()
+    code = cli_main(["models", "fetch", "--dir", str(clean_env / "dest"), "--url", source.as_uri(),
+                     "--sha256", sha256_file(source)])  # fmt: skip
+    assert code == 2 and not (clean_env / "dest").exists()
 
 
 def test_detector_config_refuses_bad_values() -> None:
