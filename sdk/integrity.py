@@ -34,7 +34,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from .errors import IntegrityError, ManifestError
@@ -46,6 +46,7 @@ __all__ = [
     "check_onnx_digest",
     "clear_cache",
     "read_onnx_metadata",
+    "set_onnx_metadata",
     "stamp_onnx_digest",
     "verify_file",
 ]
@@ -301,27 +302,45 @@ def check_onnx_digest(path: str | os.PathLike[str]) -> str | None:
     return value
 
 
-def stamp_onnx_digest(path: str | os.PathLike[str]) -> str:
-    """Write the file's digest into its ``metadata_props`` (replacing any old one), atomically.
+def _entry(key: str, value: bytes) -> bytes:
+    """One ``metadata_props`` entry (a ``StringStringEntryProto`` field of the ModelProto)."""
+    raw = key.encode()
+    body = b"\x0a" + _encode_varint(len(raw)) + raw + b"\x12" + _encode_varint(len(value)) + value
+    return bytes([(_METADATA_FIELD << 3) | 2]) + _encode_varint(len(body)) + body
 
-    Call it after the last write of an ONNX file: anything that re-serializes the model
-    afterwards (``onnx.save``) must stamp again. Returns the digest.
+
+def set_onnx_metadata(path: str | os.PathLike[str], values: Mapping[str, str]) -> str:
+    """Replace (or add) ``metadata_props`` entries of an ONNX file and stamp its digest, atomically.
+
+    Works on the serialized file without the ``onnx`` package, so the stages that only change
+    facesdk's metadata (e.g. the temperatures of a calibrated copy) need no ONNX dependency.
+    Returns the new digest (:data:`ONNX_DIGEST_KEY`).
     """
     from .manifest_io import atomic_write_bytes
 
     path = Path(path)
     data = path.read_bytes()
-    stale = [(s, e) for key, _, s, e, _, _ in _parse(path, data) if key == ONNX_DIGEST_KEY]
+    drop = {ONNX_DIGEST_KEY, *values}
+    stale = [(s, e) for key, _, s, e, _, _ in _parse(path, data) if key in drop]
     kept = bytearray()
     pos = 0
     for start, end in stale:
         kept += data[pos:start]
         pos = end
     kept += data[pos:]
-    key = ONNX_DIGEST_KEY.encode()
-    entry = b"\x0a" + _encode_varint(len(key)) + key + b"\x12" + _encode_varint(64) + DIGEST_PLACEHOLDER
-    kept += bytes([(_METADATA_FIELD << 3) | 2]) + _encode_varint(len(entry)) + entry
+    for key, value in values.items():
+        kept += _entry(key, value.encode())
+    kept += _entry(ONNX_DIGEST_KEY, DIGEST_PLACEHOLDER)
     digest = hashlib.sha256(kept).hexdigest()
     kept[-64:] = digest.encode()
     atomic_write_bytes(path, bytes(kept))
     return digest
+
+
+def stamp_onnx_digest(path: str | os.PathLike[str]) -> str:
+    """Write the file's digest into its ``metadata_props`` (replacing any old one), atomically.
+
+    Call it after the last write of an ONNX file: anything that re-serializes the model
+    afterwards (``onnx.save``) must stamp again. Returns the digest.
+    """
+    return set_onnx_metadata(path, {})

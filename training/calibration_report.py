@@ -8,12 +8,15 @@ Per model, dataset and task the report compares the probabilities at three tempe
   manifest together (:func:`facesdk.training.temperature.fit_temperature`).
 
 ``--calibrate`` also writes ``calibrated/<model>/``: a copy of the checkpoint or export directory
-whose manifest carries the refitted temperatures (the weights and model files are byte-identical).
-The inputs are never changed.
+whose manifest carries the refitted temperatures. The weights and engines are byte-identical; each
+ONNX file of an export gets the new temperatures in its facesdk metadata too (so the lone file
+serves them), with a new digest, and the manifest records the new hashes. The inputs are never
+changed.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -143,7 +146,10 @@ def write_calibrated(source: Path, temperatures: Mapping[str, float], dest: Path
         stage = tmp / "copy"
         manifest_name = CHECKPOINT_MANIFEST if is_checkpoint else EXPORT_MANIFEST
         shutil.copytree(source, stage, ignore=shutil.ignore_patterns(manifest_name))
-        replace(manifest, temperatures=dict(temperatures)).write(stage)
+        manifest = replace(manifest, temperatures=dict(temperatures))
+        if not is_checkpoint:
+            manifest = _restamp_onnx(stage, manifest)
+        manifest.write(stage)
         old = tmp / "old"
         if dest.exists():
             dest.rename(old)
@@ -151,6 +157,28 @@ def write_calibrated(source: Path, temperatures: Mapping[str, float], dest: Path
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def _restamp_onnx(stage: Path, manifest: Any) -> Any:
+    """Write ``manifest``'s temperatures into every ONNX file's metadata; return it with the new hashes."""
+    from facesdk.export_manifest import ONNX_METADATA_KEYS
+    from facesdk.integrity import read_onnx_metadata, set_onnx_metadata
+    from facesdk.manifest_io import FileEntry
+    from facesdk.temperature import TEMPERATURES_KEY
+
+    models = dict(manifest.models)
+    for key, entry in manifest.models.items():
+        if entry.format != "onnx":
+            continue
+        path = stage / entry.file.path
+        summary_key = ONNX_METADATA_KEYS["summary"]
+        summary = json.loads(read_onnx_metadata(path).get(summary_key, "{}"))
+        summary.pop(TEMPERATURES_KEY, None)
+        if manifest.temperatures:
+            summary[TEMPERATURES_KEY] = dict(manifest.temperatures)
+        set_onnx_metadata(path, {summary_key: json.dumps(summary)})
+        models[key] = replace(entry, file=FileEntry.of(stage, entry.file.path))
+    return replace(manifest, models=models)
 
 
 def _labels(rows: Sequence[Any], task: str) -> np.ndarray:

@@ -20,6 +20,7 @@ from facesdk.integrity import (
     check_onnx_digest,
     clear_cache,
     read_onnx_metadata,
+    set_onnx_metadata,
     stamp_onnx_digest,
     verify_file,
 )
@@ -123,6 +124,27 @@ def test_onnx_digest_roundtrip_and_runtime_sees_it(tmp_path: Path) -> None:
     onnx.checker.check_model(str(model))
     assert stamp_onnx_digest(model) == digest  # stamping again replaces, never duplicates
     assert [p.key for p in onnx.load(str(model)).metadata_props].count(ONNX_DIGEST_KEY) == 1
+
+
+def test_set_onnx_metadata_replaces_adds_and_restamps(tmp_path: Path) -> None:
+    """Metadata edits without the onnx package: one entry replaced, one added, the rest and the
+    graph untouched, a new digest that verifies; the runtime reads what was written."""
+    make_tiny_export(tmp_path)
+    model = tmp_path / "model.onnx"
+    before = read_onnx_metadata(model)
+    changed = next(k for k in before if k != ONNX_DIGEST_KEY)
+    digest = set_onnx_metadata(model, {changed: "new value", "extra.key": "é"})
+    after = read_onnx_metadata(model)
+    assert after[changed] == "new value" and after["extra.key"] == "é"
+    assert {k: v for k, v in after.items() if k not in (changed, "extra.key", ONNX_DIGEST_KEY)} == {
+        k: v for k, v in before.items() if k not in (changed, ONNX_DIGEST_KEY)
+    }
+    clear_cache()
+    assert check_onnx_digest(model) == digest != before[ONNX_DIGEST_KEY]
+    onnx = pytest.importorskip("onnx")
+    loaded = onnx.load(str(model))
+    assert [p.key for p in loaded.metadata_props].count(changed) == 1
+    onnx.checker.check_model(loaded)
 
 
 def _flip_weight(path: Path) -> None:

@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
+from facesdk.export_manifest import load_export_manifest, manifest_from_onnx_metadata
+from facesdk.integrity import check_onnx_digest, read_onnx_metadata
 from facesdk.manifest_io import FileEntry
 from facesdk.tasks import DEFAULT_TASKS, MISSING
 from facesdk.training.datasets import write_manifest
@@ -107,12 +109,16 @@ def test_calibrate_lowers_ece_keeps_accuracy_and_never_touches_the_input(
     assert "| over | fairface | age |" in (out / "calibration.md").read_text()
     assert "## Calibration" in (out / "results.md").read_text()
 
-    # The calibrated copy: same model file, the refitted temperatures in its manifest.
+    # The calibrated copy: the refitted temperatures in its manifest and in the ONNX file's own
+    # metadata (a lone model.onnx serves them too), whose digest and manifest hash still verify.
     copy = out / entry["calibrated"]["path"]
     assert copy == out / "calibrated" / "over"
     fitted = {t: c["refit"]["temperature"] for t, c in calibration.items()}
     assert json.loads((copy / "export.json").read_text())["temperatures"] == fitted
-    assert (copy / "model.onnx").read_bytes() == before["model.onnx"]
+    assert load_export_manifest(copy).temperatures == fitted  # verifies every file's hash
+    lone = manifest_from_onnx_metadata(read_onnx_metadata(copy / "model.onnx"), "model.onnx")
+    assert lone.temperatures == fitted
+    assert check_onnx_digest(copy / "model.onnx") is not None
     assert {p.name: p.read_bytes() for p in export.iterdir()} == before  # the input is unchanged
 
     # Evaluated again, the copy has the same accuracy and predictions, and ships the refit's ECE.
