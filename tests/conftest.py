@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.helpers import train_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,16 +37,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     pytest.importorskip("torch", reason="the smoke run needs the [train] extra")
     out = tmp_path_factory.mktemp("smoke_run")
-    cmd = [
-        sys.executable,
-        "-m",
-        "facesdk.training",
-        "train",
-        "--config",
-        str(ROOT / "configs/smoke.yaml"),
-        "--out",
-        str(out),
-    ]
+    cmd = train_command(ROOT / "configs/smoke.yaml", out)
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     if proc.returncode != 0:
         pytest.fail(f"smoke training failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
