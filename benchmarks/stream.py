@@ -29,7 +29,7 @@ import math
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -310,6 +310,54 @@ def _f(value: Any, digits: int = 1) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def _table(title: str, intro: str, columns: tuple[str, ...], rows: Iterable[list[str]]) -> list[str]:
+    """A ``##`` section with its paragraph (none when ``intro`` is empty) and a Markdown table of ``rows``."""
+    return [
+        "",
+        f"## {title}",
+        "",
+        *([intro, ""] if intro else []),
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *("| " + " | ".join(cells) + " |" for cells in rows),
+    ]
+
+
+CONFIG_COLUMNS = ("faces", "backend", "schedule", "overlap")
+"""The columns that name a run's configuration, first in every table of runs."""
+
+
+def _runs_table(
+    title: str,
+    intro: str,
+    columns: tuple[str, ...],
+    runs: list[dict[str, Any]],
+    cells: Callable[[dict[str, Any]], list[str]],
+) -> list[str]:
+    """A table with a row per run: its configuration's cells, then ``cells(run)`` under ``columns``."""
+    return _table(title, intro, (*CONFIG_COLUMNS, *columns), (_config_cells(r) + cells(r) for r in runs))
+
+
+def _config_cells(r: dict[str, Any]) -> list[str]:
+    faces = "1" if r["video"] == "one" else "6"
+    return [faces, r["backend"], "on" if r["schedule"] else "off", "on" if r["overlap"] else "off"]
+
+
+def _throughput_cells(r: dict[str, Any]) -> list[str]:
+    age = r["estimate_age_s"]
+    return [
+        f"**{_f(r['fps'])}** ({', '.join(_f(x) for x in r['fps_rounds'])})",
+        _f(r["crops_per_frame"], 2),
+        f"{_f(age['p50'], 2)} / {_f(age['p95'], 2)} / {_f(age['max'], 2)}",
+        ", ".join(f"{k} {v:.1f}" for k, v in r["threads_ms_per_frame"].items()),
+    ]
+
+
+def _latency_cells(r: dict[str, Any]) -> list[str]:
+    lat = r["latency_ms"]
+    return [f"{_f(lat['p50'])} / {_f(lat['p95'])}", f"{100 * (r['live_dropped_share'] or 0):.0f}%"]
+
+
 def stage_split(stages: dict[str, float], overlap: bool) -> dict[str, float]:
     """Mean ms per frame of each thread of the pipeline: capture (decode) and, overlapped, detect and backbone.
 
@@ -430,54 +478,41 @@ def render(report: dict[str, Any]) -> str:
         f"size (longest side {report['stream_max_side']}). Schedule: `ScheduleConfig()` defaults "
         f"(refresh {ScheduleConfig().refresh_s:g} s, at most {ScheduleConfig().max_crops_per_frame} crops "
         "per frame, new tracks first).",
-        "",
-        "## Throughput and freshness (video file read as fast as the pipeline takes it)",
-        "",
-        "| faces | backend | schedule | overlap | frames/s | crops/frame | estimate age p50 / p95 / max (s) "
-        "| ms per frame in each thread |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in report["rows"]:
-        age = r["estimate_age_s"]
-        lines.append(
-            f"| {'1' if r['video'] == 'one' else '6'} | {r['backend']} | {'on' if r['schedule'] else 'off'} | "
-            f"{'on' if r['overlap'] else 'off'} | **{_f(r['fps'])}** ({', '.join(_f(x) for x in r['fps_rounds'])}) | "
-            f"{_f(r['crops_per_frame'], 2)} | "
-            f"{_f(age['p50'], 2)} / {_f(age['p95'], 2)} / {_f(age['max'], 2)} | "
-            + ", ".join(f"{k} {v:.1f}" for k, v in r["threads_ms_per_frame"].items())
-            + " |"
-        )
-    lines += [
+    lines += _runs_table(
+        "Throughput and freshness (video file read as fast as the pipeline takes it)",
         "",
-        "## Latency (the same video as a live camera)",
-        "",
+        ("frames/s", "crops/frame", "estimate age p50 / p95 / max (s)", "ms per frame in each thread"),
+        report["rows"],
+        _throughput_cells,
+    )
+    lines += _runs_table(
+        "Latency (the same video as a live camera)",
         f"Frames delivered at {report['fps']:.0f} frames/s for {report['live_seconds']:.0f} s through a live "
         "`FrameStream` (queue of one, oldest frame dropped when behind; the file loops); latency is capture "
         "to result.",
-        "",
-        "| faces | backend | schedule | overlap | latency p50 / p95 (ms) | frames dropped |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in report["rows"]:
-        lat = r["latency_ms"]
-        lines.append(
-            f"| {'1' if r['video'] == 'one' else '6'} | {r['backend']} | {'on' if r['schedule'] else 'off'} | "
-            f"{'on' if r['overlap'] else 'off'} | {_f(lat['p50'])} / {_f(lat['p95'])} | "
-            f"{100 * (r['live_dropped_share'] or 0):.0f}% |"
-        )
-    lines += ["", "## Targets", "", *verdict(report["rows"]), "", "## Detector input size", ""]
-    lines += [
+        ("latency p50 / p95 (ms)", "frames dropped"),
+        report["rows"],
+        _latency_cells,
+    )
+    lines += ["", "## Targets", "", *verdict(report["rows"])]
+    lines += _table(
+        "Detector input size",
         "YuNet on the six-face 1280 x 720 frame at each longest side; the smallest face is the astronaut's "
         "face box (frame pixels) at the last size found while shrinking it in 2% steps on the same canvas.",
-        "",
-        "| max_side | ms (median) | faces found (of 6) | smallest face found (w x h px) |",
-        "|---|---|---|---|",
-    ]
-    for d in report["detector"]:
-        small = d["smallest_face_px"]
-        lines.append(
-            f"| {d['max_side']} | {d['ms']:.1f} | {d['faces']} | {f'{small[0]} x {small[1]}' if small else 'none'} |"
-        )
+        ("max_side", "ms (median)", "faces found (of 6)", "smallest face found (w x h px)"),
+        (
+            [
+                str(d["max_side"]),
+                f"{d['ms']:.1f}",
+                str(d["faces"]),
+                f"{d['smallest_face_px'][0]} x {d['smallest_face_px'][1]}"
+                if d["smallest_face_px"]
+                else "none",
+            ]
+            for d in report["detector"]
+        ),
+    )
     lines += ["", f"![frames/s per configuration]({report['plot']})", ""]
     return "\n".join(lines)
 

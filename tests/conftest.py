@@ -4,14 +4,42 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 
+from facesdk.testing import make_tiny_export
+from tests.helpers import train_command
+
 ROOT = Path(__file__).resolve().parents[1]
+YUNET = (ROOT / ".." / "shared" / "models" / "face_detection_yunet_2026may.onnx").resolve()
+
+
+@pytest.fixture(scope="session")
+def yunet_path() -> Path:
+    """The YuNet face detector that every stage's tests use; skips when it is not there."""
+    if not YUNET.is_file():
+        pytest.skip(f"YuNet test model not found at {YUNET}")
+    return YUNET
+
+
+@pytest.fixture(scope="session")
+def astronaut_bgr() -> np.ndarray:
+    """``skimage.data.astronaut()`` as BGR (one face, where ``yunet_path`` finds it)."""
+    data = pytest.importorskip("skimage.data")
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny torch-free export (``facesdk.testing.make_tiny_export``, batch up to 8)."""
+    directory = tmp_path_factory.mktemp("export")
+    make_tiny_export(directory, max_batch=8)
+    return directory
 
 
 @pytest.fixture
@@ -36,16 +64,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     pytest.importorskip("torch", reason="the smoke run needs the [train] extra")
     out = tmp_path_factory.mktemp("smoke_run")
-    cmd = [
-        sys.executable,
-        "-m",
-        "facesdk.training",
-        "train",
-        "--config",
-        str(ROOT / "configs/smoke.yaml"),
-        "--out",
-        str(out),
-    ]
+    cmd = train_command(ROOT / "configs/smoke.yaml", out)
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     if proc.returncode != 0:
         pytest.fail(f"smoke training failed ({proc.returncode}):\n{proc.stderr[-4000:]}")

@@ -11,16 +11,7 @@ import pytest
 
 from facesdk.preprocess import Preprocess
 
-ROOT = Path(__file__).resolve().parents[2]
-YUNET = (ROOT / ".." / "shared" / "models" / "face_detection_yunet_2026may.onnx").resolve()
 SIZE = 64
-
-
-@pytest.fixture(scope="session")
-def yunet_path() -> Path:
-    if not YUNET.is_file():
-        pytest.skip(f"YuNet test model not found at {YUNET}")
-    return YUNET
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +12,8 @@ from facesdk.calibration.calibset import CALIB_MANIFEST, CalibrationSet, Shard, 
 from facesdk.errors import IntegrityError, ManifestError, MissingFileError, SchemaVersionError
 from facesdk.manifest_io import FileEntry
 from facesdk.preprocess import Preprocess
+from tests.manifests import Case, Damage, assert_refused, change_bytes, remove, set_field
 
-Damage = Callable[[dict[str, Any], Path], None]
 SPEC = Preprocess(input_size=(16, 16))
 TASKS = ("age", "gender")
 
@@ -44,12 +42,8 @@ def _write_set(directory: Path, counts: tuple[int, ...] = (3, 2)) -> Calibration
     return calib
 
 
-def _set(key: str, value: Any) -> Damage:
-    return lambda data, _: data.__setitem__(key, value)
-
-
 def _shard(field: str, value: Any, part: str = "crops") -> Damage:
-    return lambda data, _: data["shards"][0][part].__setitem__(field, value)
+    return set_field(f"shards.0.{part}.{field}", value)
 
 
 def _resave(name: str, array: np.ndarray) -> Damage:
@@ -63,39 +57,35 @@ def _resave(name: str, array: np.ndarray) -> Damage:
     return damage
 
 
-def _bytes(name: str, change: Callable[[bytes], bytes]) -> Damage:
-    return lambda _, directory: (directory / name).write_bytes(change((directory / name).read_bytes()))
-
-
-CASES: dict[str, tuple[Damage, type[Exception], str]] = {
-    "tasks is a string": (_set("tasks", "age"), ManifestError, "field tasks must be a list"),
-    "target negative": (_set("target", -1), ManifestError, "field target"),
-    "complete is text": (_set("complete", "yes"), ManifestError, "field complete must be true or false"),
-    "shards is an object": (_set("shards", {}), ManifestError, "field shards must be a list"),
+CASES: dict[str, Case] = {
+    "tasks is a string": (set_field("tasks", "age"), ManifestError, "field tasks must be a list"),
+    "target negative": (set_field("target", -1), ManifestError, "field target"),
+    "complete is text": (set_field("complete", "yes"), ManifestError, "field complete must be true or false"),
+    "shards is an object": (set_field("shards", {}), ManifestError, "field shards must be a list"),
     "mean is a string": (
-        _set("preprocess", {**SPEC.to_json(), "mean": "abc"}),
+        set_field("preprocess", {**SPEC.to_json(), "mean": "abc"}),
         ManifestError,
         "preprocess.mean",
     ),
-    "count disagrees": (_set("count", 99), ManifestError, "field count is 99"),
-    "fingerprint edited": (_set("preprocess_fingerprint", "0" * 64), ManifestError, "fingerprint"),
+    "count disagrees": (set_field("count", 99), ManifestError, "field count is 99"),
+    "fingerprint edited": (set_field("preprocess_fingerprint", "0" * 64), ManifestError, "fingerprint"),
     "spec edited": (
-        _set("preprocess", {**SPEC.to_json(), "input_size": [32, 32]}),
+        set_field("preprocess", {**SPEC.to_json(), "input_size": [32, 32]}),
         ManifestError,
         "fingerprint",
     ),
-    "incomplete": (_set("complete", False), ManifestError, "incomplete"),
+    "incomplete": (set_field("complete", False), ManifestError, "incomplete"),
     "shard path escapes": (_shard("path", "../crops-00000.npy"), ManifestError, r"shards\[0\].crops.path"),
     "shard path absolute": (_shard("path", "/tmp/crops.npy"), ManifestError, r"shards\[0\].crops.path"),
-    "shard count negative": (lambda d, _: d["shards"][0].__setitem__("count", -3), ManifestError, "count"),
-    "schema from the future": (_set("schema_version", 2), SchemaVersionError, "version 2"),
+    "shard count negative": (set_field("shards.0.count", -3), ManifestError, "count"),
+    "schema from the future": (set_field("schema_version", 2), SchemaVersionError, "version 2"),
     "shard bytes changed": (
-        _bytes("crops-00000.npy", lambda b: b[:-4] + b"\0\0\0\1"),
+        change_bytes("crops-00000.npy", lambda b: b[:-4] + b"\0\0\0\1"),
         IntegrityError,
         "sha256",
     ),
-    "shard truncated": (_bytes("labels-00001.npy", lambda b: b[:-8]), IntegrityError, "bytes"),
-    "shard missing": (lambda _, d: (d / "crops-00001.npy").unlink(), MissingFileError, "is missing"),
+    "shard truncated": (change_bytes("labels-00001.npy", lambda b: b[:-8]), IntegrityError, "bytes"),
+    "shard missing": (remove("crops-00001.npy"), MissingFileError, "is missing"),
     "crops of another size": (
         _resave("crops-00000.npy", np.zeros((3, 3, 8, 8), np.float32)),
         ManifestError,
@@ -126,10 +116,4 @@ def test_pristine_set_loads(tmp_path: Path) -> None:
 def test_calibration_damage_is_refused_with_its_error_class(case: str, tmp_path: Path) -> None:
     directory = tmp_path / "c"
     _write_set(directory)
-    damage, error, match = CASES[case]
-    data = json.loads((directory / CALIB_MANIFEST).read_text())
-    damage(data, directory)
-    (directory / CALIB_MANIFEST).write_text(json.dumps(data))
-    with pytest.raises(error, match=match) as info:
-        load_calibration_set(directory)
-    assert type(info.value) is error, f"{case}: {type(info.value).__name__}: {info.value}"
+    assert_refused(directory, CALIB_MANIFEST, CASES[case], load_calibration_set, case)

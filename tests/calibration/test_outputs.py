@@ -13,6 +13,7 @@ from facesdk.calibration.collect import Source, collect
 from facesdk.cli import main
 from facesdk.export_manifest import load_export_manifest
 from facesdk.testing import make_tiny_export
+from tests.helpers import one_error
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -21,14 +22,6 @@ def _hashes(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
-
-
-def _one_error(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if "error:" in line]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 @pytest.fixture()
@@ -59,7 +52,7 @@ def test_quantize_refuses_to_replace_inputs(
     before = _hashes(work)
     argv = ["calibrate", "quantize", "--model", str(work / "export"), "--calib", str(work / "calib")]
     code = main([*argv, "--out", str(work / out), *extra])
-    line = _one_error(capsys)
+    line = one_error(capsys)
     assert code == 2 and message in line, line
     assert _hashes(work) == before
     load_export_manifest(work / "export")  # the export still loads
@@ -70,7 +63,7 @@ def test_quantize_report_may_not_replace_the_manifest(work: Path, capsys: pytest
     argv = ["calibrate", "quantize", "--model", str(work / "export"), "--calib", str(work / "calib")]
     argv += ["--out", str(work / "int8.onnx"), "--report", str(work / "export" / "export.json"), "--force"]
     assert main(argv) == 2
-    assert "belongs to the facesdk export" in _one_error(capsys)
+    assert "belongs to the facesdk export" in one_error(capsys)
     assert _hashes(work) == before
 
 
@@ -88,7 +81,7 @@ def test_quantize_refuses_a_set_too_small(
         )
     argv = ["calibrate", "quantize", "--model", str(work / "export"), "--calib", str(small)]
     assert main([*argv, "--out", str(tmp_path / "int8.onnx")]) == 2
-    line = _one_error(capsys)
+    line = one_error(capsys)
     assert f"holds {crops} crop(s)" in line and "at least 2" in line, line
     assert not (tmp_path / "int8.onnx").exists()
 
@@ -103,7 +96,7 @@ def test_collect_refuses_unreadable_images_before_writing(
     out = tmp_path / "calib"
     argv = ["calibrate", "collect", "--source", str(src), "--out", str(out), "--count", "8"]
     code = main([*argv, "--preprocess", str(_spec_file(tmp_path)), "--detector", str(yunet_path)])
-    line = _one_error(capsys)
+    line = one_error(capsys)
     assert code == 2 and "no face crop could be collected" in line and "3 unreadable" in line, line
     assert not out.exists()
 
@@ -113,7 +106,7 @@ def test_collect_refuses_an_empty_source_and_leaves_no_out(tmp_path: Path, capsy
     out = tmp_path / "calib"
     argv = ["calibrate", "collect", "--crops", str(tmp_path / "empty"), "--out", str(out)]
     assert main([*argv, "--preprocess", str(_spec_file(tmp_path))]) == 2
-    assert "holds no images" in _one_error(capsys)
+    assert "holds no images" in one_error(capsys)
     assert not out.exists()
 
 
@@ -132,7 +125,7 @@ def test_collect_out_rules(
     before = _hashes(tmp_path)
     argv = ["calibrate", "collect", "--crops", str(src), "--out", str(out), "--count", "4"]
     assert main([*argv, "--preprocess", str(_spec_file(tmp_path / "spec"))]) == 2
-    assert message in _one_error(capsys)
+    assert message in one_error(capsys)
     assert _hashes(tmp_path) == {**before, **_hashes_of_spec(tmp_path)}
 
 

@@ -10,9 +10,6 @@ import pytest
 
 from facesdk.checkpoint import (
     CHECKPOINT_MANIFEST,
-    BackboneSpec,
-    CheckpointManifest,
-    HeadSpec,
     MethodSpec,
     load_checkpoint_manifest,
 )
@@ -26,15 +23,13 @@ from facesdk.errors import (
 )
 from facesdk.export_manifest import (
     ExportManifest,
-    ModelEntry,
-    TensorSpec,
     load_export_manifest,
     manifest_from_onnx_metadata,
 )
-from facesdk.manifest_io import FileEntry
 from facesdk.preprocess import CropPolicy, Preprocess, to_input_tensor
 from facesdk.results import FaceResult, FrameResult, Prediction
 from facesdk.tasks import AGE, DEFAULT_TASKS, EMOTION, GENDER, MISSING, TaskSpec, age_to_group
+from tests.manifests import checkpoint_manifest, export_manifest
 
 
 def test_standard_tasks_and_label_order() -> None:
@@ -90,20 +85,8 @@ def test_to_input_tensor_normalises_rgb_nchw() -> None:
         to_input_tensor([np.zeros((8, 8), np.uint8)], spec)
 
 
-def _checkpoint_manifest(tmp_path: Path) -> CheckpointManifest:
-    (tmp_path / "model.safetensors").write_bytes(b"weights")
-    return CheckpointManifest(
-        backbone=BackboneSpec("vit_pe_core_tiny_patch16_384", "random", {"img_size": 64}),
-        preprocess=Preprocess(input_size=(64, 64)),
-        tasks=DEFAULT_TASKS,
-        method=MethodSpec("dora", {"rank": 4}),
-        heads={t.name: HeadSpec() for t in DEFAULT_TASKS},
-        files={"model.safetensors": FileEntry.of(tmp_path, "model.safetensors")},
-    )
-
-
 def test_checkpoint_manifest_roundtrip_and_errors(tmp_path: Path) -> None:
-    manifest = _checkpoint_manifest(tmp_path)
+    manifest = checkpoint_manifest(tmp_path, method=MethodSpec("dora", {"rank": 4}))
     manifest.write(tmp_path)
     assert load_checkpoint_manifest(tmp_path) == manifest
 
@@ -127,22 +110,8 @@ def test_checkpoint_manifest_roundtrip_and_errors(tmp_path: Path) -> None:
         load_checkpoint_manifest(tmp_path)
 
 
-def _export_manifest(tmp_path: Path) -> ExportManifest:
-    (tmp_path / "model.onnx").write_bytes(b"onnx bytes")
-    entry = ModelEntry(file=FileEntry.of(tmp_path, "model.onnx"), format="onnx", precision="fp32")
-    return ExportManifest(
-        tasks=DEFAULT_TASKS,
-        preprocess=Preprocess(input_size=(64, 64)),
-        input=TensorSpec("input", ("batch", 3, 64, 64)),
-        outputs=tuple(TensorSpec(t.name, ("batch", t.num_classes)) for t in DEFAULT_TASKS),
-        batch=(1, 16),
-        opset=18,
-        models={"onnx-fp32": entry},
-    )
-
-
 def test_export_manifest_roundtrip_metadata_and_integrity(tmp_path: Path) -> None:
-    manifest = _export_manifest(tmp_path)
+    manifest = export_manifest(tmp_path)
     manifest.write(tmp_path)
     loaded = load_export_manifest(tmp_path)
     assert loaded == manifest
@@ -163,7 +132,7 @@ def test_export_manifest_roundtrip_metadata_and_integrity(tmp_path: Path) -> Non
 
 
 def test_export_manifest_rejects_inconsistent_fields(tmp_path: Path) -> None:
-    manifest = _export_manifest(tmp_path)
+    manifest = export_manifest(tmp_path)
     with pytest.raises(ManifestError, match="task names"):
         ExportManifest(**{**_fields(manifest), "outputs": manifest.outputs[::-1]})
     with pytest.raises(ConfigError, match="batch range"):

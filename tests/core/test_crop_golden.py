@@ -111,16 +111,6 @@ def test_stored_landmarks_are_yunets(yunet_path: Path) -> None:
     np.testing.assert_allclose(found[0].landmarks, ASTRONAUT.landmarks, atol=1.5)
 
 
-@pytest.fixture()
-def yunet_path() -> Path:
-    path = (
-        Path(__file__).resolve().parents[2] / ".." / "shared" / "models" / "face_detection_yunet_2026may.onnx"
-    )
-    if not path.is_file():
-        pytest.skip(f"YuNet test model not found at {path.resolve()}")
-    return path.resolve()
-
-
 def _write_references() -> None:
     GOLDEN.mkdir(exist_ok=True)
     for name, spec in SPECS.items():

@@ -9,24 +9,18 @@ import pytest
 
 from facesdk.checkpoint import (
     CHECKPOINT_MANIFEST,
-    BackboneSpec,
-    CheckpointManifest,
-    HeadSpec,
-    MethodSpec,
     load_checkpoint_manifest,
 )
 from facesdk.errors import ManifestError
 from facesdk.export_manifest import (
     EXPORT_MANIFEST,
-    ExportManifest,
-    ModelEntry,
-    TensorSpec,
     load_export_manifest,
     manifest_from_onnx_metadata,
 )
 from facesdk.manifest_io import FileEntry
 from facesdk.preprocess import Preprocess
 from facesdk.tasks import DEFAULT_TASKS
+from tests.manifests import checkpoint_manifest, export_manifest
 
 # checkpoint.json as facesdk wrote it before temperatures existed (fields of schema version 1).
 OLD_CHECKPOINT = {
@@ -45,33 +39,6 @@ OLD_CHECKPOINT = {
 }
 
 
-def _checkpoint(tmp_path: Path, **extra: object) -> CheckpointManifest:
-    (tmp_path / "model.safetensors").write_bytes(b"weights")
-    return CheckpointManifest(
-        backbone=BackboneSpec("vit_pe_core_tiny_patch16_384"),
-        preprocess=Preprocess(input_size=(64, 64)),
-        tasks=DEFAULT_TASKS,
-        method=MethodSpec("full"),
-        heads={t.name: HeadSpec() for t in DEFAULT_TASKS},
-        files={"model.safetensors": FileEntry.of(tmp_path, "model.safetensors")},
-        **extra,
-    )
-
-
-def _export(tmp_path: Path, **extra: object) -> ExportManifest:
-    (tmp_path / "model.onnx").write_bytes(b"onnx bytes")
-    return ExportManifest(
-        tasks=DEFAULT_TASKS,
-        preprocess=Preprocess(input_size=(64, 64)),
-        input=TensorSpec("input", ("batch", 3, 64, 64)),
-        outputs=tuple(TensorSpec(t.name, ("batch", t.num_classes)) for t in DEFAULT_TASKS),
-        batch=(1, 4),
-        opset=18,
-        models={"onnx-fp32": ModelEntry(FileEntry.of(tmp_path, "model.onnx"), "onnx", "fp32")},
-        **extra,
-    )
-
-
 def test_old_checkpoint_without_temperatures_loads_with_one(tmp_path: Path) -> None:
     (tmp_path / "model.safetensors").write_bytes(b"weights")
     data = {
@@ -86,7 +53,7 @@ def test_old_checkpoint_without_temperatures_loads_with_one(tmp_path: Path) -> N
 
 
 def test_checkpoint_temperatures_round_trip(tmp_path: Path) -> None:
-    manifest = _checkpoint(tmp_path, temperatures={"gender": 1.75, "age": 0.5})
+    manifest = checkpoint_manifest(tmp_path, temperatures={"gender": 1.75, "age": 0.5})
     manifest.write(tmp_path)
     data = json.loads((tmp_path / CHECKPOINT_MANIFEST).read_text())
     assert data["temperatures"] == {"age": 0.5, "gender": 1.75}
@@ -100,13 +67,13 @@ def test_checkpoint_temperatures_round_trip(tmp_path: Path) -> None:
 
 
 def test_old_export_without_temperatures_loads_and_round_trips(tmp_path: Path) -> None:
-    manifest = _export(tmp_path)
+    manifest = export_manifest(tmp_path)
     data = manifest.to_json()
     assert "temperatures" not in data
     (tmp_path / EXPORT_MANIFEST).write_text(json.dumps(data))
     assert load_export_manifest(tmp_path).temperature("emotion") == 1.0
 
-    calibrated = _export(tmp_path, temperatures={"emotion": 2.0})
+    calibrated = export_manifest(tmp_path, temperatures={"emotion": 2.0})
     calibrated.write(tmp_path)
     assert json.loads((tmp_path / EXPORT_MANIFEST).read_text())["temperatures"] == {"emotion": 2.0}
     assert load_export_manifest(tmp_path).temperature("emotion") == 2.0
@@ -130,10 +97,10 @@ def test_old_export_without_temperatures_loads_and_round_trips(tmp_path: Path) -
 )
 def test_bad_temperatures_are_refused(tmp_path: Path, temperatures: object, message: str) -> None:
     with pytest.raises(ManifestError, match=message):
-        _export(tmp_path, temperatures=temperatures)
+        export_manifest(tmp_path, temperatures=temperatures)
     with pytest.raises(ManifestError, match=message):
-        _checkpoint(tmp_path, temperatures=temperatures)
-    manifest = _export(tmp_path)
+        checkpoint_manifest(tmp_path, temperatures=temperatures)
+    manifest = export_manifest(tmp_path)
     manifest.write(tmp_path)
     data = json.loads((tmp_path / EXPORT_MANIFEST).read_text())
     data["temperatures"] = temperatures

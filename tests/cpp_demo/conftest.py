@@ -12,10 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facesdk.testing import make_tiny_export
-
 ROOT = Path(__file__).resolve().parents[2]
-YUNET = ROOT / ".." / "shared" / "models" / "face_detection_yunet_2026may.onnx"
 # cmake's words for a missing dependency: these skip the tests; any other build failure fails them.
 MISSING_DEPENDENCY = (
     "Could not find a package configuration file",
@@ -63,20 +60,6 @@ def demo_binary(request: pytest.FixtureRequest) -> Path:
     if make.returncode != 0:
         pytest.fail(f"cpp_demo build failed: {_tail(make.stdout + make.stderr, 12)}")
     return build / "facesdk_demo"
-
-
-@pytest.fixture(scope="session")
-def yunet_path() -> Path:
-    if not YUNET.is_file():
-        pytest.skip(f"YuNet test model not found at {YUNET.resolve()}")
-    return YUNET.resolve()
-
-
-@pytest.fixture(scope="session")
-def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("export")
-    make_tiny_export(directory, max_batch=8)
-    return directory
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Shared fixtures for the SDK tests: a tiny torch-free export, the YuNet model, test images."""
+"""Fixtures for the SDK tests (the tiny export, YuNet and the astronaut image come from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,6 @@ import cv2
 import numpy as np
 import pytest
 
-from facesdk.testing import make_tiny_export
-
-ROOT = Path(__file__).resolve().parents[2]
-YUNET = ROOT / ".." / "shared" / "models" / "face_detection_yunet_2026may.onnx"
 ASTRONAUT_BOX = (178.0, 63.0, 90.0, 113.0)
 
 
@@ -25,26 +21,6 @@ def astronaut_box() -> tuple[float, float, float, float]:
 @pytest.fixture(scope="session")
 def video_writer():  # noqa: ANN201 - returns the helper
     return write_video
-
-
-@pytest.fixture(scope="session")
-def yunet_path() -> Path:
-    if not YUNET.is_file():
-        pytest.skip(f"YuNet test model not found at {YUNET.resolve()}")
-    return YUNET.resolve()
-
-
-@pytest.fixture(scope="session")
-def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("export")
-    make_tiny_export(directory, max_batch=8)
-    return directory
-
-
-@pytest.fixture(scope="session")
-def astronaut_bgr() -> np.ndarray:
-    data = pytest.importorskip("skimage.data")
-    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,15 @@ from facesdk.tasks import DEFAULT_TASKS
 TEMPERATURES = {"age": 2.5, "gender": 0.4}  # emotion left out: 1.0
 
 
+def _with_temperatures(export: Path, out: Path, temperatures: dict[str, float]) -> Path:
+    """A copy of ``export`` at ``out`` whose export.json carries ``temperatures``."""
+    shutil.copytree(export, out)
+    data = json.loads((out / "export.json").read_text())
+    data["temperatures"] = temperatures
+    (out / "export.json").write_text(json.dumps(data))
+    return out
+
+
 def _detections(n: int) -> list[Detection]:
     return [Detection(box=(0, 0, 10, 10), score=0.9, landmarks=((0, 0),) * 5) for _ in range(n)]
 
@@ -45,11 +54,7 @@ def test_analyzer_applies_the_exports_temperatures(
 ) -> None:
     from facesdk import Analyzer
 
-    calibrated = tmp_path / "calibrated"
-    shutil.copytree(tiny_export, calibrated)
-    data = json.loads((calibrated / "export.json").read_text())
-    data["temperatures"] = TEMPERATURES
-    (calibrated / "export.json").write_text(json.dumps(data))
+    calibrated = _with_temperatures(tiny_export, tmp_path / "calibrated", TEMPERATURES)
     with Analyzer(tiny_export, backend="onnxruntime", detector=yunet_path) as analyzer:
         plain = analyzer.analyze(astronaut_bgr).faces
     with Analyzer(calibrated, backend="onnxruntime", detector=yunet_path) as analyzer:
@@ -76,11 +81,7 @@ def test_analyze_cli_prints_age_years_from_calibrated_probabilities(
     from facesdk.cli import main
     from facesdk.tasks import AGE
 
-    calibrated = tmp_path / "calibrated"
-    shutil.copytree(tiny_export, calibrated)
-    data = json.loads((calibrated / "export.json").read_text())
-    data["temperatures"] = {"age": 4.0}
-    (calibrated / "export.json").write_text(json.dumps(data))
+    calibrated = _with_temperatures(tiny_export, tmp_path / "calibrated", {"age": 4.0})
     image = tmp_path / "astronaut.png"
     cv2.imwrite(str(image), astronaut_bgr)
     lines = {}

@@ -13,16 +13,9 @@ import numpy as np
 import pytest
 
 from facesdk.cli import main
+from tests.helpers import one_error
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _one_error(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if "error:" in line]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 @pytest.fixture()
@@ -38,7 +31,7 @@ def test_analyze_json_naming_a_directory(
     (tmp_path / "results").mkdir()
     argv = ["analyze", str(image), "--model", str(tiny_export), "--json", str(tmp_path / "results")]
     assert main(argv) == 2
-    assert "is a folder" in _one_error(capsys)
+    assert "is a folder" in one_error(capsys)
 
 
 def test_analyze_json_never_replaces_an_export_file(
@@ -48,7 +41,7 @@ def test_analyze_json_never_replaces_an_export_file(
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
     argv = ["analyze", str(image), "--model", str(tiny_export), "--json", str(model), "--force"]
     assert main(argv) == 2
-    assert "belongs to the facesdk export" in _one_error(capsys)
+    assert "belongs to the facesdk export" in one_error(capsys)
     assert hashlib.sha256(model.read_bytes()).hexdigest() == digest
 
 
@@ -59,7 +52,7 @@ def test_analyze_json_replaces_a_file_only_with_force(
     out.write_text("earlier results\n")
     argv = ["analyze", str(image), "--model", str(tiny_export), "--detector", str(yunet_path)]
     assert main([*argv, "--json", str(out)]) == 2
-    assert "pass --force" in _one_error(capsys)
+    assert "pass --force" in one_error(capsys)
     assert out.read_text() == "earlier results\n"
     assert main([*argv, "--json", str(out), "--force"]) == 0
     assert out.read_text().startswith("{")
@@ -70,7 +63,7 @@ def test_analyze_input_as_json_output(
 ) -> None:
     digest = hashlib.sha256(image.read_bytes()).hexdigest()
     assert main(["analyze", str(image), "--model", str(tiny_export), "--json", str(image), "--force"]) == 2
-    assert "is an input" in _one_error(capsys)
+    assert "is an input" in one_error(capsys)
     assert hashlib.sha256(image.read_bytes()).hexdigest() == digest
 
 
@@ -78,7 +71,7 @@ def test_models_fetch_dir_naming_a_file(tmp_path: Path, capsys: pytest.CaptureFi
     target = tmp_path / "a-file"
     target.write_text("x")
     assert main(["models", "fetch", "--dir", str(target), "--url", "file:///nonexistent"]) == 2
-    assert "is a file" in _one_error(capsys)
+    assert "is a file" in one_error(capsys)
     assert target.read_text() == "x"
 
 
@@ -165,7 +158,7 @@ def test_complete_video_is_not_reported(
 def test_failed_fetch_leaves_no_empty_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "models"
     assert main(["models", "fetch", "--dir", str(target), "--url", (tmp_path / "nope.onnx").as_uri()]) == 2
-    assert "could not download" in _one_error(capsys)
+    assert "could not download" in one_error(capsys)
     assert not target.exists()
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -145,6 +147,26 @@ def counted(analyzer: Analyzer) -> CountingBackend:
     return backend
 
 
+@pytest.fixture()
+def blurred(astronaut_bgr: np.ndarray) -> np.ndarray:
+    """The astronaut blurred until its face is detectable but below quality 0.7."""
+    return cv2.GaussianBlur(astronaut_bgr, (0, 0), BLURRED)
+
+
+@pytest.fixture()
+def picky(tiny_export: Path, yunet_path: Path) -> Iterator[Analyzer]:
+    """An Analyzer that skips the backbone for faces below quality 0.7."""
+    with Analyzer(tiny_export, backend="onnxruntime", detector=yunet_path, min_quality=0.7) as a:
+        yield a
+
+
+def stream_one_sharp_frame(
+    a: Analyzer, sharp: np.ndarray, blurred: np.ndarray, **options: Any
+) -> list[FaceResult]:
+    """The first face of each frame of a four-frame stream (blurred, sharp, blurred, blurred)."""
+    return [r.faces[0] for r in a.stream([blurred, sharp, blurred, blurred], **options)]
+
+
 def test_every_result_carries_its_quality(analyzer: Analyzer, astronaut_bgr: np.ndarray) -> None:
     face = analyzer.analyze(astronaut_bgr).faces[0]
     assert face.quality is not None and face.quality.score > 0.8
@@ -153,30 +175,26 @@ def test_every_result_carries_its_quality(analyzer: Analyzer, astronaut_bgr: np.
 
 
 def test_a_single_image_below_the_threshold_is_not_estimated(
-    tiny_export: Path, yunet_path: Path, astronaut_bgr: np.ndarray
+    picky: Analyzer, astronaut_bgr: np.ndarray, blurred: np.ndarray
 ) -> None:
-    blurred = cv2.GaussianBlur(astronaut_bgr, (0, 0), BLURRED)
-    with Analyzer(tiny_export, backend="onnxruntime", detector=yunet_path, min_quality=0.7) as a:
-        backend = counted(a)
-        sharp, soft = a.analyze(astronaut_bgr).faces[0], a.analyze(blurred).faces[0]
-        assert backend.faces == 1  # only the sharp face reached the backbone
-        assert sharp.estimated and sharp.inferred and sharp.quality.score >= 0.7
-        assert not soft.estimated and not soft.inferred and soft.attributes == {}
-        assert soft.quality is not None and soft.quality.score < 0.7
-        assert a.stats()[SKIPPED_LOW_QUALITY]["count"] == 1.0
-        restored = FaceResult.from_json(soft.to_json())
-        assert restored == soft
+    backend = counted(picky)
+    sharp, soft = picky.analyze(astronaut_bgr).faces[0], picky.analyze(blurred).faces[0]
+    assert backend.faces == 1  # only the sharp face reached the backbone
+    assert sharp.estimated and sharp.inferred and sharp.quality.score >= 0.7
+    assert not soft.estimated and not soft.inferred and soft.attributes == {}
+    assert soft.quality is not None and soft.quality.score < 0.7
+    assert picky.stats()[SKIPPED_LOW_QUALITY]["count"] == 1.0
+    restored = FaceResult.from_json(soft.to_json())
+    assert restored == soft
 
 
 def test_batch_skips_and_keeps_each_frames_logits(
-    tiny_export: Path, yunet_path: Path, astronaut_bgr: np.ndarray
+    picky: Analyzer, astronaut_bgr: np.ndarray, blurred: np.ndarray
 ) -> None:
-    blurred = cv2.GaussianBlur(astronaut_bgr, (0, 0), BLURRED)
     shifted = np.roll(astronaut_bgr, 40, axis=1)
-    with Analyzer(tiny_export, backend="onnxruntime", detector=yunet_path, min_quality=0.7) as a:
-        alone = [a.analyze(f).faces[0] for f in (astronaut_bgr, shifted)]
-        backend = counted(a)
-        results = a.analyze_batch([astronaut_bgr, blurred, shifted])
+    alone = [picky.analyze(f).faces[0] for f in (astronaut_bgr, shifted)]
+    backend = counted(picky)
+    results = picky.analyze_batch([astronaut_bgr, blurred, shifted])
     assert backend.faces == 2
     first, soft, last = (r.faces[0] for r in results)
     assert not soft.estimated and not soft.inferred
@@ -186,17 +204,14 @@ def test_batch_skips_and_keeps_each_frames_logits(
 
 
 def test_a_stream_keeps_the_tracks_last_estimate(
-    tiny_export: Path, yunet_path: Path, astronaut_bgr: np.ndarray
+    picky: Analyzer, astronaut_bgr: np.ndarray, blurred: np.ndarray
 ) -> None:
-    blurred = cv2.GaussianBlur(astronaut_bgr, (0, 0), BLURRED)
-    frames = [blurred, astronaut_bgr, blurred, blurred]
-    with Analyzer(tiny_export, backend="onnxruntime", detector=yunet_path, min_quality=0.7) as a:
-        backend = counted(a)
-        faces = [r.faces[0] for r in a.stream(frames)]
-        assert backend.faces == 1
-        # Frame 0: a new track, scheduled and skipped; frame 1: still due, inferred; frames 2-3:
-        # the estimate is fresh, so the scheduler sends nothing (nothing more to skip).
-        assert a.stats()[SKIPPED_LOW_QUALITY]["count"] == 1.0
+    backend = counted(picky)
+    faces = stream_one_sharp_frame(picky, astronaut_bgr, blurred)
+    assert backend.faces == 1
+    # Frame 0: a new track, scheduled and skipped; frame 1: still due, inferred; frames 2-3:
+    # the estimate is fresh, so the scheduler sends nothing (nothing more to skip).
+    assert picky.stats()[SKIPPED_LOW_QUALITY]["count"] == 1.0
     assert len({f.track_id for f in faces}) == 1
     assert all(f.quality is not None for f in faces)  # carried faces are measured too
     assert faces[2].quality.score < 0.7 <= faces[1].quality.score
@@ -226,30 +241,25 @@ def test_analyze_command_takes_min_quality(
 
 
 def test_a_stream_without_schedule_skips_every_low_quality_frame(
-    tiny_export: Path, yunet_path: Path, astronaut_bgr: np.ndarray
+    picky: Analyzer, astronaut_bgr: np.ndarray, blurred: np.ndarray
 ) -> None:
     from facesdk.scheduling import ScheduleConfig
 
-    blurred = cv2.GaussianBlur(astronaut_bgr, (0, 0), BLURRED)
-    frames = [blurred, astronaut_bgr, blurred, blurred]
-    with Analyzer(tiny_export, backend="onnxruntime", detector=yunet_path, min_quality=0.7) as a:
-        backend = counted(a)
-        faces = [r.faces[0] for r in a.stream(frames, schedule=ScheduleConfig(enabled=False))]
-        assert backend.faces == 1 and a.stats()[SKIPPED_LOW_QUALITY]["count"] == 3.0
+    backend = counted(picky)
+    faces = stream_one_sharp_frame(picky, astronaut_bgr, blurred, schedule=ScheduleConfig(enabled=False))
+    assert backend.faces == 1 and picky.stats()[SKIPPED_LOW_QUALITY]["count"] == 3.0
     assert [f.inferred for f in faces] == [False, True, False, False]
     assert faces[3].attributes == faces[1].attributes  # the track's last estimate is kept
 
 
 def test_many_streams_skip_low_quality_faces_and_measure_every_face(
-    tiny_export: Path, yunet_path: Path, astronaut_bgr: np.ndarray
+    picky: Analyzer, astronaut_bgr: np.ndarray, blurred: np.ndarray
 ) -> None:
     from facesdk.scheduling import ScheduleConfig
 
-    blurred = cv2.GaussianBlur(astronaut_bgr, (0, 0), BLURRED)
     sources = {"sharp": [astronaut_bgr] * 3, "soft": [blurred] * 3}
-    with Analyzer(tiny_export, backend="onnxruntime", detector=yunet_path, min_quality=0.7) as a:
-        backend = counted(a)
-        results = list(a.streams(sources, schedule=ScheduleConfig(enabled=False)))
+    backend = counted(picky)
+    results = list(picky.streams(sources, schedule=ScheduleConfig(enabled=False)))
     by_source = {name: [r.faces[0] for r in results if r.source == name] for name in sources}
     assert backend.faces == 3  # only the sharp source's faces reached the backbone
     assert all(f.inferred and f.estimated for f in by_source["sharp"])

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+
+from tests.helpers import train_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,17 +20,9 @@ def tiny_run(tiny_synth, tiny_config, tmp_path_factory: pytest.TempPathFactory) 
     out = tmp_path_factory.mktemp("calibrated_run")
     config = out / "c.yaml"
     config.write_text(yaml.safe_dump(tiny_config(tiny_synth.train, tiny_synth.val, optim={"epochs": 2})))
-    cmd = [
-        sys.executable,
-        "-m",
-        "facesdk.training",
-        "train",
-        "--config",
-        str(config),
-        "--out",
-        str(out / "run"),
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        train_command(config, out / "run"), cwd=ROOT, capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out / "run"
 

@@ -29,9 +29,6 @@ from facesdk.training.known_patch import (  # noqa: E402
     train_known_patch,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-YUNET = ROOT / ".." / "shared" / "models" / "face_detection_yunet_2026may.onnx"
-
 
 @dataclass(frozen=True)
 class Trained:
@@ -113,19 +110,12 @@ def astronaut_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def yunet() -> Path:
-    if not YUNET.is_file():
-        pytest.skip(f"YuNet test model not found at {YUNET.resolve()}")
-    return YUNET.resolve()
-
-
 def test_cli_draws_two_checkpoints_side_by_side(
-    trained: dict[str, Trained], astronaut_png: Path, yunet: Path, tmp_path: Path
+    trained: dict[str, Trained], astronaut_png: Path, yunet_path: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "explained"
     argv = ["explain", str(astronaut_png), "--model", str(trained["pe"].checkpoint)]
-    argv += ["--model", str(trained["cnn"].checkpoint), "--out", str(out), "--detector", str(yunet)]
+    argv += ["--model", str(trained["cnn"].checkpoint), "--out", str(out), "--detector", str(yunet_path)]
     assert facesdk_main(argv) == 0
     report = json.loads((out / "explain.json").read_text())
     (image,) = report["images"]
@@ -143,7 +133,7 @@ def test_cli_draws_two_checkpoints_side_by_side(
 
 @pytest.mark.parametrize("where", ["image", "checkpoint", "inside_checkpoint", "foreign"])
 def test_cli_refuses_an_output_that_could_eat_an_input(
-    trained: dict[str, Trained], astronaut_png: Path, yunet: Path, tmp_path: Path, where: str
+    trained: dict[str, Trained], astronaut_png: Path, yunet_path: Path, tmp_path: Path, where: str
 ) -> None:
     from facesdk.training.explain import main
 
@@ -159,7 +149,9 @@ def test_cli_refuses_an_output_that_could_eat_an_input(
     }[where]
     before = sorted(p.name for p in checkpoint.iterdir())
     with pytest.raises(ConfigError, match="--out"):
-        main([str(astronaut_png), "--model", str(checkpoint), "--out", str(out), "--detector", str(yunet)])
+        main(
+            [str(astronaut_png), "--model", str(checkpoint), "--out", str(out), "--detector", str(yunet_path)]
+        )
     assert sorted(p.name for p in checkpoint.iterdir()) == before
     assert (foreign / "notes.txt").read_text() == "keep me"
     assert astronaut_png.is_file()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,21 +12,9 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
+from tests.helpers import train_command
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _cmd(config: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "facesdk.training",
-        "train",
-        "--config",
-        str(config),
-        "--out",
-        str(out),
-        *extra,
-    ]
 
 
 @pytest.mark.slow
@@ -36,10 +23,12 @@ def test_resume_after_sigkill_matches_uninterrupted(tiny_synth, tiny_config, tmp
     cfg = tiny_config(tiny_synth.train, tiny_synth.val, optim={"epochs": 3, "batch_size": 4, "accumulate": 2})
     config.write_text(yaml.safe_dump(cfg))
     ref = tmp_path / "ref"
-    subprocess.run(_cmd(config, ref), cwd=ROOT, check=True, capture_output=True, timeout=600)
+    subprocess.run(train_command(config, ref), cwd=ROOT, check=True, capture_output=True, timeout=600)
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(config, out), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        train_command(config, out), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 300
     while not (out / "state" / "state.json").exists():
         assert proc.poll() is None, "the run ended before its first state save"
@@ -48,9 +37,14 @@ def test_resume_after_sigkill_matches_uninterrupted(tiny_synth, tiny_config, tmp
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     with pytest.raises(subprocess.CalledProcessError):  # refuses to overwrite a state without --resume
-        subprocess.run(_cmd(config, out), cwd=ROOT, check=True, capture_output=True, timeout=600)
+        subprocess.run(train_command(config, out), cwd=ROOT, check=True, capture_output=True, timeout=600)
     resumed = subprocess.run(
-        _cmd(config, out, "--resume"), cwd=ROOT, check=True, capture_output=True, text=True, timeout=600
+        train_command(config, out, "--resume"),
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert "resumed at epoch" in resumed.stderr  # it continued, it did not start over
 

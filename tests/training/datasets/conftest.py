@@ -8,9 +8,6 @@ import cv2
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-YUNET = ROOT / ".." / "shared" / "models" / "face_detection_yunet_2026may.onnx"
-
 _CELEBA_NAMES = (
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
     "Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup "
@@ -26,19 +23,6 @@ def write_image(path: Path, size: int = 48, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     cv2.imwrite(str(path), rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
     return path
-
-
-@pytest.fixture(scope="session")
-def yunet_path() -> Path:
-    if not YUNET.is_file():
-        pytest.skip(f"YuNet test model not found at {YUNET.resolve()}")
-    return YUNET.resolve()
-
-
-@pytest.fixture(scope="session")
-def astronaut_bgr() -> np.ndarray:
-    data = pytest.importorskip("skimage.data")
-    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
 
 
 @pytest.fixture()
