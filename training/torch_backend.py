@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facesdk.backends.base import ClosingBackend
 from facesdk.errors import BackendError, require
 from facesdk.export_manifest import ExportManifest
 
@@ -21,7 +22,7 @@ __all__ = ["TorchBackend"]
 logger = logging.getLogger(__name__)
 
 
-class TorchBackend:
+class TorchBackend(ClosingBackend):
     """Runs ``facesdk.training.load_checkpoint(path)`` on CPU (or ``device``).
 
     Args:
@@ -69,9 +70,3 @@ class TorchBackend:
 
     def close(self) -> None:
         self._model = None
-
-    def __enter__(self) -> TorchBackend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

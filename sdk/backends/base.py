@@ -11,7 +11,7 @@ import importlib
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from ..plugins import load_plugin, plugin_names
 __all__ = [
     "Backend",
     "BACKENDS",
+    "ClosingBackend",
     "check_io",
     "create_backend",
     "register_backend",
@@ -52,6 +53,19 @@ class Backend(Protocol):
     def close(self) -> None:
         """Free the backend's resources; further calls to :meth:`run` are errors."""
         ...
+
+
+class ClosingBackend:
+    """Mixin: ``with backend:`` closes the backend on exit (the subclass defines :meth:`close`)."""
+
+    def close(self) -> None:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 Factory = Callable[..., Backend]

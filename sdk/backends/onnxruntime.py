@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import BackendError, ConfigError, require
 from ..export_manifest import ExportManifest
-from .base import check_io
+from .base import ClosingBackend, check_io
 
 __all__ = [
     "OnnxFileBackend",
@@ -106,7 +106,7 @@ def create_session(
     return session
 
 
-class OnnxFileBackend:
+class OnnxFileBackend(ClosingBackend):
     """A :class:`~facesdk.backends.Backend` over an ONNX file without an export manifest (CPU).
 
     For the stages' checks (INT8 gate, export parity) that run a model before its manifest
@@ -148,14 +148,8 @@ class OnnxFileBackend:
     def close(self) -> None:
         self._session = None
 
-    def __enter__(self) -> OnnxFileBackend:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(ClosingBackend):
     """Runs an exported ONNX model with ONNX Runtime.
 
     Args:
@@ -206,9 +200,3 @@ class OnnxRuntimeBackend:
 
     def close(self) -> None:
         self._session = None
-
-    def __enter__(self) -> OnnxRuntimeBackend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import BackendError, ConfigError, require
 from ..export_manifest import ExportManifest
-from .base import check_io
+from .base import ClosingBackend, check_io
 
 __all__ = ["OpenVinoBackend", "available_devices", "split_into_buckets", "DEFAULT_BUCKETS", "PRECISION_HINTS"]
 
@@ -85,7 +85,7 @@ def _port_name(port: Any, wanted: set[str]) -> str:
     return next((n for n in names if n in wanted), port.get_any_name())
 
 
-class OpenVinoBackend:
+class OpenVinoBackend(ClosingBackend):
     """Runs an exported ONNX model with OpenVINO.
 
     Args:
@@ -251,9 +251,3 @@ class OpenVinoBackend:
         self._request = None
         self._compiled = None
         self._buckets = {}
-
-    def __enter__(self) -> OpenVinoBackend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import BackendError, ManifestError, require
 from ..export_manifest import ExportManifest, ModelEntry
-from .base import check_io
+from .base import ClosingBackend, check_io
 
 __all__ = ["TensorRTBackend", "check_engine_compat", "engine_entry", "parse_compute_capability"]
 
@@ -104,7 +104,7 @@ def _check(result: Any, what: str) -> Any:
     return rest[0] if len(rest) == 1 else tuple(rest)
 
 
-class TensorRTBackend:
+class TensorRTBackend(ClosingBackend):
     """Runs a serialized TensorRT engine.
 
     Args:
@@ -216,9 +216,3 @@ class TensorRTBackend:
         self._buffers.clear()
         self._cudart.cudaStreamDestroy(self._stream)
         self._context = self._engine = self._runtime = None
-
-    def __enter__(self) -> TensorRTBackend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
