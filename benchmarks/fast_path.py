@@ -171,15 +171,13 @@ def export_all(ckpt: Path, work: Path, preprocess: Any, args: argparse.Namespace
             "calib_count": args.calib_count}  # fmt: skip
 
 
-# name, runtime, model file key, precision hint, static buckets
-FP32_PATHS = (
+# name, runtime, model file key, precision hint, static buckets: FP32 paths first, then INT8
+PATHS = (
     ("onnxruntime fp32", "onnxruntime", "onnx-fp32", None, False),
     ("openvino fp32 static", "openvino", "onnx-fp32", "f32", True),
     ("openvino bf16 static", "openvino", "onnx-fp32", "bf16", True),
     ("openvino fp32 dynamic", "openvino", "onnx-fp32", "f32", False),
     ("openvino bf16 dynamic", "openvino", "onnx-fp32", "bf16", False),
-)
-INT8_PATHS = (
     ("onnxruntime int8 (Q/DQ)", "onnxruntime", "onnx-int8", None, False),
     ("openvino int8 (Q/DQ) static", "openvino", "onnx-int8", "f32", True),
     ("openvino int8 (Q/DQ) + bf16 static", "openvino", "onnx-int8", "bf16", True),
@@ -202,7 +200,7 @@ def path_specs(graphs: dict[str, Any], work: Path, reps: tuple[int, int]) -> lis
     specs = []
     for graph, info in graphs.items():
         variant = graph not in ("interleaved", "half")
-        for name, runtime, key, hint, static in (*FP32_PATHS, *INT8_PATHS):
+        for name, runtime, key, hint, static in PATHS:
             if key not in info["files"] or (runtime == "openvino" and not openvino):
                 continue
             if variant and (not static and runtime == "openvino"):
@@ -325,7 +323,9 @@ def _step_lines(rows: list[dict[str, Any]]) -> list[str]:
                 cells.append(f"{path} {a:.2f}x -> {b:.2f}x ({b / a:.2f})")
         if cells:
             lines.append(f"- {step}: " + "; ".join(cells))
-    for name, _runtime, _key, hint, _static in INT8_PATHS:
+    for name, _runtime, key, hint, _static in PATHS:
+        if key == "onnx-fp32":
+            continue
         ratio = by.get(("half", name))
         base = {None: "onnxruntime fp32", "f32": "openvino fp32 static", "bf16": "openvino bf16 static"}[hint]
         ref = by.get(("half", base))

@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -77,12 +77,7 @@ class RewriteReport:
     tolerance: float = REWRITE_TOLERANCE
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "rope_layout": self.rope_layout,
-            "applied": self.applied,
-            "max_abs_diff": self.max_abs_diff,
-            "tolerance": self.tolerance,
-        }
+        return asdict(self)
 
 
 def half_rotation_permutation(head_dim: int) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = ["AGE_BIN_YEARS", "Detection", "Prediction", "Quality", "FaceResult", "FrameResult", "expected_age"]
@@ -112,13 +112,7 @@ class Quality:
     detector: float
 
     def to_json(self) -> dict[str, float]:
-        return {
-            "score": self.score,
-            "size": self.size,
-            "sharpness": self.sharpness,
-            "pose": self.pose,
-            "detector": self.detector,
-        }
+        return asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Quality:
