@@ -1,8 +1,10 @@
 """The fastest CPU path for the PE backbone: RoPE layout x graph variant x runtime x precision.
 
-One command (about 20 minutes on 2 cores at 384 px; ``--nncf-python`` adds OpenVINO's NNCF INT8):
+One command (about 20 minutes on 2 cores at 384 px; ``--nncf-python`` adds OpenVINO's NNCF INT8,
+which is not a facesdk dependency and runs in an environment of its own):
 
-    python -m benchmarks.fast_path --out docs/benchmarks/fast_path [--nncf-python /path/to/python]
+    python -m venv .venv-nncf && .venv-nncf/bin/pip install nncf==3.4.0 -e ".[openvino]"   # once
+    python -m benchmarks.fast_path --out docs/benchmarks/fast_path --nncf-python .venv-nncf/bin/python
 
 What it does, in one run, so that every ratio compares numbers taken side by side:
 
