@@ -200,7 +200,9 @@ def _gate_finding(deploy: list[dict[str, Any]], passed: list[str], failed: list[
             "measures them all)"
         )
     return (
-        f"- Agreement gate ({rule}" + (f", {held} held-out crops" if held else "") + f"{reach}) on these "
+        f"- Agreement gate ({rule}"
+        + (f", {held} held-out crops" if held and not reach else "")
+        + f"{reach}) on these "
         f"random-init models: passed by {', '.join(passed) or 'none'}; failed by {', '.join(failed) or 'none'} "
         "(random heads on random features give near-tie logits; the gate is the real check on a trained "
         "model: trained CNNs through INT8 in [cnn_int8.md](cnn_int8.md), `python -m benchmarks.cnn_int8`)."
@@ -221,8 +223,8 @@ def render(results: dict[str, Any], png: str) -> str:
         "synthetic set, not what pretrained backbones reach; latency and FLOPs do not depend on the weights.",
         "",
         f"Machine: {machine_line(m)}; "
-        f"load average at the end {tuple(round(v, 1) for v in m['load_average'])} (shared with other jobs, "
-        "so absolute times scatter; the models took turns, so their ratios are fairer than their values). "
+        f"load average at the end {tuple(round(v, 1) for v in m['load_average'])} (absolute times "
+        "scatter with the load; the models took turns, so their ratios are fairer than their values). "
         f"Run time {results['seconds']['total']:.0f} s. Versions: "
         + ", ".join(f"{k} {v}" for k, v in results["versions"].items())
         + ".",
