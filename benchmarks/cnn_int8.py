@@ -16,7 +16,7 @@ Runtime and OpenVINO backends on 2 CPU threads. Side by side in one run:
 
 Writes ``docs/benchmarks/cnn_int8.md`` and ``cnn_int8.json``.
 
-    python -m benchmarks.cnn_int8                    # ~15 minutes on 2 CPU cores (ResNet-50 trains for 7 of them)
+    python -m benchmarks.cnn_int8                    # ~25 minutes on 2 CPU cores (ResNet-50 trains for 8 of them)
     python -m benchmarks.cnn_int8 --backbones mobilenetv4_conv_small --steps 40 --out /tmp/c.md
 """
 
