@@ -297,6 +297,9 @@ def export_backbone(name: str, work: Path, args: Any) -> dict[str, Any]:
         "gflops": manifest.complexity["merged"]["gflops"],
         "int8_agreement": report["agreement"],
         "int8_passed": bool(report["passed"]),
+        "int8_gate": {
+            k: report[k] for k in ("held_out", "threshold", "agreement_lower_bound") if k in report
+        },
         "int8_quantized_nodes": len(report["quantized_nodes"]),
         "int8u8_agreement": u8["agreement"],
         "int8u8_passed": bool(u8["passed"]),

@@ -17,7 +17,9 @@ TASKS = ("age", "gender", "emotion")
 def cpu_info() -> tuple[str, str]:
     """CPU model name and the instruction-set flags that matter here (:func:`facesdk.bench.cpu_info`)."""
     cpu = _cpu_info()
-    return cpu["model"], " ".join(f for f in CPU_FLAGS if f in cpu["flags"])
+    flags = [f for f in CPU_FLAGS if f in cpu["flags"]]
+    amx = "" if any(f.startswith("amx") for f in flags) else "; no AMX"
+    return cpu["model"], " ".join(flags) + amx
 
 
 def render(

@@ -160,12 +160,16 @@ def rope_to_half_rotation(model: nn.Module) -> int:
         ConfigError: A projection is still wrapped by an adapter (merge first).
     """
     count = 0
-    for name, eva in _rope_modules(model):
+    owners = _rope_modules(model)
+    for name, eva in owners:
         rope = eva.rope
         if rope.rotate_half or getattr(eva, "rope_mixed", False):
             log.info("%s: RoPE already half-rotation or mixed; left as it is", name or "model")
             continue
-        attns = [blk.attn for blk in eva.blocks if hasattr(getattr(blk, "attn", None), "rotate_half")]
+        # With one RoPE in the model, blocks outside the backbone are fed its table too (MTLoRA's
+        # per-task branches hold copies of the last blocks): their q/k must be permuted alike.
+        blocks = eva.blocks if len(owners) > 1 else [m for m in model.modules() if hasattr(m, "attn")]
+        attns = [blk.attn for blk in blocks if hasattr(getattr(blk, "attn", None), "rotate_half")]
         if not attns:
             continue
         head_dim = int(attns[0].head_dim)

@@ -105,6 +105,19 @@ def test_rewrite_parity_per_family(name: str, kwargs: dict) -> None:
         assert (rewritten(x) - model(x)).abs().max() <= 1e-4
 
 
+def test_rewrite_covers_blocks_outside_the_backbone_fed_its_rope() -> None:
+    from facesdk.training.mtlora import BranchedBackbone
+
+    model = BranchedBackbone(_pe(depth=3), ["age", "gender"], branch_blocks=1).eval()
+    with torch.no_grad():  # sharp attention, so a branch left interleaved shows in the logits
+        for pname, param in model.named_parameters():
+            if "attn.qkv" in pname:
+                param.mul_(4.0)
+    rewritten, report = rewrite_for_export(model, "half", (64, 64), batch=3)
+    assert report.applied == 4  # 2 trunk blocks + 1 branch block per task
+    assert report.max_abs_diff <= 1e-4
+
+
 def test_a_wrong_permutation_fails_the_parity_check(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rewrite_mod, "half_rotation_permutation", lambda d: torch.arange(d))
     with pytest.raises(ParityError, match="rope-layout interleaved"):
