@@ -17,8 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 YUNET = (ROOT / ".." / "shared" / "models" / "face_detection_yunet_2026may.onnx").resolve()
-SCRIPTS = ("backbones", "backbones_report", "cnn_int8", "gpu_timing", "int8_cpu", "methods", "nncf_vit",
-           "scale", "sdk_pipeline", "train_methods")  # fmt: skip
+SCRIPTS = ("backbones", "backbones_report", "cnn_int8", "fast_path", "gpu_timing", "graph_variants", "int8_cpu",
+           "methods", "resolution", "scale", "sdk_pipeline", "stream", "train_methods")  # fmt: skip
 
 
 def _run(module: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
@@ -35,6 +35,12 @@ def yunet() -> Path:
     if not YUNET.is_file():
         pytest.skip(f"YuNet test model not found at {YUNET}")
     return YUNET
+
+
+def test_every_script_is_listed() -> None:
+    """A new script joins SCRIPTS (and so the import check below and a smoke run)."""
+    found = {p.stem for p in (ROOT / "benchmarks").glob("*.py")} - {"__init__", "common", "methods_report"}
+    assert found == set(SCRIPTS)
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -137,24 +143,3 @@ def test_gpu_timing_on_cpu(tmp_path: Path, smoke_run: Path) -> None:
                 "--warmup", "1", "--iters", "2")  # fmt: skip
     row = next(line for line in proc.stdout.splitlines() if line.startswith("| ort-cpu"))
     assert "failed" not in row
-
-
-def test_nncf_vit_dumps_a_calibration_set(tmp_path: Path) -> None:
-    """``dump`` runs in facesdk's environment; ``run`` needs nncf (not a facesdk dependency)."""
-    import numpy as np
-
-    pytest.importorskip("skimage")
-    import cv2
-    from skimage import data
-
-    from facesdk.calibration.collect import Source, collect
-    from facesdk.preprocess import Preprocess
-
-    crops = tmp_path / "lfw"
-    crops.mkdir()
-    for i, face in enumerate(data.lfw_subset()[:4]):
-        cv2.imwrite(str(crops / f"{i}.png"), (face * 255 + 0.5).astype(np.uint8))
-    collect([Source(crops, cropped=True)], tmp_path / "calib", Preprocess(input_size=(32, 32)), count=4,
-            progress=False)  # fmt: skip
-    _run("nncf_vit", "dump", "--calib", str(tmp_path / "calib"), "--out", str(tmp_path / "crops.npy"))
-    assert np.load(tmp_path / "crops.npy").shape == (4, 3, 32, 32)
