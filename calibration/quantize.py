@@ -11,6 +11,7 @@ Weight MatMuls (ViT) and convolutions (CNN) are quantized. See ``docs/int8.md``.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import logging
@@ -18,7 +19,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,34 @@ def _run_quantizer(
     symmetric = cfg.activations == "int8"
     if reader is not None:
         reader.rewind()
+    with _without_preprocess_advice():
+        _quantize_static(q, fp32, out, reader, nodes, exclude, cfg, calib, symmetric)
+
+
+class _PreprocessAdvice(logging.Filter):
+    """Drops ONNX Runtime's "consider pre-processing before quantization" advice (logged on the
+    root logger at every call, dozens of times in a sensitivity pass): facesdk quantizes the graph
+    as exported on purpose, so that the INT8 model keeps the FP32 model's node names."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("consider" in message and "pre-processing" in message)
+
+
+@contextlib.contextmanager
+def _without_preprocess_advice() -> Iterator[None]:
+    root, advice = logging.getLogger(), _PreprocessAdvice()
+    root.addFilter(advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
+
+
+def _quantize_static(
+    q: Any, fp32: Path, out: Path, reader: Any, nodes: Sequence[str], exclude: Sequence[str], cfg: _Settings,
+    calib: Any, symmetric: bool,
+) -> None:  # fmt: skip
     q.quantize_static(
         str(fp32),
         str(out),
