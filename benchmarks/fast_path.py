@@ -1,6 +1,6 @@
 """The fastest CPU path for the PE backbone: RoPE layout x graph variant x runtime x precision.
 
-One command (about 20 minutes on 2 cores at 384 px; ``--nncf-python`` adds OpenVINO's NNCF INT8,
+One command (about 13 minutes on 2 cores at 384 px; ``--nncf-python`` adds OpenVINO's NNCF INT8,
 which is not a facesdk dependency and runs in an environment of its own):
 
     python -m venv .venv-nncf && .venv-nncf/bin/pip install nncf==3.4.0 -e ".[openvino]"   # once
@@ -248,6 +248,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {"label": spec["label"], "times_by_batch": times, "describe": backend.describe()}
     if spec.get("profile"):
         result["profile_ms"] = backend.op_profile()  # of the last batch-8 call
+        result["profile_nodes_ms"] = backend.op_profile(by="node")
     elif spec.get("crops") and not Path(spec["logits"]).exists():
         np.savez(spec["logits"], **run_batched(backend, np.load(spec["crops"])))
     backend.close()
@@ -293,15 +294,15 @@ def summarize(specs: list[dict[str, Any]], per_batch: list[dict[str, Any]]) -> l
     return rows
 
 
-def profile_best(spec: dict[str, Any]) -> dict[str, float] | None:
-    """OpenVINO's per-operation-type milliseconds of one batch-8 call on ``spec``'s path."""
+def profile_best(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """OpenVINO's milliseconds of one batch-8 call on ``spec``'s path: ``{"types": ..., "nodes": ...}``."""
     if spec["runtime"] != "openvino":
         return None
     result = run_in_child("benchmarks.fast_path", {**spec, "profile": True, "reps1": 1, "reps8": 3})
     if result.get("error"):
         log.warning("profiling %s failed: %s", spec["label"], result["error"])
         return None
-    return result["profile_ms"]
+    return {"types": result["profile_ms"], "nodes": result["profile_nodes_ms"]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,15 +341,24 @@ def _reference_ms(rows: list[dict[str, Any]]) -> float:
     return next(r["ms_b8"] for r in rows if r["label"] == REFERENCE)
 
 
-def _profile_lines(best: dict[str, Any], profile: dict[str, float] | None, reference_ms: float) -> list[str]:
+def _named_share(nodes: dict[str, float], node_type: str, part: str) -> tuple[int, int, float]:
+    """(nodes of ``node_type``, how many have ``part`` in their name, their milliseconds)."""
+    mine = {k: ms for k, ms in nodes.items() if k.startswith(node_type + ":")}
+    named = [ms for k, ms in mine.items() if part in k]
+    return len(mine), len(named), sum(named)
+
+
+def _profile_lines(best: dict[str, Any], profile: dict[str, Any] | None, reference_ms: float) -> list[str]:
     if not profile:
         return []
-    total = sum(profile.values()) or 1.0
-    top = list(profile.items())[:8]
+    types, nodes = profile["types"], profile["nodes"]
+    total = sum(types.values()) or 1.0
+    top = list(types.items())[:8]
     rest = total - sum(ms for _, ms in top)
     budget = TARGET_RATIO * reference_ms
     short = best["ms_b8"] - budget
     (first, first_ms), (second, second_ms) = top[0], top[1] if len(top) > 1 else ("-", 0.0)
+    count, in_attention, attention_ms = _named_share(nodes, "Subgraph", "/attn/")
     verdict = (
         f"The target allows {budget:.0f} ms at batch 8 ({TARGET_RATIO}x of ONNX Runtime FP32's "
         f"{reference_ms:.0f} ms); the best path takes {best['ms_b8']:.0f} ms, "
@@ -362,10 +372,11 @@ def _profile_lines(best: dict[str, Any], profile: dict[str, float] | None, refer
         "",
         "OpenVINO's per-node counters of one batch-8 call, summed by the node type OpenVINO ran (after "
         "its fusions). `FullyConnected*` nodes are the weight GEMMs (q/k/v, projection, MLP; `Quantized` "
-        "ones run INT8); `Subgraph` nodes are OpenVINO's JIT-fused kernels, on this backbone chiefly each "
-        "block's attention, MatMul-Softmax-MatMul in one node named after its `attn/MatMul_1` (checked by "
-        "hand on the FP32 graph: 12 such nodes hold 78 of its 80 ms of `Subgraph` at batch 8). The INT8 "
-        "model keeps the attention products float (docs/int8.md), so they run in the float precision.",
+        "ones run INT8); `Subgraph` nodes are OpenVINO's JIT-fused kernels, each named after the layer "
+        f"it stands for: here {in_attention} of the {count} `Subgraph` nodes are named after an attention "
+        f"module (`/attn/` in the name) and hold {attention_ms:.1f} of their "
+        f"{types.get('Subgraph', 0.0):.1f} ms. The INT8 model keeps the attention products float "
+        "(docs/int8.md), so they run in the float precision.",
         "",
         "| node type | ms | share |",
         "|---|---|---|",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,11 @@ __all__ = [
     "DEFAULT_OPSET",
     "INPUT_NAME",
     "ONNX_TOLERANCE",
+    "TupleOutputs",
     "check_opset",
     "disable_fused_attn",
     "export_onnx",
     "check_onnx",
-    "embed_metadata",
     "read_metadata",
     "ort_session",
     "compare_onnx_torch",
@@ -75,7 +75,7 @@ def disable_fused_attn(model: nn.Module) -> int:
     return changed
 
 
-class _TupleOutputs(nn.Module):
+class TupleOutputs(nn.Module):
     """Wrap a ``{task: logits}`` model so it returns a tuple in a fixed task order."""
 
     def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
@@ -143,7 +143,7 @@ def export_onnx(
     path = Path(path)
     model = model.float().eval()
     disable_fused_attn(model)
-    wrapped = _TupleOutputs(model, output_names).eval()
+    wrapped = TupleOutputs(model, output_names).eval()
     try:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -188,25 +188,6 @@ def check_onnx(path: str | os.PathLike[str], output_names: Sequence[str], opset:
     bad = sorted({n.op_type for n in model.graph.node if n.op_type == "Attention"})
     if bad:
         raise ExportError(f"{path}: contains ONNX Attention ops; export with fused attention off")
-
-
-def embed_metadata(path: str | os.PathLike[str], metadata: Mapping[str, str]) -> None:
-    """Write ``metadata`` into the model's ``metadata_props`` (replacing same-named keys), atomically."""
-    import onnx
-
-    path = Path(path)
-    model = onnx.load(str(path))
-    kept = [p for p in model.metadata_props if p.key not in metadata]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    for key, value in metadata.items():
-        model.metadata_props.add(key=key, value=str(value))
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        onnx.save(model, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:

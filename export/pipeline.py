@@ -18,7 +18,7 @@ import torch
 from facesdk.checkpoint import CHECKPOINT_MANIFEST, CheckpointManifest, load_checkpoint_manifest
 from facesdk.errors import ConfigError, FaceSdkError, ManifestError
 from facesdk.export_manifest import ExportManifest, ModelEntry, TensorSpec
-from facesdk.integrity import stamp_onnx_digest
+from facesdk.integrity import set_onnx_metadata, stamp_onnx_digest
 from facesdk.manifest_io import FileEntry, sha256_file
 from facesdk.outputs import StagedDir
 
@@ -28,7 +28,7 @@ from .errors import ExportError
 from .flops import complexity_record
 from .fp16 import convert_to_fp16
 from .merge import check_merge, merge_adapters
-from .onnx_export import INPUT_NAME, check_onnx, compare_onnx_torch, embed_metadata, export_onnx
+from .onnx_export import INPUT_NAME, check_onnx, compare_onnx_torch, export_onnx
 from .options import ExportOptions, ExportPlan, load_quantizer, preflight
 from .parity import face_crops, gate_parity, onnx_agreement
 from .rewrite import resolve_rope_layout, rewrite_for_export
@@ -150,7 +150,7 @@ def _onnx_stage(options: ExportOptions, stage: Path, ckpt: Path) -> tuple[Export
     )
     complexity = complexity_record(merged, model, size, onnx_path)
     base = _base_manifest(options, manifest, complexity)
-    embed_metadata(onnx_path, base.onnx_metadata())
+    set_onnx_metadata(onnx_path, base.onnx_metadata())
     parity = {"merge": merge.to_json(), "rewrite": rewrite.to_json(), "onnx_vs_torch": onnx_parity}
     return base, parity
 
@@ -196,7 +196,7 @@ def _lowp_onnx(
             "calibration_set": calib.record,
         }
         parity = gate_parity(report or {})
-        embed_metadata(out, base.onnx_metadata())
+        set_onnx_metadata(out, base.onnx_metadata())
     key, entry = _entry(stage, "onnx", precision, extra=extra)
     return {key: entry}, {f"onnx-{precision}": parity}
 

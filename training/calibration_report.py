@@ -16,7 +16,6 @@ changed.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -160,24 +159,16 @@ def write_calibrated(source: Path, temperatures: Mapping[str, float], dest: Path
 
 
 def _restamp_onnx(stage: Path, manifest: Any) -> Any:
-    """Write ``manifest``'s temperatures into every ONNX file's metadata; return it with the new hashes."""
-    from facesdk.export_manifest import ONNX_METADATA_KEYS
-    from facesdk.integrity import read_onnx_metadata, set_onnx_metadata
+    """Write ``manifest``'s metadata (its temperatures included) into every ONNX file, as the export
+    does; return the manifest with the files' new hashes."""
+    from facesdk.integrity import set_onnx_metadata
     from facesdk.manifest_io import FileEntry
-    from facesdk.temperature import TEMPERATURES_KEY
 
     models = dict(manifest.models)
     for key, entry in manifest.models.items():
-        if entry.format != "onnx":
-            continue
-        path = stage / entry.file.path
-        summary_key = ONNX_METADATA_KEYS["summary"]
-        summary = json.loads(read_onnx_metadata(path).get(summary_key, "{}"))
-        summary.pop(TEMPERATURES_KEY, None)
-        if manifest.temperatures:
-            summary[TEMPERATURES_KEY] = dict(manifest.temperatures)
-        set_onnx_metadata(path, {summary_key: json.dumps(summary)})
-        models[key] = replace(entry, file=FileEntry.of(stage, entry.file.path))
+        if entry.format == "onnx":
+            set_onnx_metadata(stage / entry.file.path, manifest.onnx_metadata())
+            models[key] = replace(entry, file=FileEntry.of(stage, entry.file.path))
     return replace(manifest, models=models)
 
 

@@ -225,16 +225,20 @@ class OpenVinoBackend(ClosingBackend):
             name: np.array(values[port]) for name, port in zip(self._outputs, compiled.outputs, strict=True)
         }
 
-    def op_profile(self) -> dict[str, float]:
-        """Milliseconds per operation type of the last inference, largest first (``profile=True``).
+    def op_profile(self, by: str = "type") -> dict[str, float]:
+        """Milliseconds of the last inference per operation type (or per node), largest first.
 
-        OpenVINO's own per-node counters, summed by node type (``FullyConnected``, ``RoPE``,
-        ``ScaledDotProductAttention``, ...); the names after fusion, so they say what the CPU
-        plugin actually ran.
+        OpenVINO's own per-node counters (``profile=True``), after its fusions, so they say what
+        the CPU plugin actually ran. ``by="type"`` sums them by node type (``FullyConnected``,
+        ``Subgraph``, ``RoPE``, ...); ``by="node"`` keeps one entry per node, keyed
+        ``"type:node name"`` (the name of the original layer a fused node stands for).
 
         Raises:
             BackendError: The backend was created without ``profile=True``, or has not run yet.
+            ConfigError: ``by`` is neither ``"type"`` nor ``"node"``.
         """
+        if by not in ("type", "node"):
+            raise ConfigError(f"op_profile(by=...) must be 'type' or 'node', got {by!r}")
         if not self._config.get("PERF_COUNT"):
             raise BackendError("op_profile() needs OpenVinoBackend(..., profile=True)")
         if self._last is None:
@@ -242,8 +246,8 @@ class OpenVinoBackend(ClosingBackend):
         totals: dict[str, float] = {}
         for node in self._last.get_profiling_info():
             if str(node.status).endswith(".EXECUTED"):
-                ms = node.real_time.total_seconds() * 1e3
-                totals[node.node_type] = totals.get(node.node_type, 0.0) + ms
+                key = node.node_type if by == "type" else f"{node.node_type}:{node.node_name}"
+                totals[key] = totals.get(key, 0.0) + node.real_time.total_seconds() * 1e3
         return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
 
     def close(self) -> None:

@@ -129,8 +129,15 @@ def test_op_profile_sums_the_last_run_by_operation_type(ov: object, tiny_export:
             backend.op_profile()
         backend.run(np.zeros((2, 3, *manifest.input.shape[2:]), np.float32))
         profile = backend.op_profile()
+        nodes = backend.op_profile(by="node")
+        with pytest.raises(ConfigError, match="'type' or 'node'"):
+            backend.op_profile(by="layer")
     assert "FullyConnected" in profile and all(ms >= 0 for ms in profile.values())
     assert list(profile.values()) == sorted(profile.values(), reverse=True)
+    # per node: "type:name" keys that add up to the per-type sums
+    for node_type, ms in profile.items():
+        mine = [v for k, v in nodes.items() if k.split(":", 1)[0] == node_type]
+        assert mine and sum(mine) == pytest.approx(ms)
     with create_backend("openvino", manifest, tiny_export / "model.onnx") as plain:
         plain.run(np.zeros((1, 3, *manifest.input.shape[2:]), np.float32))
         with pytest.raises(BackendError, match="profile=True"):
