@@ -137,26 +137,6 @@ class _Settings:
     cache: Path
 
 
-def _run_quantizer(
-    fp32: Path,
-    out: Path,
-    reader: _Reader | None,
-    nodes: Sequence[str],
-    exclude: Sequence[str],
-    cfg: _Settings,
-) -> None:
-    """One ``quantize_static`` call; tensor ranges are read from / written to ``cfg.cache``."""
-    q = require("onnxruntime.quantization", "", "INT8 quantization")
-    calib = {"entropy": q.CalibrationMethod.Entropy, "percentile": q.CalibrationMethod.Percentile}.get(
-        cfg.method, q.CalibrationMethod.MinMax
-    )
-    symmetric = cfg.activations == "int8"
-    if reader is not None:
-        reader.rewind()
-    with _without_preprocess_advice():
-        _quantize_static(q, fp32, out, reader, nodes, exclude, cfg, calib, symmetric)
-
-
 class _PreprocessAdvice(logging.Filter):
     """Drops ONNX Runtime's "consider pre-processing before quantization" advice (logged on the
     root logger at every call, dozens of times in a sensitivity pass): facesdk quantizes the graph
@@ -177,33 +157,46 @@ def _without_preprocess_advice() -> Iterator[None]:
         root.removeFilter(advice)
 
 
-def _quantize_static(
-    q: Any, fp32: Path, out: Path, reader: Any, nodes: Sequence[str], exclude: Sequence[str], cfg: _Settings,
-    calib: Any, symmetric: bool,
-) -> None:  # fmt: skip
-    q.quantize_static(
-        str(fp32),
-        str(out),
-        reader,
-        quant_format=q.QuantFormat.QDQ,
-        op_types_to_quantize=sorted(cfg.op_types),  # also limits the tensors the calibrator records
-        nodes_to_quantize=list(nodes),
-        nodes_to_exclude=list(exclude),
-        per_channel=True,
-        activation_type=q.QuantType.QInt8 if symmetric else q.QuantType.QUInt8,
-        weight_type=q.QuantType.QInt8,
-        calibrate_method=calib,
-        calibration_cache_path=str(cfg.cache),
-        extra_options={
-            "ActivationSymmetric": symmetric,
-            "WeightSymmetric": True,
-            "CalibTensorRangeSymmetric": symmetric,
-            "CalibPercentile": 99.99,
-            # One reader batch per calibration pass: the calibrator keeps every recorded tensor of
-            # a pass in memory (GBs for 48 crops at 384 px); histograms and ranges merge across passes.
-            "CalibStridedMinMax": 1,
-        },
+def _run_quantizer(
+    fp32: Path,
+    out: Path,
+    reader: _Reader | None,
+    nodes: Sequence[str],
+    exclude: Sequence[str],
+    cfg: _Settings,
+) -> None:
+    """One ``quantize_static`` call; tensor ranges are read from / written to ``cfg.cache``."""
+    q = require("onnxruntime.quantization", "", "INT8 quantization")
+    calib = {"entropy": q.CalibrationMethod.Entropy, "percentile": q.CalibrationMethod.Percentile}.get(
+        cfg.method, q.CalibrationMethod.MinMax
     )
+    symmetric = cfg.activations == "int8"
+    if reader is not None:
+        reader.rewind()
+    with _without_preprocess_advice():
+        q.quantize_static(
+            str(fp32),
+            str(out),
+            reader,
+            quant_format=q.QuantFormat.QDQ,
+            op_types_to_quantize=sorted(cfg.op_types),  # also limits the tensors the calibrator records
+            nodes_to_quantize=list(nodes),
+            nodes_to_exclude=list(exclude),
+            per_channel=True,
+            activation_type=q.QuantType.QInt8 if symmetric else q.QuantType.QUInt8,
+            weight_type=q.QuantType.QInt8,
+            calibrate_method=calib,
+            calibration_cache_path=str(cfg.cache),
+            extra_options={
+                "ActivationSymmetric": symmetric,
+                "WeightSymmetric": True,
+                "CalibTensorRangeSymmetric": symmetric,
+                "CalibPercentile": 99.99,
+                # One reader batch per calibration pass: the calibrator keeps every recorded tensor of
+                # a pass in memory (GBs for 48 crops at 384 px); histograms and ranges merge across passes.
+                "CalibStridedMinMax": 1,
+            },
+        )
 
 
 def _rank(comparison: dict[str, Any]) -> tuple[float, float]:
