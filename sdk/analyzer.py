@@ -1,7 +1,13 @@
 """The runtime entry point: ``Analyzer(model).analyze(frame) -> FrameResult``.
 
+The Analyzer loads the model and the detector and drives one :class:`~facesdk.engine.Engine`
+(backend, lock, statistics) from every entry point: single images (:meth:`Analyzer.analyze`,
+:meth:`~Analyzer.analyze_batch`, :meth:`~Analyzer.analyze_detections`) and streams
+(:meth:`~Analyzer.stream`, :meth:`~Analyzer.stream_frames`, :meth:`~Analyzer.streams`, run by
+:mod:`facesdk.streams.runner`).
+
 Thread safety: one Analyzer may be shared by several threads. The detector serialises its
-own calls; the backend call is guarded by a lock, so batches never interleave; statistics
+own calls; the engine serialises backend calls, so batches never interleave; statistics
 are locked. Cropping and post-processing run concurrently.
 """
 
@@ -13,33 +19,23 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .arguments import check_detections, check_model_arg
 from .backends.base import Backend, create_backend
-from .errors import BackendError
+from .engine import Engine
+from .errors import ConfigError, SourceError
 from .faces.detector import DetectorConfig, FaceDetector, stream_config
 from .frames import to_bgr_uint8
 from .model_loader import resolve_model
-from .pipeline import (
-    SKIPPED_LOW_QUALITY,
-    analyze_faces,
-    check_min_quality,
-    finish_faces,
-    infer_crops,
-    prepare_faces,
-)
-from .results import Detection, FaceResult, FrameResult
-from .scheduling import ScheduleConfig, StreamScheduler
-from .stats import StageStats
-from .stream_runner import Clock, run_stream
-from .streams import FrameStream
-from .tracking import TrackerConfig
-
-if TYPE_CHECKING:
-    from .multistream import MultiStream
+from .pipeline import check_min_quality
+from .results import Detection, FrameResult
+from .streams.runner import Clock, MultiStream, StreamRun, source_labels
+from .streams.scheduling import ScheduleConfig, StreamScheduler
+from .streams.sources import FrameStream
+from .streams.tracking import TrackerConfig
 
 __all__ = ["Analyzer"]
 
@@ -90,7 +86,7 @@ class Analyzer:
         **backend_opts: Any,
     ) -> None:
         check_model_arg(model)
-        self.min_quality = check_min_quality(min_quality)
+        min_quality = check_min_quality(min_quality)
         # explicit backend options pin auto to its old choice (they are one runtime's options)
         resolved = resolve_model(model, backend, precision, verify, auto_select=not backend_opts)
         self.manifest = resolved.manifest
@@ -103,16 +99,30 @@ class Analyzer:
         else:
             self.detector = FaceDetector(detector, detector_config)
         self.stream_detector_config = stream_detector_config or stream_config(detector_config)
-        self.backend: Backend | None = create_backend(
+        created = create_backend(
             resolved.backend, self.manifest, resolved.path, **{**resolved.options, **backend_opts}
         )
-        describe = getattr(self.backend, "describe", None)
+        describe = getattr(created, "describe", None)
         why = f" ({resolved.reason})" if resolved.reason else ""
-        logger.info("analyzer backend: %s%s", describe() if describe else self.backend.name, why)
+        logger.info("analyzer backend: %s%s", describe() if describe else created.name, why)
+        self.engine = Engine(created, self.manifest, min_quality)
+        """The runtime core every entry point drives (backend, lock, statistics)."""
         self.tracker_config = tracker or TrackerConfig()
         self.schedule_config = schedule or ScheduleConfig()
-        self._backend_lock = threading.Lock()
-        self._stats = StageStats()
+
+    @property
+    def min_quality(self) -> float:
+        return self.engine.min_quality
+
+    @property
+    def backend(self) -> Backend | None:
+        """The inference backend (``None`` once closed)."""
+        return None if self.engine.closed else self.engine.backend
+
+    @backend.setter
+    def backend(self, backend: Backend) -> None:
+        """Run on another backend from now on (the previous one stays open: the new one may wrap it)."""
+        self.engine.replace_backend(backend)
 
     @property
     def stream_detector(self) -> Any:
@@ -128,46 +138,47 @@ class Analyzer:
             return self._stream_detector
 
     def scheduler(
-        self, track: bool = True, smoothing: float | None = None, schedule: ScheduleConfig | None = None
+        self,
+        track: bool = True,
+        smoothing: float | None = None,
+        schedule: ScheduleConfig | None = None,
+        anticipate: bool = False,
     ) -> StreamScheduler:
         """A fresh per-stream tracker + scheduler from this Analyzer's settings (overrides given here)."""
         config = self.tracker_config
         if smoothing is not None:
             config = TrackerConfig(config.iou_threshold, config.max_age, smoothing)
-        return StreamScheduler(config if track else None, schedule or self.schedule_config)
+        return StreamScheduler(
+            config if track else None, schedule or self.schedule_config, self.min_quality, anticipate
+        )
 
     @property
     def tasks(self) -> tuple[str, ...]:
         return tuple(t.name for t in self.manifest.tasks)
 
-    def _require_open(self) -> Backend:
-        if self.backend is None:
-            raise BackendError("this Analyzer was closed; create a new one")
-        return self.backend
+    def _result(
+        self, images: list[np.ndarray], detections: list[Any], detect_ms: list[float]
+    ) -> list[FrameResult]:
+        """Analyse the frames' detections in one engine call; timings shared evenly by the frames."""
+        shared: dict[str, float] = {}
+        per_frame = self.engine.analyze_many(images, detections, shared)
+        share = 1.0 / len(images)
+        results, now = [], time.time()
+        for i, faces in enumerate(per_frame):
+            timings = {"detect": detect_ms[i], **{k: v * share for k, v in shared.items()}}
+            self.engine.record(timings, sum(not f.inferred for f in faces))
+            results.append(FrameResult(i, now, faces, timings))
+        return results
 
     def analyze_detections(
         self, frame: Any, detections: Sequence[Detection], index: int = 0, timestamp: float | None = None
     ) -> FrameResult:
         """Analyse given faces (e.g. a dataset's boxes) without running the detector."""
         detections = check_detections(detections)
-        backend = self._require_open()
-        image = to_bgr_uint8(frame)
-        timings: dict[str, float] = {}
-        faces = analyze_faces(
-            image, detections, backend, self.manifest, timings, self._backend_lock, self.min_quality
-        )
-        self._add_stats(timings, faces)
-        return FrameResult(
-            index=index,
-            timestamp=time.time() if timestamp is None else timestamp,
-            faces=faces,
-            timings=timings,
-        )
-
-    def _add_stats(self, timings: Mapping[str, float], faces: Sequence[FaceResult]) -> None:
-        self._stats.add(timings)
-        if self.min_quality > 0:
-            self._stats.count(SKIPPED_LOW_QUALITY, sum(not f.inferred for f in faces))
+        self.engine.backend  # noqa: B018 - raises once closed, before any work
+        result = self._result([to_bgr_uint8(frame)], [detections], [0.0])[0]
+        timings = {k: v for k, v in result.timings.items() if k != "detect"}
+        return FrameResult(index, time.time() if timestamp is None else timestamp, result.faces, timings)
 
     def analyze(self, frame: Any, index: int = 0, timestamp: float | None = None) -> FrameResult:
         """Detect every face of one frame and read their attributes (one batched backend call).
@@ -178,20 +189,9 @@ class Analyzer:
             index: Frame index recorded in the result.
             timestamp: Capture time recorded in the result (default: now).
         """
-        backend = self._require_open()
-        image = to_bgr_uint8(frame)
-        start = time.perf_counter()
-        detections = self.detector.detect(image)
-        timings = {"detect": (time.perf_counter() - start) * 1000.0}
-        faces = analyze_faces(
-            image, detections, backend, self.manifest, timings, self._backend_lock, self.min_quality
-        )
-        self._add_stats(timings, faces)
+        result = self.analyze_batch([frame])[0]
         return FrameResult(
-            index=index,
-            timestamp=time.time() if timestamp is None else timestamp,
-            faces=faces,
-            timings=timings,
+            index, time.time() if timestamp is None else timestamp, result.faces, result.timings
         )
 
     def analyze_batch(self, frames: Iterable[Any]) -> list[FrameResult]:
@@ -200,7 +200,7 @@ class Analyzer:
         The faces of all frames go through the backend together (split at its max batch);
         ``align``, ``infer`` and ``post`` timings are the batch's, shared evenly by its frames.
         """
-        backend = self._require_open()
+        self.engine.backend  # noqa: B018 - raises once closed, before any work
         images = [to_bgr_uint8(frame) for frame in frames]
         if not images:
             return []
@@ -209,40 +209,7 @@ class Analyzer:
             start = time.perf_counter()
             detections.append(self.detector.detect(image))
             detect_ms.append((time.perf_counter() - start) * 1000.0)
-        start = time.perf_counter()
-        spec = self.manifest.preprocess
-        prepared = [
-            prepare_faces(image, dets, spec, self.min_quality)
-            for image, dets in zip(images, detections, strict=True)
-        ]
-        mid = time.perf_counter()
-        with self._backend_lock:
-            logits = infer_crops(backend, [c for p in prepared for c in p.crops], spec)
-        end = time.perf_counter()
-        per_frame, offset = [], 0
-        for p in prepared:
-            rows = slice(offset, offset + len(p.selected))
-            per_frame.append(
-                finish_faces(
-                    p,
-                    {k: v[rows] for k, v in logits.items()},
-                    self.manifest.tasks,
-                    self.manifest.temperatures,
-                )
-            )
-            offset += len(p.selected)
-        share = 1000.0 / len(images)
-        shared = {
-            "align": (mid - start) * share,
-            "infer": (end - mid) * share,
-            "post": (time.perf_counter() - end) * share,
-        }
-        results, now = [], time.time()
-        for i, faces in enumerate(per_frame):
-            timings = {"detect": detect_ms[i], **shared}
-            self._add_stats(timings, faces)
-            results.append(FrameResult(i, now, faces, timings))
-        return results
+        return self._result(images, detections, detect_ms)
 
     def stream(
         self,
@@ -252,13 +219,14 @@ class Analyzer:
         schedule: ScheduleConfig | None = None,
         overlap: bool = True,
         clock: Clock | None = None,
+        wait: bool | None = None,
         **stream_opts: Any,
     ) -> Iterator[FrameResult]:
         """Analyse a camera, video file, URL or iterable of frames, frame by frame.
 
         Every frame is detected (at the stream detector size) and tracked; the backbone runs on
-        the faces the schedule picks, and every face carries its track's latest estimate with
-        ``inferred`` and ``estimate_age_s`` (see :mod:`facesdk.scheduling`).
+        the faces the schedule picks, off the frame path, and every face carries its track's
+        latest estimate with ``inferred`` and ``estimate_age_s`` (see :mod:`facesdk.streams`).
 
         Args:
             source: Camera index, path, URL or iterable of frames (see :class:`FrameStream`).
@@ -267,13 +235,18 @@ class Analyzer:
                 config, ``0`` turns it off.
             schedule: Scheduling settings for this stream (default: the Analyzer's);
                 ``ScheduleConfig(enabled=False)`` infers every face of every frame.
-            overlap: Detect frame t+1 in a worker thread while the backbone runs on frame t.
+            overlap: Detect and classify in worker threads (detection of frame t+1 overlaps the
+                backbone on frame t); ``False`` runs everything in the caller's thread (waiting mode).
             clock: ``clock() -> seconds`` called once per frame to stamp it (stream time for the
                 schedule and ``FrameResult.timestamp``); default: the frame's capture time.
+            wait: Make each frame wait for the estimates its schedule asked for (``True``), or never
+                wait for the backbone (``False``: estimates join their tracks when they land).
+                ``None`` (default): asynchronous for live sources (cameras, URLs, ``live=True``),
+                waiting for files and iterables, and always waiting without tracking or scheduling.
             **stream_opts: Passed to :class:`FrameStream` (``live``, ``queue_size``, ``opener``...).
         """
         for _, result in self.stream_frames(
-            source, track, smoothing, schedule, overlap, clock, **stream_opts
+            source, track, smoothing, schedule, overlap, clock, wait, **stream_opts
         ):
             yield result
 
@@ -285,18 +258,21 @@ class Analyzer:
         schedule: ScheduleConfig | None = None,
         overlap: bool = True,
         clock: Clock | None = None,
+        wait: bool | None = None,
         **stream_opts: Any,
     ) -> Iterator[tuple[np.ndarray, FrameResult]]:
         """Like :meth:`stream`, but yields ``(frame_bgr, result)`` pairs (for drawing).
 
         A failing source, detector or backend ends the iteration with its error; stopping
-        early stops the worker and capture threads.
+        early stops the worker, classifier and capture threads.
         """
-        self._require_open()
-        scheduler = self.scheduler(track, smoothing, schedule)
-        frames = source if isinstance(source, FrameStream) else FrameStream(source, **stream_opts)
         label = str(source) if isinstance(source, (str, int, os.PathLike)) else None
-        yield from run_stream(self, frames, scheduler, overlap=overlap, clock=clock, label=label)
+        name = label or "source0"
+        run = self._run(
+            {name: source}, track, smoothing, schedule, overlap, clock, wait, "raise", stream_opts
+        )
+        run.lanes[0].label = label
+        yield from run
 
     def streams(
         self,
@@ -304,32 +280,102 @@ class Analyzer:
         track: bool = True,
         smoothing: float | None = None,
         schedule: ScheduleConfig | None = None,
-        **options: Any,
+        overlap: bool = True,
+        clock: Clock | None = None,
+        wait: bool | None = None,
+        on_error: str = "drop",
+        batch_size: int | None = None,
+        max_delay_ms: float = 5.0,
+        **stream_opts: Any,
     ) -> MultiStream:
         """Analyse several sources at once, batching the faces of all of them into shared backbone calls.
 
-        Each result carries its source's name in :attr:`FrameResult.source`; a failing source
-        is dropped and recorded in ``.errors`` while the others keep flowing. See
-        :class:`facesdk.multistream.MultiStream` for ``options`` (``on_error``, stream options).
+        Takes the options of :meth:`stream` (``overlap=False`` only for one source), plus
+        ``on_error`` (``"drop"``: a failing source is logged, recorded in ``.errors`` and
+        dropped while the others flow; ``"raise"``: its error ends the iteration) and
+        ``batch_size`` (most crops per backbone call; default: what the backend runs best) and
+        ``max_delay_ms`` (how long the backbone waits for crops of other sources before a call
+        that is not full, like Triton's ``max_queue_delay``; default 5 ms).
+        Each result carries its source's name in :attr:`FrameResult.source`.
         """
-        from .multistream import MultiStream
+        named = source_labels(sources)
+        run = self._run(
+            named,
+            track,
+            smoothing,
+            schedule,
+            overlap,
+            clock,
+            wait,
+            on_error,
+            stream_opts,
+            batch_size,
+            max_delay_ms,
+        )
+        return MultiStream(run, named)
 
-        return MultiStream(self, sources, track=track, smoothing=smoothing, schedule=schedule, **options)
+    def _run(
+        self,
+        sources: Mapping[str, Any],
+        track: bool,
+        smoothing: float | None,
+        schedule: ScheduleConfig | None,
+        overlap: bool,
+        clock: Clock | None,
+        wait: bool | None,
+        on_error: str,
+        stream_opts: Mapping[str, Any],
+        batch_size: int | None = None,
+        max_delay_ms: float = 0.0,
+    ) -> StreamRun:
+        """Open every source and build the run (sources fail here, before any thread starts)."""
+        self.engine.backend  # noqa: B018 - raises once closed
+        schedule = schedule or self.schedule_config
+        every_face = not track or not schedule.enabled
+        if wait is False and (every_face or not overlap):
+            raise ConfigError(
+                "wait=False needs tracking, scheduling and overlap: without them every face of every "
+                "frame is inferred and each frame waits for its faces"
+            )
+        detector = self.stream_detector
+        lanes: dict[str, tuple[FrameStream, StreamScheduler, bool, str | None]] = {}
+        opened: list[FrameStream] = []
+        failed: dict[str, BaseException] = {}
+        try:
+            for name, source in sources.items():
+                try:
+                    frames = source if isinstance(source, FrameStream) else FrameStream(source, **stream_opts)
+                except SourceError as exc:
+                    if on_error == "raise":
+                        raise
+                    logger.warning("source %r cannot be opened and is dropped: %s", name, exc)
+                    failed[name] = exc
+                    continue
+                opened.append(frames)
+                waits = every_face or not overlap or (not frames.live if wait is None else wait)
+                scheduler = self.scheduler(track, smoothing, schedule, anticipate=not waits)
+                lanes[name] = (frames, scheduler, waits, name)
+        except BaseException:
+            for frames in opened:
+                frames.close()
+            raise
+        run = StreamRun(self.engine, detector, lanes, overlap, clock, on_error, batch_size, max_delay_ms)
+        run.errors.update(failed)
+        return run
 
     def stats(self) -> dict[str, dict[str, float]]:
-        """Live per-stage timing statistics (ms): decode, detect, align, infer, post."""
-        return self._stats.summary()
+        """Live per-stage timing statistics (ms): decode, detect, align, infer, post (per frame),
+        ``wait`` (a waiting stream's frame waiting for its estimates) and ``classify`` (per backbone
+        call of a stream's classifier), plus event counters."""
+        return self.engine.stats()
 
     def reset_stats(self) -> None:
         """Forget the timing statistics so far (e.g. after a warm-up)."""
-        self._stats.reset()
+        self.engine.reset_stats()
 
     def close(self) -> None:
         """Release the backend (idempotent)."""
-        with self._backend_lock:
-            if self.backend is not None:
-                self.backend.close()
-                self.backend = None
+        self.engine.close()
 
     def __enter__(self) -> Analyzer:
         return self

@@ -147,8 +147,19 @@ def test_thread_safety(analyzer: Analyzer, astronaut_bgr: np.ndarray) -> None:
 def test_stats_and_close(analyzer: Analyzer, astronaut_bgr: np.ndarray) -> None:
     list(analyzer.stream([astronaut_bgr, astronaut_bgr]))
     stats = analyzer.stats()
-    assert set(stats) == {"decode", "detect", "align", "infer", "post"}
+    # per frame: decode .. post (a file's frames wait for their estimates); per backbone call: classify
+    assert set(stats) == {
+        "decode",
+        "detect",
+        "align",
+        "wait",
+        "infer",
+        "post",
+        "classify",
+        "classified_faces",
+    }
     assert stats["detect"]["count"] == 2
+    assert stats["classified_faces"]["count"] == 1  # one track, inferred once
     analyzer.reset_stats()
     assert analyzer.stats() == {}
     analyzer.analyze(astronaut_bgr)

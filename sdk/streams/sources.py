@@ -2,9 +2,17 @@
 
 Frames are captured in their own thread into a bounded queue. Live sources (cameras and
 URLs) drop the oldest frame when the consumer falls behind; files and iterables deliver
-every frame. A live source that stops delivering is reopened with exponential backoff.
+every frame. A live source that can be opened again (a camera index, URL or path) and stops
+delivering is reopened with exponential backoff, at most ``max_retries`` times in a row before
+it is reported lost (:class:`SourceError`); an iterable that ends ends its source, live or not.
 The source is opened when the :class:`FrameStream` is created, so a missing file, a corrupt
 video or an absent camera raises :class:`SourceError` right away.
+
+Network sources are opened with OpenCV's open and read timeouts
+(``CAP_PROP_OPEN_TIMEOUT_MSEC``/``CAP_PROP_READ_TIMEOUT_MSEC``; :data:`DEFAULT_OPEN_TIMEOUT_S`,
+:data:`DEFAULT_READ_TIMEOUT_S`), so a stalled camera cannot block a read for long. An iterable
+that yields ``None`` or something that is not a frame fails its source with an error that says
+which frame.
 """
 
 from __future__ import annotations
@@ -22,12 +30,25 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from .errors import ConfigError, SourceError
+from ..errors import ConfigError, SourceError
 
-__all__ = ["Capture", "FrameStream", "StreamFrame", "is_live_source", "open_capture"]
+__all__ = [
+    "DEFAULT_OPEN_TIMEOUT_S",
+    "DEFAULT_READ_TIMEOUT_S",
+    "Capture",
+    "FrameStream",
+    "StreamFrame",
+    "is_live_source",
+    "is_reopenable",
+    "open_capture",
+]
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_OPEN_TIMEOUT_S = 10.0
+"""Most seconds opening a network source may take before it counts as a failed try."""
+DEFAULT_READ_TIMEOUT_S = 5.0
+"""Most seconds one read of a network source may block before the source counts as stopped."""
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 _END = object()
 
@@ -55,12 +76,20 @@ class _IterCapture:
 
     def __init__(self, frames: Iterable[Any]) -> None:
         self._it = iter(frames)
+        self._count = 0
 
     def read(self) -> tuple[bool, Any]:
         try:
-            return True, next(self._it)
+            frame = next(self._it)
         except StopIteration:
             return False, None
+        if not isinstance(frame, np.ndarray):
+            raise SourceError(
+                f"the source's item {self._count} is {'None' if frame is None else type(frame).__name__}, "
+                "not a frame (a numpy image); an iterable source ends by stopping, not by yielding None"
+            )
+        self._count += 1
+        return True, frame
 
     def release(self) -> None:
         close = getattr(self._it, "close", None)
@@ -77,8 +106,30 @@ def is_live_source(source: Any) -> bool:
     return False
 
 
-def open_capture(source: Any) -> Capture:
-    """Open a camera index, URL, video file or iterable of frames; raise :class:`SourceError` if it fails."""
+def is_reopenable(source: Any) -> bool:
+    """Whether a lost source can be opened again: a camera index, URL or path (not an iterable)."""
+    return isinstance(source, (str, int, os.PathLike))
+
+
+def _open_url(url: str, open_timeout_s: float, read_timeout_s: float) -> Any:
+    params = [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+        int(open_timeout_s * 1000),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+        int(read_timeout_s * 1000),
+    ]
+    return cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+
+
+def open_capture(
+    source: Any,
+    open_timeout_s: float = DEFAULT_OPEN_TIMEOUT_S,
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+) -> Capture:
+    """Open a camera index, URL, video file or iterable of frames; raise :class:`SourceError` if it fails.
+
+    URLs are opened with OpenCV's open and read timeouts (seconds).
+    """
     if not isinstance(source, (str, int, os.PathLike)):
         if isinstance(source, np.ndarray) or not isinstance(source, Iterable):
             raise SourceError(
@@ -90,7 +141,10 @@ def open_capture(source: Any) -> Capture:
         if not path.is_file():
             raise SourceError(f"video file {path} does not exist")
     target: Any = int(source) if isinstance(source, str) and source.isdigit() else source
-    cap = cv2.VideoCapture(str(target) if isinstance(target, os.PathLike) else target)
+    if isinstance(target, str) and target.lower().startswith(URL_SCHEMES):
+        cap = _open_url(target, open_timeout_s, read_timeout_s)
+    else:
+        cap = cv2.VideoCapture(str(target) if isinstance(target, os.PathLike) else target)
     if not cap.isOpened():
         cap.release()
         kind = "camera" if isinstance(target, int) else "source"
@@ -116,10 +170,14 @@ class FrameStream:
         source: Camera index, video path, URL, or an iterable of frames.
         live: Drop oldest frames when behind (default: true for cameras and URLs).
         queue_size: Frames buffered between the capture thread and the consumer.
-        reconnect: Reopen a live source that stops delivering.
-        max_retries: Consecutive failed reopen attempts before giving up (SourceError).
+        reconnect: Reopen a live camera, URL or path that stops delivering (an iterable is never
+            reopened: its end is the source's end).
+        max_retries: Consecutive failed reopen attempts before the source is reported lost (SourceError).
         backoff: Initial and maximum wait between reopen attempts, in seconds.
-        opener: ``opener(source) -> Capture``; defaults to :func:`open_capture` (tests inject fakes).
+        opener: ``opener(source) -> Capture``; defaults to :func:`open_capture` with the timeouts
+            below (tests inject fakes).
+        open_timeout_s: Most seconds opening a network source may take.
+        read_timeout_s: Most seconds one read of a network source may block.
     """
 
     def __init__(
@@ -130,10 +188,22 @@ class FrameStream:
         reconnect: bool = True,
         max_retries: int = 10,
         backoff: tuple[float, float] = (0.5, 8.0),
-        opener: Callable[[Any], Capture] = open_capture,
+        opener: Callable[[Any], Capture] | None = None,
+        open_timeout_s: float = DEFAULT_OPEN_TIMEOUT_S,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
     ) -> None:
-        if queue_size < 1:
-            raise ConfigError(f"queue_size must be >= 1, got {queue_size}")
+        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
+            raise ConfigError(f"queue_size must be an integer >= 1, got {queue_size!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        for name, value in (("open_timeout_s", open_timeout_s), ("read_timeout_s", read_timeout_s)):
+            if not (isinstance(value, (int, float)) and value > 0):
+                raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+        if opener is None:
+
+            def opener(source: Any) -> Capture:
+                return open_capture(source, open_timeout_s, read_timeout_s)
+
         self.source = source
         self.live = is_live_source(source) if live is None else live
         self.reconnect, self.max_retries, self.backoff = reconnect, max_retries, backoff
@@ -212,10 +282,15 @@ class FrameStream:
                             self.declared_frames,
                         )
                     break
+                if not is_reopenable(self.source):
+                    break  # an iterable's end is its source's end
                 logger.warning("source %r stopped delivering frames; reconnecting", self.source)
                 if not (self.reconnect and self._reopen()):
                     if not self._stop.is_set():
-                        raise SourceError(f"source {self.source!r} was lost and could not be reopened")
+                        raise SourceError(
+                            f"source {self.source!r} was lost and could not be reopened "
+                            f"({self.max_retries} tries with backoff up to {self.backoff[1]:g} s)"
+                        )
                     break
         except BaseException as exc:  # handed to the consumer, raised there
             self._put(exc)

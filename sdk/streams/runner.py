@@ -1,0 +1,350 @@
+"""One stream runner for one source or many: capture -> detect -> track -> label, classifier aside.
+
+Each source (a *lane*) has its capture thread (:class:`~facesdk.streams.sources.FrameStream`)
+and a worker thread that converts, detects, measures quality, tracks and schedules every frame,
+crops the faces that are due and hands them to the one :class:`~facesdk.streams.classifier.
+Classifier` of the run, which batches the crops of every source into shared backbone calls. The
+caller's thread takes the planned frames in order and labels every face with its track's latest
+estimate.
+
+Two modes, per source:
+
+- *asynchronous* (the default for live sources: cameras, URLs, ``live=True``): the frame path
+  never waits for the backbone; estimates join their tracks when they land, and a face whose
+  track has none yet says so (``FaceResult.estimated`` is false).
+- *waiting* (the default for video files and iterables, and whenever every face of every frame
+  is inferred): each frame waits for the estimates its schedule asked for, so its result includes
+  them (``inferred`` true on the faces inferred from it).
+
+Results of one source come in frame order. A failing source ends the iteration with its error
+(one source; ``on_error="raise"``) or is dropped and recorded in :attr:`MultiStream.errors`
+while the others flow (``on_error="drop"``, the default of :meth:`Analyzer.streams`). An error
+of the backbone ends the iteration. Stopping early (``break``, ``close()``) stops every thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..engine import Engine
+from ..errors import ConfigError
+from ..faces.align import crop_faces
+from ..faces.quality import assess_faces
+from ..frames import to_bgr_uint8
+from ..results import FrameResult
+from .classifier import Classifier, Request
+from .scheduling import FramePlan, StreamScheduler
+from .sources import FrameStream, StreamFrame
+
+__all__ = ["Clock", "MultiStream", "StreamRun", "put_until_stopped", "source_labels"]
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+JOIN_TIMEOUT_S = 10.0
+"""How long closing a stream waits for each worker (a detector call in progress) before giving up."""
+POLL_S = 0.1
+"""How often a blocked wait looks at the stop signal."""
+
+
+def put_until_stopped(into: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
+    """Put ``item`` into a bounded queue, waiting while it is full, unless ``stop`` is set first."""
+    while not stop.is_set():
+        try:
+            into.put(item, timeout=POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def source_labels(sources: Sequence[Any] | Mapping[str, Any]) -> dict[str, Any]:
+    """Name each source: mapping keys as given; paths, URLs and camera indices as text; others ``source<i>``.
+
+    The same iterator or :class:`FrameStream` given twice is refused: two workers would share it
+    (a list or another re-iterable collection may be given twice).
+    """
+    if isinstance(sources, (str, bytes, os.PathLike)) or not isinstance(sources, (Sequence, Mapping)):
+        raise ConfigError(
+            f"streams() takes a list of sources or a mapping {{name: source}}, got {type(sources).__name__}"
+        )
+    if isinstance(sources, Mapping):
+        named = {str(k): v for k, v in sources.items()}
+    else:
+        named = {}
+        for i, source in enumerate(sources):
+            label = str(source) if isinstance(source, (str, int, os.PathLike)) else f"source{i}"
+            if label in named:
+                label = f"{label}#{i}"
+            named[label] = source
+    if not named:
+        raise ConfigError("streams() needs at least one source")
+    seen: dict[int, str] = {}
+    for label, source in named.items():
+        if not isinstance(source, FrameStream) and (
+            isinstance(source, (str, int, os.PathLike)) or not _is_iterator(source)
+        ):
+            continue
+        if id(source) in seen:
+            raise ConfigError(
+                f"sources {seen[id(source)]!r} and {label!r} are the same object: one iterator or FrameStream "
+                "can feed one source only (give each source its own)"
+            )
+        seen[id(source)] = label
+    return named
+
+
+def _is_iterator(source: Any) -> bool:
+    try:
+        return iter(source) is source
+    except TypeError:
+        return False
+
+
+@dataclass(slots=True)
+class _Lane:
+    """One source of a run: its frames, scheduler, mode and worker."""
+
+    name: str
+    label: str | None
+    frames: FrameStream
+    scheduler: StreamScheduler
+    wait: bool
+    thread: threading.Thread | None = None
+
+
+@dataclass(slots=True)
+class _Planned:
+    """A detected, tracked and scheduled frame whose due crops are with the classifier."""
+
+    lane: _Lane
+    index: int
+    timestamp: float
+    image: np.ndarray
+    plan: FramePlan
+    requests: list[Request]
+    timings: dict[str, float]
+    ready: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(slots=True)
+class _Done:
+    lane: _Lane
+    error: BaseException | None
+
+
+class StreamRun:
+    """Runs lanes through one engine and yields ``(frame_bgr, FrameResult)`` (see module doc).
+
+    Args:
+        engine: The engine (backend, lock, statistics).
+        detector: Anything with ``detect(frame) -> [Detection]``.
+        lanes: ``name -> (FrameStream, StreamScheduler, wait, label)``.
+        overlap: Detect in worker threads and classify in a classifier thread; ``False`` runs one
+            source sequentially in the caller's thread (waiting mode only).
+        clock: ``clock() -> seconds`` stamps each frame instead of its capture time.
+        on_error: ``"raise"`` or ``"drop"`` (see module doc).
+        batch_size: Most crops per backbone call (default: the engine's).
+        max_delay_ms: How long the classifier waits for more crops before a call that is not full.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        detector: Any,
+        lanes: Mapping[str, tuple[FrameStream, StreamScheduler, bool, str | None]],
+        overlap: bool = True,
+        clock: Clock | None = None,
+        on_error: str = "raise",
+        batch_size: int | None = None,
+        max_delay_ms: float = 0.0,
+    ) -> None:
+        if on_error not in ("drop", "raise"):
+            raise ConfigError(f"on_error must be 'drop' or 'raise', got {on_error!r}")
+        self.engine, self.detector, self.clock, self.on_error = engine, detector, clock, on_error
+        self.overlap = overlap
+        self.lanes = [_Lane(name, label, f, s, w) for name, (f, s, w, label) in lanes.items()]
+        if not overlap and (len(self.lanes) != 1 or not self.lanes[0].wait):
+            raise ConfigError("overlap=False runs one source in waiting mode only (wait=True, one source)")
+        self.errors: dict[str, BaseException] = {}
+        self.classifier = Classifier(engine, batch_size, threaded=overlap, max_delay_ms=max_delay_ms)
+        self._queue: queue.Queue[_Planned | _Done] = queue.Queue(maxsize=max(1, 2 * len(self.lanes) - 1))
+        self._stop = threading.Event()
+        self._started = False
+        self._closed = False
+
+    # ------------------------------------------------------------------ the frame path (workers)
+    def _plan(self, lane: _Lane, item: StreamFrame) -> _Planned:
+        image = to_bgr_uint8(item.image)
+        timestamp = self.clock() if self.clock is not None else item.timestamp
+        start = time.perf_counter()
+        detections = list(self.detector.detect(image))
+        mid = time.perf_counter()
+        qualities = assess_faces(image, detections)
+        plan = lane.scheduler.plan(detections, timestamp, qualities)
+        crops = crop_faces(image, plan.to_infer, self.engine.manifest.preprocess)
+        requests = [
+            Request(lane.scheduler, i, plan.track_ids[i], plan.detections[i], crop, timestamp, key)
+            for i, crop, key in zip(plan.infer, crops, plan.priorities, strict=True)
+        ]
+        timings = {
+            "decode": item.decode_ms,
+            "detect": (mid - start) * 1000.0,
+            "align": (time.perf_counter() - mid) * 1000.0,
+        }
+        self.classifier.submit(requests)
+        return _Planned(lane, item.index, timestamp, image, plan, requests, timings)
+
+    def _work(self, lane: _Lane) -> None:
+        error: BaseException | None = None
+        try:
+            for item in lane.frames:
+                if self._stop.is_set():
+                    break
+                if not put_until_stopped(self._queue, self._plan(lane, item), self._stop):
+                    break
+        except BaseException as exc:  # handed to the caller's thread
+            error = exc
+        finally:
+            lane.frames.close()
+            put_until_stopped(self._queue, _Done(lane, error), self._stop)
+
+    # ------------------------------------------------------------------ the caller's thread
+    def _label(self, planned: _Planned) -> tuple[np.ndarray, FrameResult]:
+        lane, timings = planned.lane, planned.timings
+        if lane.wait:
+            start = time.perf_counter()
+            for request in planned.requests:
+                request.wait(self._stop.is_set)
+            timings["wait"] = (time.perf_counter() - start) * 1000.0
+        if self.classifier.error is not None:
+            raise self.classifier.error
+        delivered = {r.index: r.result for r in planned.requests if r.result is not None}
+        if lane.wait:
+            timings["infer"] = sum(r.infer_ms for r in planned.requests)
+        start = time.perf_counter()
+        faces = lane.scheduler.label(planned.plan, delivered)
+        timings["post"] = (time.perf_counter() - start) * 1000.0
+        self.engine.record(timings, planned.plan.skipped)
+        result = FrameResult(planned.index, planned.timestamp, faces, timings, source=lane.label)
+        return planned.image, result
+
+    def _sequential(self) -> Iterator[tuple[np.ndarray, FrameResult]]:
+        lane = self.lanes[0]
+        with lane.frames:
+            for item in lane.frames:
+                yield self._label(self._plan(lane, item))
+
+    def _fail(self, lane: _Lane, error: BaseException) -> None:
+        logger.warning("source %r failed and is dropped: %s", lane.name, error)
+        self.errors[lane.name] = error
+        if self.on_error == "raise":
+            raise error
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, FrameResult]]:
+        if self._started or self._closed:
+            raise ConfigError(
+                "this stream was iterated already; a stream runs once (call stream()/streams() again)"
+            )
+        self._started = True
+        try:
+            if not self.overlap:
+                yield from self._sequential()
+                return
+            for lane in self.lanes:
+                lane.thread = threading.Thread(
+                    target=self._work, args=(lane,), name=f"facesdk-stream-{lane.name}", daemon=True
+                )
+                lane.thread.start()
+            live = len(self.lanes)
+            while live:
+                try:
+                    item = self._queue.get(timeout=POLL_S)
+                except queue.Empty:
+                    if self.classifier.error is not None:
+                        raise self.classifier.error from None
+                    continue
+                if isinstance(item, _Done):
+                    live -= 1
+                    if item.error is not None:
+                        self._fail(item.lane, item.error)
+                    continue
+                yield self._label(item)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop every capture, worker and classifier thread (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        for lane in self.lanes:
+            lane.frames.close()
+        self.classifier.close()
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        for lane in self.lanes:
+            thread = lane.thread
+            while thread is not None and thread.is_alive() and time.monotonic() < deadline:
+                with contextlib.suppress(queue.Empty):  # unblock a worker waiting to put
+                    self._queue.get_nowait()
+                thread.join(POLL_S / 2)
+            if thread is not None and thread.is_alive():
+                logger.warning(
+                    "the stream worker of %r did not stop within %.0f s", lane.name, JOIN_TIMEOUT_S
+                )
+
+
+class MultiStream:
+    """The results of several sources analysed together (:meth:`Analyzer.streams`).
+
+    Iterate once for :class:`FrameResult`\\ s (each with its source's name in ``source``), or
+    :meth:`frames` for ``(frame_bgr, result)`` pairs. A second iteration raises
+    :class:`~facesdk.errors.ConfigError`; ``close()`` (or leaving a ``with`` block) stops every
+    thread.
+
+    Attributes:
+        sources: ``name -> source`` as given.
+        errors: ``name -> error`` of every source that failed and was dropped.
+        batches: Crops per backbone call, the most recent 1024.
+    """
+
+    def __init__(self, run: StreamRun, sources: Mapping[str, Any]) -> None:
+        self._run = run
+        self.sources = dict(sources)
+
+    @property
+    def errors(self) -> dict[str, BaseException]:
+        return self._run.errors
+
+    @property
+    def batches(self) -> Sequence[int]:
+        return self._run.classifier.batches
+
+    def frames(self) -> Iterator[tuple[np.ndarray, FrameResult]]:
+        """``(frame_bgr, result)`` pairs of every source, each source in frame order."""
+        return iter(self._run)
+
+    def __iter__(self) -> Iterator[FrameResult]:
+        for _, result in self._run:
+            yield result
+
+    def close(self) -> None:
+        """Stop every capture, worker and classifier thread (idempotent)."""
+        self._run.close()
+
+    def __enter__(self) -> MultiStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
