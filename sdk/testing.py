@@ -7,11 +7,15 @@ lone file, with its own digest (``facesdk.integrity``). Needs the ``onnx`` packa
 
 :class:`CountingBackend` (records every batch, can fail on a given call) and
 :class:`ScriptedDetector` (boxes per frame index, the index read from the frame's pixels)
-let stream tests count backbone work without a model.
+let stream tests count backbone work without a model. :class:`EncodingBackend` answers each
+crop with logits that encode the gray level painted into that face (:func:`painted_frame`,
+read back by :func:`decode_face`), so a test can tell which face of which frame an estimate
+came from: a swapped track or a frame's faces given to another frame shows.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -25,10 +29,20 @@ from .export_manifest import ExportManifest, ModelEntry, TensorSpec
 from .integrity import stamp_onnx_digest
 from .manifest_io import FileEntry
 from .preprocess import CropPolicy, Preprocess
-from .results import Detection
+from .results import Detection, FaceResult
 from .tasks import DEFAULT_TASKS, TaskSpec
 
-__all__ = ["CountingBackend", "ScriptedDetector", "index_frame", "make_tiny_export", "tiny_manifest"]
+__all__ = [
+    "CODE_SCALE",
+    "CountingBackend",
+    "EncodingBackend",
+    "ScriptedDetector",
+    "decode_face",
+    "index_frame",
+    "make_tiny_export",
+    "painted_frame",
+    "tiny_manifest",
+]
 
 
 def tiny_manifest(
@@ -182,3 +196,84 @@ class ScriptedDetector:
                 )
             )
         return out
+
+
+CODE_SCALE = 16.0
+"""An :class:`EncodingBackend` logit is the crop's gray level divided by this."""
+
+
+class EncodingBackend(CountingBackend):
+    """A backend whose logits encode the gray level at the centre of each crop.
+
+    Every task's first logit is ``level / CODE_SCALE`` (the others 0), where ``level`` is the
+    0-255 gray level at the crop's centre, recovered from the normalised input with the model's
+    preprocessing. :func:`decode_face` reads the level back from a result's probabilities.
+
+    Args:
+        tasks: The tasks whose logits it returns.
+        preprocess: The model's preprocessing (to undo its normalisation).
+        max_batch: Largest batch accepted.
+        gate: When given, every call waits until it is set (at most ``gate_timeout_s``): a test
+            holds the backbone while it watches the frame path.
+        delay_s: Sleep this long per call.
+    """
+
+    name = "encoding"
+
+    def __init__(
+        self,
+        tasks: Sequence[TaskSpec],
+        preprocess: Preprocess,
+        max_batch: int = 8,
+        gate: threading.Event | None = None,
+        gate_timeout_s: float = 30.0,
+        delay_s: float = 0.0,
+    ) -> None:
+        super().__init__(tasks, max_batch, delay_s=delay_s)
+        self.preprocess, self.gate, self.gate_timeout_s = preprocess, gate, gate_timeout_s
+        self.levels: list[int] = []
+        """Every crop's level, in the order the crops were run."""
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        if self.gate is not None and not self.gate.wait(self.gate_timeout_s):
+            raise BackendError(f"encoding backend: the gate stayed closed for {self.gate_timeout_s:g} s")
+        super().run(batch)
+        h, w = batch.shape[2] // 2, batch.shape[3] // 2
+        centre = batch[:, 0, h - 1 : h + 1, w - 1 : w + 1].mean(axis=(1, 2))  # red channel, normalised
+        mean, std = self.preprocess.mean[0], self.preprocess.std[0]
+        levels = np.rint((centre * std + mean) * 255.0)
+        with self._lock:
+            self.levels.extend(int(v) for v in levels)
+        out = {}
+        for task in self.tasks:
+            logits = np.zeros((len(batch), task.num_classes), np.float32)
+            logits[:, 0] = levels / CODE_SCALE
+            out[task.name] = logits
+        return out
+
+
+def decode_face(face: FaceResult, task: str = "gender") -> int | None:
+    """The gray level an :class:`EncodingBackend` saw for the crop behind this face's estimate.
+
+    ``None`` when the face carries no estimate. Exact only without smoothing (``smoothing=0``).
+    """
+    pred = face.attributes.get(task)
+    if pred is None:
+        return None
+    values = list(pred.probs.values())
+    return int(round(math.log(values[0] / values[1]) * CODE_SCALE))
+
+
+def painted_frame(
+    index: int, boxes: Sequence[Sequence[float]], levels: Sequence[int], size: tuple[int, int] = (240, 640)
+) -> np.ndarray:
+    """:func:`index_frame` with each box filled with its gray level (1-255, one per face)."""
+    frame = index_frame(index, size)
+    for box, level in zip(boxes, levels, strict=True):
+        if not 0 < level < 256:
+            raise ValueError(f"gray levels must be in 1..255, got {level}")
+        x, y, w, h = (int(round(float(v))) for v in box[:4])
+        if x <= 0 and y <= 0:
+            raise ValueError("a painted box may not cover pixel (0, 0), which holds the frame index")
+        frame[y : y + h, x : x + w] = level
+    return frame
