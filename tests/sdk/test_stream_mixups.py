@@ -20,10 +20,10 @@ from facesdk.errors import ConfigError
 from facesdk.scheduling import ScheduleConfig
 from facesdk.testing import EncodingBackend, ScriptedDetector, decode_face, painted_frame
 from facesdk.tracking import TrackerConfig
+from tests.helpers import guarded
 
 FPS = 25.0
 BOXES = [(40.0, 40.0, 80.0, 80.0), (200.0, 60.0, 80.0, 80.0), (400.0, 30.0, 90.0, 90.0)]
-GUARD_S = 60.0
 
 
 PER_SOURCE = 84
@@ -63,24 +63,6 @@ def analyzer(export: Path, gate: threading.Event | None = None, **kwargs: Any) -
     )
     a.backend = EncodingBackend(a.manifest.tasks, a.manifest.preprocess, a.manifest.max_batch, gate=gate)
     return a
-
-
-def guarded(fn: Callable[[], Any]) -> Any:
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(GUARD_S)
-    assert not thread.is_alive(), f"the stream did not end within {GUARD_S} s"
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 def check_own_estimates(results: list[FrameResult], source: int = 0) -> int:

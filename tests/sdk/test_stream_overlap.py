@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,28 +16,9 @@ from facesdk.errors import BackendError, SourceError
 from facesdk.scheduling import ScheduleConfig
 from facesdk.streams import FrameStream
 from facesdk.testing import CountingBackend, ScriptedDetector, index_frame
+from tests.helpers import guarded as _guarded
 
-GUARD_S = 60.0
 """A stream that has not ended by then is hung (the guard fails the test instead of hanging it)."""
-
-
-def _guarded(fn: Callable[[], Any]) -> Any:
-    """Run ``fn`` in a thread; fail if it does not return within GUARD_S; re-raise its error."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(GUARD_S)
-    assert not thread.is_alive(), f"the stream did not end within {GUARD_S} s"
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 def _stream_threads() -> list[threading.Thread]:

@@ -1,0 +1,112 @@
+"""Streams used the way a careless or hostile caller would: nothing hangs, nothing is silently lost."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from facesdk import Analyzer
+from facesdk.errors import ConfigError, SourceError
+from facesdk.scheduling import ScheduleConfig
+from facesdk.streams import FrameStream
+from facesdk.streams.classifier import HISTORY
+from facesdk.testing import CountingBackend, ScriptedDetector, index_frame
+from tests.helpers import guarded
+
+BOX = [(40.0, 40.0, 80.0, 80.0)]
+
+
+def _analyzer(export: Path) -> Analyzer:
+    a = Analyzer(export, backend="onnxruntime", detector=ScriptedDetector(lambda i: BOX))
+    a.backend = CountingBackend(a.manifest.tasks, a.manifest.max_batch)
+    return a
+
+
+def _frames(count: int, bad_at: int | None = None, bad: Any = None) -> Iterator[Any]:
+    for i in range(count):
+        yield bad if i == bad_at else index_frame(i)
+
+
+def _facesdk_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("facesdk-")]
+
+
+def test_a_multistream_iterated_twice_raises_instead_of_blocking(tiny_export: Path) -> None:
+    with _analyzer(tiny_export) as a:
+        multi = a.streams([list(_frames(5)), list(_frames(5))])
+        assert len(guarded(lambda: list(multi))) == 10
+        with pytest.raises(ConfigError, match="iterated already"):
+            guarded(lambda: list(multi))
+    assert not _facesdk_threads()
+
+
+def test_one_iterator_as_two_sources_is_refused(tiny_export: Path) -> None:
+    gen = _frames(10)
+    with _analyzer(tiny_export) as a:
+        with pytest.raises(ConfigError, match="same object"):
+            a.streams([gen, gen])
+        stream = FrameStream(list(_frames(3)))
+        with pytest.raises(ConfigError, match="same object"):
+            a.streams({"a": stream, "b": stream})
+        stream.close()
+        frames = list(_frames(3))  # a list can be read twice: allowed
+        assert len(guarded(lambda: list(a.streams([frames, frames])))) == 6
+
+
+def test_a_live_iterator_that_ends_ends_its_source(tiny_export: Path) -> None:
+    with _analyzer(tiny_export) as a:
+        results = guarded(lambda: list(a.stream(_frames(7), live=True, queue_size=8, backoff=(0.01, 0.02))))
+        assert [r.index for r in results] == list(range(7))
+        multi = a.streams({"live": _frames(4)}, live=True, queue_size=8)
+        assert len(guarded(lambda: list(multi))) == 4 and not multi.errors
+
+
+@pytest.mark.parametrize("bad", [None, "not a frame", np.zeros((0, 0, 3), np.uint8)])
+def test_a_bad_frame_is_its_sources_error_not_a_silent_end(tiny_export: Path, bad: Any) -> None:
+    with _analyzer(tiny_export) as a:
+        with pytest.raises((SourceError, ValueError)) as caught:
+            guarded(lambda: list(a.stream(_frames(6, bad_at=3, bad=bad))))
+        assert "frame" in str(caught.value)
+        multi = a.streams({"bad": _frames(6, bad_at=3, bad=bad), "good": list(_frames(6))})
+        results = guarded(lambda: list(multi))
+    assert sorted(r.index for r in results if r.source == "good") == list(range(6))
+    assert [r.index for r in results if r.source == "bad"] == [0, 1, 2]
+    assert "bad" in multi.errors
+
+
+def test_the_batch_history_is_bounded(tiny_export: Path) -> None:
+    with _analyzer(tiny_export) as a:
+        multi = a.streams([_frames(HISTORY + 40)], schedule=ScheduleConfig(enabled=False), batch_size=1)
+        guarded(lambda: sum(1 for _ in multi))
+        assert a.backend.crops == HISTORY + 40  # every frame's face was run ...
+        assert len(multi.batches) == HISTORY  # ... but only the latest calls are remembered
+
+
+def test_closing_a_multistream_stops_every_thread(tiny_export: Path) -> None:
+    def endless() -> Iterator[np.ndarray]:
+        i = 0
+        while True:
+            yield index_frame(i % 60000)
+            i += 1
+
+    with _analyzer(tiny_export) as a:
+        multi = a.streams({"a": endless(), "b": endless()})
+        it = iter(multi)
+        for _ in range(10):
+            next(it)
+        multi.close()
+    assert not _facesdk_threads()
+
+
+def test_streams_take_the_same_options_as_stream(tiny_export: Path) -> None:
+    times = iter(range(1000))
+    with _analyzer(tiny_export) as a:
+        results = guarded(
+            lambda: list(a.streams([list(_frames(4))], clock=lambda: float(next(times)), overlap=False))
+        )
+    assert [r.timestamp for r in results] == [0.0, 1.0, 2.0, 3.0]
