@@ -190,7 +190,9 @@ def test_sources_keep_their_own_visits_and_records() -> None:
     sink = Collect()
     audience = Audience(sinks=[sink], config=AudienceConfig(k=1))
     for a, b in zip(
-        scripted_frames([person], 10.0, source="door"), scripted_frames([person], 10.0, source="hall")
+        scripted_frames([person], 10.0, source="door"),
+        scripted_frames([person], 10.0, source="hall"),
+        strict=True,
     ):
         audience.update(a)
         audience.update(b)
