@@ -91,10 +91,13 @@ def test_a_track_broken_inside_the_gap_stays_one_visit_and_a_different_person_do
     other = replace(person, enter=4.5, gender="male", age="60-69", breaks=())
     assert len(run([first, other], 15.0)[0]) == 2
     assert len(run([first, replace(other, gender="female", age="20-29")], 15.0)[0]) == 1
+    assert len(run([first, replace(other, gender="male", age="20-29")], 15.0)[0]) == 2
+    assert len(run([first, replace(other, gender="female", age="40-49")], 15.0)[0]) == 2
 
 
 def test_a_visit_across_two_windows_counts_in_each_with_its_time_split() -> None:
-    person = ScriptedPerson(enter=50.0, leave=70.0, looks=((55.0, 65.0),))
+    # the track breaks across the minute: the rejoined interval 59.5-60.3 s is split at 60 s
+    person = ScriptedPerson(enter=50.0, leave=70.0, looks=((55.0, 65.0),), breaks=((59.6, 60.3),))
     _, sink = run([person], 90.0, config=AudienceConfig(k=1))
     windows = [r for r in sink.records if r["kind"] == "window"]
     assert [w["passers_by"] for w in windows] == [1, 1]
