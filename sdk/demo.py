@@ -2,7 +2,10 @@
 
 Each tracked face goes through the backbone when it first appears and then about once a
 second (``--refresh``), at most ``--max-crops`` faces per frame; every frame still shows every
-face's latest estimate. ``--every-frame`` infers every face of every frame instead.
+face's latest estimate. On a camera the picture never waits for the backbone: a face that has
+just appeared is labelled "estimating..." for the fraction of a second until its first reading
+arrives, and each label shows how old its reading is. A video file waits for its readings
+(``--wait``/``--no-wait`` override both). ``--every-frame`` infers every face of every frame instead.
 
 A window opens only where OpenCV's highgui works. ``opencv-python-headless`` (the SDK's
 dependency) has none, so the demo then runs headless and says so in a log line; ``--save``
@@ -109,8 +112,12 @@ def draw_results(frame: np.ndarray, result: FrameResult, fps: float | None = Non
     for face in result.faces:
         x, y, w, h = (int(round(v)) for v in face.box)
         cv2.rectangle(out, (x, y), (x + w, y + h), (0, 220, 0), 2)
-        lines = [f"#{face.track_id}" if face.track_id is not None else f"{face.score:.2f}"]
-        lines += [f"{name}: {p.label} {p.confidence:.2f}" for name, p in face.attributes.items()]
+        head = f"#{face.track_id}" if face.track_id is not None else f"{face.score:.2f}"
+        if not face.estimated:
+            head += " estimating..."
+        elif face.estimate_age_s >= 0.05:
+            head += f" ({face.estimate_age_s:.1f} s ago)"
+        lines = [head, *(f"{name}: {p.label} {p.confidence:.2f}" for name, p in face.attributes.items())]
         bottom = max(y - 2, step * len(lines) - 1)
         for i, text in enumerate(lines):
             draw_label(out, text, (max(0, x), bottom - step * (len(lines) - 1 - i)))
@@ -167,10 +174,21 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--every-frame", action="store_true", help="infer every face of every frame (no per-track schedule)"
     )
+    parser.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="make each frame wait for the readings it asked for (default: a camera or URL never waits, "
+        "so new faces show 'estimating...' for a moment; a video file waits)",
+    )
     return parser
 
 
 def _schedule(args: argparse.Namespace) -> ScheduleConfig:
+    if args.every_frame and args.wait is False:
+        raise ConfigError(
+            "--every-frame infers every face of every frame, so each frame waits: drop --no-wait"
+        )
     return ScheduleConfig(
         enabled=not args.every_frame, refresh_s=args.refresh, max_crops_per_frame=args.max_crops
     )
@@ -182,7 +200,7 @@ def _multi(args: argparse.Namespace, sources: list[str]) -> int:
 
     frames = 0
     with Analyzer(args.model, args.backend, args.detector) as analyzer:
-        multi = analyzer.streams(sources, smoothing=args.smoothing, schedule=_schedule(args))
+        multi = analyzer.streams(sources, smoothing=args.smoothing, schedule=_schedule(args), wait=args.wait)
         try:
             for result in multi:
                 frames += 1
@@ -218,7 +236,9 @@ def main(argv: Sequence[str], prog: str = "facesdk demo") -> int:
     writer, frames, fps, last = None, 0, None, time.perf_counter()
     try:
         with Analyzer(args.model, args.backend, args.detector) as analyzer:
-            stream = analyzer.stream_frames(sources[0], smoothing=args.smoothing, schedule=schedule)
+            stream = analyzer.stream_frames(
+                sources[0], smoothing=args.smoothing, schedule=schedule, wait=args.wait
+            )
             with contextlib.closing(stream):
                 for frame, result in stream:
                     now = time.perf_counter()

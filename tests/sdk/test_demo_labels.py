@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from facesdk import demo
 from facesdk.demo import draw_label, draw_results, label_box
 from facesdk.results import FaceResult, FrameResult, Prediction
 
@@ -55,3 +56,18 @@ def test_results_labels_stay_in_the_frame_and_do_not_overlap() -> None:
     assert first[1] == 0 and first[3] < second[1]
     for x0, y0, x1, y1 in (first, second):
         assert changed[y0 : y1 + 1, x0 : x1 + 1].all()
+
+
+def test_labels_say_when_a_face_is_not_estimated_yet_and_how_old_a_reading_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    texts: list[str] = []
+    monkeypatch.setattr(demo, "draw_label", lambda image, text, *a, **k: texts.append(text))
+    gender = Prediction.from_probs(("male", "female"), [0.8, 0.2])
+    new = FaceResult((10, 40, 50, 50), 0.9, (), attributes={}, track_id=7, inferred=False)
+    old = FaceResult(
+        (100, 40, 50, 50), 0.9, (), {"gender": gender}, track_id=3, inferred=False, estimate_age_s=0.62
+    )
+    fresh = FaceResult((200, 40, 50, 50), 0.9, (), {"gender": gender}, track_id=4, inferred=True)
+    demo.draw_results(np.zeros((120, 320, 3), np.uint8), FrameResult(0, 0.0, (new, old, fresh)))
+    assert texts == ["#7 estimating...", "#3 (0.6 s ago)", "gender: male 0.80", "#4", "gender: male 0.80"]
