@@ -78,6 +78,9 @@ class Engine:
         """Crops per backbone call that the backend runs well (streams batch up to this)."""
         backend = self.backend
         preferred = getattr(backend, "preferred_batch", None)
+        buckets = getattr(backend, "batch_buckets", None)  # OpenVINO's static compiled batches
+        if preferred is None and buckets:
+            preferred = max(buckets)
         if isinstance(preferred, int) and preferred >= 1:
             return min(preferred, backend.max_batch)
         return max(1, min(DEFAULT_CLASSIFIER_BATCH, backend.max_batch))

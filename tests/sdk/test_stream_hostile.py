@@ -110,3 +110,12 @@ def test_streams_take_the_same_options_as_stream(tiny_export: Path) -> None:
             lambda: list(a.streams([list(_frames(4))], clock=lambda: float(next(times)), overlap=False))
         )
     assert [r.timestamp for r in results] == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_the_classifier_batches_up_to_what_the_backend_runs_best(tiny_export: Path) -> None:
+    with _analyzer(tiny_export) as a:
+        assert a.engine.batch_size == min(8, a.manifest.max_batch)
+        a.backend.batch_buckets = (1, 2, 4)  # like OpenVINO's compiled static batches
+        assert a.engine.batch_size == 4
+        a.backend.preferred_batch = 2
+        assert a.engine.batch_size == 2
