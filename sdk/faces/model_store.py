@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DetectorNotFoundError, IntegrityError, SourceError
+from ..fileio import sha256_file
 from ..integrity import cached_sha256, verify_file
 
 __all__ = [
@@ -186,8 +187,6 @@ def fetch_detector_model(
     sha256 = DETECTOR_SHA256
     dest = Path(dest_dir or default_fetch_dir()) / DETECTOR_FILENAME
     if dest.is_file() and not force:
-        from ..manifest_io import sha256_file
-
         if sha256_file(dest) == sha256:
             logger.info("detector model already present at %s", dest)
             return dest
