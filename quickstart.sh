@@ -15,15 +15,9 @@ if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
 python -m pip install -q --upgrade pip
 python -m pip install -q -c constraints.txt -e ".[dev]"
 
-# The face detector: the SDK looks in $FACESDK_HOME/models (default ~/.cache/facesdk/models).
-# Offline, install it from a local copy when one is beside the checkout; online, fetch it.
-if ! facesdk models path >/dev/null 2>&1; then
-  if [ -f ../shared/models/face_detection_yunet_2026may.onnx ]; then
-    facesdk models fetch --url "file://$(cd ../shared/models && pwd)/face_detection_yunet_2026may.onnx"
-  else
-    facesdk models fetch
-  fi
-fi
+# The face detector (YuNet) ships inside the package, so nothing is downloaded; a copy fetched into
+# the model store ($FACESDK_HOME/models, then ~/.cache/facesdk/models) would be used first.
+facesdk models path
 
 mkdir -p "$OUT/media"
 python - "$OUT/media" <<'PY'

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from facesdk.backends.onnxruntime import create_session
-from facesdk.faces.model_store import find_detector_model
+from facesdk.faces.model_store import DETECTOR_SHA256, find_detector_model
+from facesdk.fileio import sha256_file
 
-__all__ = ["ROOT", "DOCS", "detector_path", "cpu_session", "child", "add_detector_option"]
+__all__ = ["ROOT", "DOCS", "detector_path", "cpu_session", "child", "add_detector_option", "command_line"]
 
 ROOT = Path(__file__).resolve().parents[1]
 """The checkout (scripts run from here: ``python -m benchmarks.<name>``)."""
@@ -23,8 +24,30 @@ DOCS = ROOT / "docs" / "benchmarks"
 
 def detector_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The YuNet model: ``explicit`` (``--detector``) or the SDK's documented lookup
-    (``$FACESDK_HOME/models``, the user cache; see ``facesdk models``)."""
+    (``$FACESDK_HOME/models``, the user cache, the copy inside the package; see ``facesdk models``)."""
     return find_detector_model(explicit)
+
+
+def command_line(prefix: str, argv: list[str]) -> str:
+    """The command a report records, runnable on a user's machine as written.
+
+    A ``--detector PATH`` that names the YuNet file the SDK knows (same sha256) is left out: without
+    it the SDK's lookup runs that same model (the packaged copy at the latest), and the path is
+    only where this machine keeps it. Any other detector stays, since the numbers depend on it.
+    """
+    words, skip = [], False
+    for i, word in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        name, eq, value = word.partition("=")
+        if name == "--detector":
+            path = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
+            if path and Path(path).is_file() and sha256_file(path) == DETECTOR_SHA256:
+                skip = not eq
+                continue
+        words.append(word)
+    return " ".join([prefix, *words]).strip()
 
 
 def add_detector_option(parser: Any) -> None:

@@ -14,7 +14,7 @@ It also times the YuNet detector on the six-face frame at several input sizes, w
 smallest face each size still finds (the astronaut shrunk until it is lost). Writes
 ``docs/benchmarks/stream.md`` (``--out``), the ``.json`` beside it and a PNG plot.
 
-    python benchmarks/stream.py
+    python -m benchmarks.stream
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from benchmarks.common import command_line
 from facesdk import Analyzer
 from facesdk.faces.detector import STREAM_MAX_SIDE, DetectorConfig, FaceDetector
 from facesdk.scheduling import ScheduleConfig
@@ -599,9 +600,9 @@ def main(argv: list[str] | None = None) -> int:
         detector = args.detector or FaceDetector().model_path
         sizes = [int(s) for s in args.detector_sizes.split(",") if s]
         report = {
-            "command": " ".join(
-                ["python benchmarks/stream.py", *(argv if argv is not None else sys.argv[1:])]
-            ).strip(),
+            "command": command_line(
+                "python -m benchmarks.stream", argv if argv is not None else sys.argv[1:]
+            ),
             "cpu": cpu,
             "model": {"name": "vit_pe_core_tiny_patch16_384", "size": args.size, "depth": args.depth},
             "threads": args.threads,

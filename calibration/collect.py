@@ -34,6 +34,7 @@ from facesdk.errors import ConfigError, InvalidFrameError, ManifestError, Source
 from facesdk.faces import FaceDetector, crop_face, crop_faces
 from facesdk.manifest_io import FileEntry, atomic_write_bytes, sha256_file
 from facesdk.preprocess import CropPolicy, Preprocess, to_input_tensor
+from facesdk.progress import progress_bar
 from facesdk.tasks import DEFAULT_TASKS, MISSING, TaskSpec
 
 from .calibset import CALIB_MANIFEST, CalibrationSet, Shard, load_calibration_set
@@ -405,10 +406,8 @@ def collect(
         shard_size: Crops per shard (the unit of resumption).
         frames_per_video: Evenly spaced frames planned per video.
         seed: Seed of the sampling order.
-        progress: Show a tqdm bar.
+        progress: Show a progress bar (drawn only when stderr is a terminal).
     """
-    from tqdm import tqdm
-
     if count < 1 or shard_size < 1:
         raise ConfigError(f"count and shard_size must be >= 1, got {count} and {shard_size}")
     out = Path(out)  # created by the first shard written: a run that collects nothing leaves no folder
@@ -420,7 +419,9 @@ def collect(
         log.info("%s already holds a complete calibration set (%d crops)", out, previous.count)
         return previous
     run = _Collection(out, spec, tasks, plan, plan_id, count, previous, sources)
-    bar = tqdm(total=count, initial=run.total, desc="calibration crops", unit="crop", disable=not progress)
+    bar = progress_bar(
+        total=count, initial=run.total, desc="calibration crops", unit="crop", disable=not progress
+    )
     try:
         while run.cursor < len(plan) and run.total < count:
             item = plan[run.cursor]

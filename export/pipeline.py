@@ -23,23 +23,26 @@ from facesdk.manifest_io import FileEntry, sha256_file
 from facesdk.outputs import StagedDir
 
 from .calib_source import CalibrationUse, calibration_set
-from .cpu_paths import bf16_agreement
 from .errors import ExportError
 from .flops import complexity_record
 from .fp16 import convert_to_fp16
 from .merge import check_merge, merge_adapters
 from .onnx_export import INPUT_NAME, check_onnx, compare_onnx_torch, export_onnx
 from .options import ExportOptions, ExportPlan, load_quantizer, preflight
-from .parity import face_crops, gate_parity, onnx_agreement
+from .parity import (
+    VALIDATION_CROPS,
+    bf16_agreement,
+    face_crops,
+    gate_parity,
+    load_validation_crops,
+    onnx_agreement,
+)
 from .rewrite import resolve_rope_layout, rewrite_for_export
 from .tensorrt_build import EngineFromOnnx, check_engine_io, cuda_device_info, default_timing_cache
 
 __all__ = ["run_export", "load_for_export", "load_validation_crops", "VALIDATION_CROPS", "MODEL_FILES"]
 
 log = logging.getLogger(__name__)
-
-VALIDATION_CROPS = "validation_crops.safetensors"
-"""Optional file in a checkpoint dir: tensor ``input`` (N x 3 x H x W, preprocessed crops)."""
 
 MODEL_FILES = {
     ("onnx", "fp32"): "model.onnx",
@@ -67,20 +70,6 @@ def load_for_export(ckpt: Path) -> tuple[torch.nn.Module, CheckpointManifest]:
     if not get_method(manifest.method.name).mergeable:
         raise ConfigError(f"checkpoint method {manifest.method.name!r} cannot be merged into a plain model")
     return model, manifest
-
-
-def load_validation_crops(ckpt: Path, manifest: CheckpointManifest) -> torch.Tensor | None:
-    """The checkpoint's validation crops, if it ships them (see :data:`VALIDATION_CROPS`)."""
-    name = str(manifest.training.get("validation_crops", VALIDATION_CROPS))
-    path = ckpt / name
-    if not path.is_file():
-        return None
-    from safetensors.torch import load_file
-
-    crops = load_file(str(path)).get("input")
-    if crops is None or crops.ndim != 4 or tuple(crops.shape[2:]) != tuple(manifest.preprocess.input_size):
-        raise ManifestError(f"{path} must hold a tensor 'input' of N x 3 x {manifest.preprocess.input_size}")
-    return crops.float()
 
 
 def _versions() -> dict[str, str]:

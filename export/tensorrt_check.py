@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from facesdk.backends.onnxruntime import OnnxFileBackend
 from facesdk.bench import compare_arrays
 from facesdk.export_manifest import ExportManifest
+from facesdk.progress import progress_bar
 
 from .errors import ParityError
 
@@ -74,7 +74,7 @@ def compare_engine_with_onnx(
     got: dict[str, list[np.ndarray]] = {n: [] for n in names}
     with TensorRTBackend(manifest, engine_path) as engine, OnnxFileBackend(onnx_path, names, step) as session:
         x_all = _batches(crops, samples, step, tuple(manifest.preprocess.input_size), seed)
-        for x in tqdm(x_all, desc=f"TensorRT {precision} vs ORT", leave=False):
+        for x in progress_bar(x_all, desc=f"TensorRT {precision} vs ORT", leave=False):
             for part, backend in ((ref, session), (got, engine)):
                 out = backend.run(x)
                 for name in names:

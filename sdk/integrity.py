@@ -37,7 +37,8 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from .errors import IntegrityError, ManifestError
+from .errors import IntegrityError, ManifestError, MissingFileError
+from .fileio import atomic_write_bytes, sha256_file
 
 __all__ = [
     "DIGEST_PLACEHOLDER",
@@ -95,11 +96,7 @@ def cached_sha256(path: str | os.PathLike[str]) -> str:
         found = _SHA_CACHE.get(key)
     if found is not None:
         return found
-    digest = hashlib.sha256()
-    with open(key[0], "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    value = digest.hexdigest()
+    value = sha256_file(key[0])
     if _cacheable(key):
         with _LOCK:
             _SHA_CACHE[key] = value
@@ -125,8 +122,6 @@ def verify_file(path: str | os.PathLike[str], sha256: str, *, what: str = "file"
     """
     path = Path(path)
     if not path.is_file():
-        from .errors import MissingFileError
-
         raise MissingFileError(f"{what} {path} does not exist. {fix}".strip())
     found = cached_sha256(path)
     if found != sha256.lower():
@@ -316,8 +311,6 @@ def set_onnx_metadata(path: str | os.PathLike[str], values: Mapping[str, str]) -
     facesdk's metadata (e.g. the temperatures of a calibrated copy) need no ONNX dependency.
     Returns the new digest (:data:`ONNX_DIGEST_KEY`).
     """
-    from .manifest_io import atomic_write_bytes
-
     path = Path(path)
     data = path.read_bytes()
     drop = {ONNX_DIGEST_KEY, *values}

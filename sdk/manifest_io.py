@@ -1,17 +1,20 @@
-"""Reading and writing the JSON manifests that join the stages: hashes, atomic writes, versions."""
+"""Reading and writing the JSON manifests that join the stages: file entries, versions.
+
+``sha256_file``, ``atomic_write_bytes`` and ``atomic_write_json`` live in :mod:`facesdk.fileio` and are
+re-exported here.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import IntegrityError, ManifestError, MissingFileError, SchemaVersionError
+from .fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from .integrity import cached_sha256
 
 __all__ = [
@@ -32,36 +35,6 @@ def check_plain_name(name: object) -> bool:
         and not any(c in name for c in "/\\\x00")
         and not (len(name) > 1 and name[1] == ":")
     )
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Return the hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> None:
-    """Write ``data`` as indented JSON, atomically."""
-    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,11 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
+from facesdk.faces.model_store import PACKAGED_DETECTOR
 from facesdk.testing import make_tiny_export
 from tests.helpers import train_command
 
 ROOT = Path(__file__).resolve().parents[1]
-YUNET = (ROOT / ".." / "shared" / "models" / "face_detection_yunet_2026may.onnx").resolve()
+YUNET = PACKAGED_DETECTOR
 
 
 @pytest.fixture(scope="session")

@@ -22,8 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facesdk.faces.model_store import PACKAGED_DETECTOR
+
 ROOT = Path(__file__).resolve().parents[1]
-YUNET = (ROOT / ".." / "shared" / "models" / "face_detection_yunet_2026may.onnx").resolve()
+YUNET = PACKAGED_DETECTOR
 SMOKE_CONFIG = "configs/smoke.yaml"
 
 SKIPPED = (

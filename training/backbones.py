@@ -5,7 +5,7 @@ the exact set of layers that get adapters, and the checkpoint records that resol
 so a loader rebuilds the same adapters even if a later facesdk changes a family's defaults.
 
 - ViTs (the Perception Encoder family): the blocks' ``qkv``/``proj``/``fc1``/``fc2`` linear layers
-  (:data:`~facesdk.training.methods.DEFAULT_TARGET`).
+  (:data:`DEFAULT_TARGET`).
 - Convolutional families (:data:`CNN_FAMILIES`, keyed by timm's model class): the pointwise and
   regular convolutions (and ConvNeXt's MLP layers); the stem and every depthwise convolution are
   left out. See ``docs/backbones.md`` for why.
@@ -33,6 +33,7 @@ from facesdk.errors import ConfigError
 __all__ = [
     "AUTO_TARGET",
     "CNN_FAMILIES",
+    "DEFAULT_TARGET",
     "family_of",
     "resolve_target",
     "select_targets",
@@ -44,6 +45,13 @@ __all__ = [
 
 AUTO_TARGET = "auto"
 """The ``target`` value that means "this backbone family's default layers"."""
+
+DEFAULT_TARGET = r"blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc1|fc2))"
+"""Full-path regex for the transformer blocks' linear layers only (what ``auto`` means on a ViT).
+
+peft full-matches a string pattern against each module's whole dotted path, so the
+block prefix keeps the patch embedding and the attention pool (``attn_pool.*``) out.
+"""
 
 CNN_FAMILIES: dict[str, str] = {
     # conv1..conv3 of every bottleneck/basic block and the projection shortcut; the 7x7 stem
@@ -72,8 +80,6 @@ def _unwrap(backbone: nn.Module) -> nn.Module:
 
 def family_of(backbone: nn.Module) -> str:
     """``"vit"``, a key of :data:`CNN_FAMILIES`, or ``"other"``."""
-    from .methods import DEFAULT_TARGET
-
     model = _unwrap(backbone)
     name = type(model).__name__
     if name in CNN_FAMILIES:
@@ -136,8 +142,6 @@ def resolve_target(target: str, backbone: nn.Module) -> str:
     """
     if target != AUTO_TARGET:
         return target
-    from .methods import DEFAULT_TARGET
-
     model = _unwrap(backbone)
     family = family_of(model)
     if family == "vit":

@@ -28,6 +28,7 @@ import numpy as np
 from facesdk.errors import ConfigError
 from facesdk.tasks import MISSING, TaskSpec
 
+from .datasets.readers import dataset_title
 from .reporting import save_figure
 from .temperature import ECE_BINS, Calibration, calibration_at, fit_temperatures
 
@@ -200,8 +201,6 @@ def report_calibration(
         ``{dataset: {task: {"raw": ..., "model": ..., "refit": ...}}}`` and, with ``refit``, the
         record of the calibrated copy (``{"temperatures", "fitted_on", "path"}``).
     """
-    from .evaluate import dataset_title
-
     fitted: dict[str, float] = {}
     calibrated = None
     if refit:

@@ -10,10 +10,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from facesdk.errors import ConfigError, MissingFileError
 from facesdk.preprocess import Preprocess, to_input_tensor
+from facesdk.progress import progress_bar
 from facesdk.tasks import DEFAULT_TASKS, TaskSpec
 
 from .datasets.manifest import ManifestRow, read_prepare_info
@@ -153,7 +153,7 @@ def predict_logits(
     from facesdk.backends import run_batched
 
     parts: dict[str, list[np.ndarray]] = {}
-    for start in tqdm(range(0, len(rows), batch_size), desc=desc, unit="batch"):
+    for start in progress_bar(range(0, len(rows), batch_size), desc=desc, unit="batch"):
         crops = read_crops(rows[start : start + batch_size])
         for name, logits in run_batched(backend, to_input_tensor(crops, preprocess)).items():
             parts.setdefault(name, []).append(np.asarray(logits, dtype=np.float32))

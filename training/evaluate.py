@@ -40,7 +40,7 @@ from facesdk.tasks import DEFAULT_TASKS, MISSING, TaskSpec
 
 from .calibration_report import calibration_table, report_calibration
 from .datasets.manifest import ManifestRow, read_manifest, read_prepare_info
-from .datasets.readers import DATASETS
+from .datasets.readers import dataset_title
 from .eval_inputs import (
     DataArg,
     ModelArg,
@@ -155,11 +155,6 @@ def evaluate_predictions(
 
 
 # ----------------------------------------------------------------------------------------- table
-def dataset_title(dataset: str) -> str:
-    """A dataset's display name (``FairFace``), or its key when it is not a known dataset."""
-    return DATASETS[dataset].title if dataset in DATASETS else dataset
-
-
 _title = dataset_title
 
 

@@ -15,6 +15,7 @@ Only checkpoints give backbone features; exports and per-task (MTLoRA) feature p
 
 from __future__ import annotations
 
+import importlib
 import io
 import logging
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,7 @@ from facesdk.preprocess import Preprocess, to_input_tensor
 from facesdk.tasks import MISSING, TaskSpec
 
 from .datasets.manifest import ManifestRow
+from .datasets.readers import dataset_title
 from .reporting import save_figure
 
 __all__ = ["backbone_features", "pca_2d", "plot_projection", "tsne_2d", "write_feature_views"]
@@ -37,29 +39,38 @@ log = logging.getLogger(__name__)
 
 
 def pca_2d(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Project ``N x D`` features on their first two principal axes; also return their variance shares."""
-    centered = np.asarray(features, dtype=np.float64) - np.mean(features, axis=0)
-    _, s, vt = np.linalg.svd(centered, full_matrices=False)
-    var = s**2
-    explained = var / var.sum() if var.sum() > 0 else var
-    points = np.zeros((len(centered), 2))
-    points[:, : min(2, vt.shape[0])] = centered @ vt[:2].T
-    shares = np.zeros(2)
-    shares[: min(2, len(explained))] = explained[:2]
+    """Project ``N x D`` features on their first two principal axes; also return their variance shares.
+
+    scikit-learn's PCA; with fewer than two samples or dimensions the missing axes are zeros.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    points, shares = np.zeros((len(x), 2)), np.zeros(2)
+    axes = min(2, *x.shape)
+    if len(x) < 2 or not axes:
+        return points, shares
+    pca = _sklearn("decomposition", "--pca").PCA(n_components=axes, svd_solver="full")
+    with np.errstate(invalid="ignore", divide="ignore"):  # identical rows: no variance to share
+        points[:, :axes] = pca.fit_transform(x)
+        shares[:axes] = np.nan_to_num(pca.explained_variance_ratio_)
     return points, shares
+
+
+def _sklearn(module: str, option: str) -> Any:
+    """``sklearn.<module>``, or a DependencyError that names the extra ``option`` needs."""
+    try:
+        return importlib.import_module(f"sklearn.{module}")
+    except ImportError as exc:
+        raise DependencyError(
+            f"{option} needs scikit-learn; install it with: pip install 'facesdk[train]'"
+        ) from exc
 
 
 def tsne_2d(features: np.ndarray, seed: int = 0) -> np.ndarray:
     """A 2-D t-SNE embedding of ``N x D`` features (scikit-learn; ``N >= 4``)."""
-    try:
-        from sklearn.manifold import TSNE
-    except ImportError as exc:
-        raise DependencyError(
-            "--tsne needs scikit-learn; install it with: pip install 'facesdk[train]'"
-        ) from exc
+    manifold = _sklearn("manifold", "--tsne")
     x = np.asarray(features, dtype=np.float32)
     perplexity = float(min(30.0, (len(x) - 1) / 3.0))
-    return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+    return manifold.TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
 
 
 def plot_projection(
@@ -143,8 +154,6 @@ def write_feature_views(
         What was written, for ``metrics.json``: ``{"tasks": [...], "datasets": {name: {...}}}``.
     """
     from facesdk.checkpoint import CHECKPOINT_MANIFEST
-
-    from .evaluate import dataset_title
 
     if not (model.path / CHECKPOINT_MANIFEST).is_file():
         log.info("%s: feature views need backbone features, which only checkpoints give; skipped", model.name)

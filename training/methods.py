@@ -1,7 +1,11 @@
 """Adaptation methods: which parameters train, how adapters attach, how optimizer groups are built.
 
-A method is registered by name (:data:`METHODS`); the training config picks it and the
-checkpoint records its name and full config, so a loader can rebuild the same module tree.
+The built-in methods (full, linear probe, LoRA, DoRA, partial, norm tuning, VeRA, GaLore) live here
+and register with :mod:`facesdk.training.method_registry` (re-exported: :data:`METHODS`,
+:func:`get_method`, :func:`register_method`, :class:`Method`); MTLoRA and the zero-shot method
+register from their own modules, which ``facesdk.training`` imports. The training config picks a
+method by name and the checkpoint records its name and full config, so a loader can rebuild the
+same module tree.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from torch import nn
 
 from facesdk.errors import ConfigError
 
-from .backbones import AUTO_TARGET, exact_target, resolve_target, select_targets
+from .backbones import AUTO_TARGET, DEFAULT_TARGET, exact_target, resolve_target, select_targets
+from .method_registry import METHODS, Method, get_method, register_method
 
 __all__ = [
     "DEFAULT_TARGET",
@@ -26,13 +31,6 @@ __all__ = [
     "register_method",
     "count_parameters",
 ]
-
-DEFAULT_TARGET = r"blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc1|fc2))"
-"""Full-path regex for the transformer blocks' linear layers only.
-
-peft full-matches a string pattern against each module's whole dotted path, so the
-block prefix keeps the patch embedding and the attention pool (``attn_pool.*``) out.
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,47 +81,6 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"total": total, "trainable": trainable}
-
-
-class Method:
-    """Base of every adaptation method.
-
-    Subclasses set :attr:`name` and :attr:`mergeable` and override :meth:`normalize`,
-    :meth:`apply` and, if they need special optimizer groups, :meth:`param_groups`.
-    """
-
-    name = "base"
-    mergeable = True
-
-    def normalize(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        """Validate a user config and return it complete with defaults."""
-        if config:
-            raise ConfigError(f"method {self.name!r} takes no options, got {sorted(config)}")
-        return {}
-
-    def apply(self, model: nn.Module, config: Mapping[str, Any]) -> nn.Module:
-        """Set what trains and attach adapters; ``model`` is a MultiTaskModel."""
-        raise NotImplementedError
-
-    def optimizer(self, groups: list[dict[str, Any]], config: Mapping[str, Any], **kwargs: Any) -> Any:
-        """The optimizer over ``groups`` (AdamW; GaLore overrides this)."""
-        import torch
-
-        return torch.optim.AdamW(groups, **kwargs)
-
-    def param_groups(
-        self, model: nn.Module, config: Mapping[str, Any], lr: float, weight_decay: float
-    ) -> list[dict[str, Any]]:
-        """Optimizer groups: decay on matrices, none on vectors (biases, norms, magnitudes)."""
-        decay, no_decay = [], []
-        for _, param in model.named_parameters():
-            if param.requires_grad:
-                (decay if param.ndim >= 2 else no_decay).append(param)
-        groups = [
-            {"name": "decay", "params": decay, "lr": lr, "weight_decay": weight_decay},
-            {"name": "no_decay", "params": no_decay, "lr": lr, "weight_decay": 0.0},
-        ]
-        return [g for g in groups if g["params"]]
 
 
 class FullFineTune(Method):
@@ -414,15 +371,6 @@ class GaLore(Method):
         return GaLoreAdamW(groups, **kwargs)
 
 
-METHODS: dict[str, Method] = {}
-
-
-def register_method(method: Method) -> Method:
-    """Add a method to the registry under its name."""
-    METHODS[method.name] = method
-    return method
-
-
 for _method in (
     LowRankAdapter(use_dora=False),
     LowRankAdapter(use_dora=True),
@@ -434,14 +382,3 @@ for _method in (
     GaLore(),
 ):
     register_method(_method)
-
-
-def get_method(name: str) -> Method:
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise ConfigError(f"unknown adaptation method {name!r}; choose one of {sorted(METHODS)}") from None
-
-
-from . import mtlora  # noqa: E402, F401  (registers MTLoRA, which builds on the classes above)
-from .zeroshot import method as _zeroshot_method  # noqa: E402, F401  (registers 'zeroshot')

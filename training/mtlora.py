@@ -23,7 +23,9 @@ from torch.utils.checkpoint import checkpoint
 
 from facesdk.errors import ConfigError
 
-from .methods import DEFAULT_TARGET, Method, register_method
+from .backbones import DEFAULT_TARGET
+from .method_registry import Method, register_method
+from .methods import LowRankAdapter
 
 __all__ = ["MTLoRAOptions", "BranchedBackbone", "MTLoRA"]
 
@@ -168,8 +170,6 @@ class MTLoRA(Method):
     def param_groups(
         self, model: nn.Module, config: Mapping[str, Any], lr: float, weight_decay: float
     ) -> list[dict[str, Any]]:
-        from .methods import LowRankAdapter
-
         ratio = {"lora_plus_ratio": MTLoRAOptions.from_mapping(config).lora_plus_ratio}
         return LowRankAdapter(use_dora=True).param_groups(model, ratio, lr, weight_decay)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from tqdm import tqdm
 
 from facesdk.manifest_io import atomic_write_bytes
+from facesdk.progress import progress_bar
 
 __all__ = ["Reporter", "accuracy_metrics", "confusion_metrics", "save_figure"]
 
@@ -81,10 +81,10 @@ class Reporter:
         self._barrier = barrier
 
     def progress(self, items: Iterable[T], total: int, desc: str) -> Iterable[T]:
-        """Wrap ``items`` in a tqdm bar on the main rank."""
+        """Wrap ``items`` in a progress bar on the main rank (drawn only on a terminal)."""
         if not self.is_main:
             return items
-        return tqdm(
+        return progress_bar(
             items, total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True, mininterval=2.0
         )
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from facesdk.errors import ConfigError
 from facesdk.manifest_io import atomic_write_bytes, atomic_write_json
+from facesdk.progress import progress_bar
 from facesdk.tasks import AGE, EMOTION, GENDER, MISSING
 
 from .datasets.manifest import write_manifest
@@ -191,7 +191,7 @@ def generate_synthetic(out: str | os.PathLike[str], options: SynthOptions = Synt
         )
     (root / "images").mkdir(parents=True, exist_ok=True)
     rows = []
-    for i in tqdm(range(options.count), desc="synthetic faces", unit="img", leave=False):
+    for i in progress_bar(range(options.count), desc="synthetic faces", unit="img", leave=False):
         rng = np.random.default_rng([options.seed, i])
         labels = _labels(rng)
         img = render_face(labels, options.size, rng)

@@ -5,8 +5,8 @@ single ``T > 0`` before the softmax keeps every arg-max (accuracy is unchanged) 
 to minimise the negative log-likelihood on held-out labels, makes the confidences match how
 often the model is right. The training run fits ``T`` on its validation split and writes it
 into ``checkpoint.json``; ``facesdk eval --calibrate`` refits it on any labelled manifest.
-Post-processing applies it (:mod:`facesdk.temperature`). Everything here is numpy except
-:func:`fit_on_dataset`, which runs a torch model.
+Post-processing applies it (:mod:`facesdk.temperature`). Everything here is numpy and scipy
+except :func:`fit_on_dataset`, which runs a torch model.
 
 Metrics:
     * **NLL**: mean ``-log p(true label)`` over labelled rows.
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import optimize, special
 
 from facesdk.errors import ConfigError
 from facesdk.tasks import MISSING
@@ -50,10 +51,8 @@ T_RANGE = (0.05, 20.0)
 
 
 def log_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise ``log softmax(logits / temperature)`` in float64."""
-    x = np.asarray(logits, dtype=np.float64) / float(temperature)
-    x = x - x.max(axis=1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+    """Row-wise ``log softmax(logits / temperature)`` in float64 (:func:`scipy.special.log_softmax`)."""
+    return special.log_softmax(np.asarray(logits, dtype=np.float64) / float(temperature), axis=1)
 
 
 def _labelled(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -128,11 +127,12 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return reliability_bins(probs, labels, bins).ece
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, iterations: int = 80) -> float:
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The ``T`` in :data:`T_RANGE` that minimises the NLL of ``softmax(logits / T)``.
 
-    The NLL is convex in ``1 / T``, hence unimodal in ``log T``: a golden-section search on
-    ``log T`` finds the minimum (80 steps narrow the range to ~1e-16 of its width).
+    The NLL is convex in ``1 / T``, hence unimodal in ``log T``: scipy's bounded scalar
+    minimiser (Brent's method) on ``log T`` finds the minimum; the two ends of the range are
+    candidates too (a flat or monotone NLL ends there).
 
     Raises:
         ConfigError: No row has a label.
@@ -141,26 +141,13 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, iterations: int = 80
     if not len(labels):
         raise ConfigError("cannot fit a temperature without labelled rows; give a manifest with labels")
     rows = np.arange(len(labels))
-    scale = (3.0 - math.sqrt(5.0)) / 2.0  # 1 / phi^2, the golden section
 
     def nll(log_t: float) -> float:
         return float(-log_softmax(logits, math.exp(log_t))[rows, labels].mean())
 
     lo, hi = math.log(T_RANGE[0]), math.log(T_RANGE[1])
-    a, b = lo + scale * (hi - lo), hi - scale * (hi - lo)
-    fa, fb = nll(a), nll(b)
-    for _ in range(iterations):
-        if fa <= fb:
-            hi, b, fb = b, a, fa
-            a = lo + scale * (hi - lo)
-            fa = nll(a)
-        else:
-            lo, a, fa = a, b, fb
-            b = hi - scale * (hi - lo)
-            fb = nll(b)
-    best = (lo + hi) / 2.0
-    # The end points are candidates too (a flat or monotone NLL ends there).
-    candidates = [(nll(x), x) for x in (best, math.log(T_RANGE[0]), math.log(T_RANGE[1]))]
+    found = optimize.minimize_scalar(nll, bounds=(lo, hi), method="bounded", options={"xatol": 1e-10})
+    candidates = [(nll(x), x) for x in (float(found.x), lo, hi)]
     return float(math.exp(min(candidates)[1]))
 
 

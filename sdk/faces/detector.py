@@ -98,7 +98,7 @@ class FaceDetector:
 
     Args:
         model: Path of the YuNet ONNX file, or ``None`` for the documented lookup
-            (``$FACESDK_HOME/models``, then the user cache).
+            (``$FACESDK_HOME/models``, then the user cache, then the copy inside the package).
         config: Thresholds and sizes.
     """
 

@@ -1,16 +1,20 @@
 """Where the face detector model lives, and how ``facesdk models fetch`` downloads it.
 
-Lookup order (first hit wins):
+YuNet (OpenCV Zoo's ``face_detection_yunet_2026may.onnx``, MIT licence, 230 KB) ships inside the
+package (:data:`PACKAGED_DETECTOR`, with its licence in ``facesdk/faces/models/LICENSE``), so the
+SDK finds faces on an offline machine right after ``pip install``. Lookup order (first hit wins):
 
 1. an explicit path (``Analyzer(detector=PATH)``, ``--detector PATH``);
 2. ``$FACESDK_HOME/models/face_detection_yunet_2026may.onnx``;
-3. the cache: ``$XDG_CACHE_HOME/facesdk/models/`` or ``~/.cache/facesdk/models/``.
+3. the cache: ``$XDG_CACHE_HOME/facesdk/models/`` or ``~/.cache/facesdk/models/``;
+4. the packaged copy.
 
-A file found in the store (2 or 3, or an explicit path that points there) is checked against
-:data:`DETECTOR_SHA256` on every load (hashed once per process, see
-:func:`facesdk.integrity.cached_sha256`); a mismatch is an :class:`IntegrityError` naming
-``facesdk models fetch`` as the fix. An explicit path elsewhere whose hash the store does not
-know is used as given, with a logged warning.
+The store (2 and 3) comes before the packaged copy, so a copy that ``facesdk models fetch``
+installed wins. A file found in 2, 3 or 4 (or an explicit path that points there) is checked
+against :data:`DETECTOR_SHA256` on every load (hashed once per process, see
+:func:`facesdk.integrity.cached_sha256`); a mismatch is an :class:`IntegrityError` naming the fix.
+An explicit path elsewhere whose hash the store does not know is used as given, with a logged
+warning.
 
 Nothing here touches the network unless :func:`fetch_detector_model` is called.
 """
@@ -27,12 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DetectorNotFoundError, IntegrityError, SourceError
+from ..fileio import sha256_file
 from ..integrity import cached_sha256, verify_file
 
 __all__ = [
     "DETECTOR_FILENAME",
     "DETECTOR_SHA256",
     "DETECTOR_URL",
+    "PACKAGED_DETECTOR",
     "cache_dir",
     "candidate_paths",
     "default_fetch_dir",
@@ -48,8 +54,15 @@ DETECTOR_SHA256 = "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f
 DETECTOR_URL = (
     "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/" + DETECTOR_FILENAME
 )
+PACKAGED_DETECTOR = Path(__file__).resolve().parent / "models" / DETECTOR_FILENAME
+"""The copy of YuNet inside the package, the last place the lookup tries."""
+
 _CHUNK = 1 << 16
 _FETCH_FIX = "Run 'facesdk models fetch' to replace it with a verified copy."
+_PACKAGED_FIX = (
+    "Reinstall facesdk (pip install --force-reinstall facesdk), or run 'facesdk models fetch': "
+    "a fetched copy is used before the packaged one."
+)
 
 
 def cache_dir() -> Path:
@@ -65,22 +78,26 @@ def default_fetch_dir() -> Path:
 
 
 def candidate_paths() -> list[Path]:
-    """The implicit lookup locations, in order (without an explicit path)."""
+    """The implicit lookup locations, in order (without an explicit path); the packaged copy is last."""
     paths = []
     home = os.environ.get("FACESDK_HOME")
     if home:
         paths.append(Path(home) / "models" / DETECTOR_FILENAME)
     paths.append(cache_dir() / DETECTOR_FILENAME)
+    paths.append(PACKAGED_DETECTOR)
     return paths
 
 
 def verify_store_file(path: str | os.PathLike[str]) -> Path:
-    """Check a detector file of the model store against :data:`DETECTOR_SHA256`.
+    """Check a detector file of the model store (or the packaged copy) against :data:`DETECTOR_SHA256`.
 
     Raises:
-        IntegrityError: The file differs; the message names ``facesdk models fetch``.
+        IntegrityError: The file differs; the message names the fix (``facesdk models fetch``,
+            or reinstalling facesdk for the packaged copy).
     """
-    return verify_file(path, DETECTOR_SHA256, what="face detector model", fix=_FETCH_FIX)
+    packaged = os.path.realpath(path) == os.path.realpath(PACKAGED_DETECTOR)
+    what = "packaged face detector model" if packaged else "face detector model"
+    return verify_file(path, DETECTOR_SHA256, what=what, fix=_PACKAGED_FIX if packaged else _FETCH_FIX)
 
 
 def _in_store(path: Path) -> bool:
@@ -120,9 +137,10 @@ def find_detector_model(explicit: str | os.PathLike[str] | None = None) -> Path:
             return verify_store_file(path)
     looked = ", ".join(str(p) for p in candidates)
     raise DetectorNotFoundError(
-        f"face detector model {DETECTOR_FILENAME} not found (looked in: {looked}). "
-        "Run 'facesdk models fetch' (needs internet once), or set FACESDK_HOME to a folder whose "
-        f"models/ holds {DETECTOR_FILENAME}, or pass detector=PATH (--detector PATH on the command line)."
+        f"face detector model {DETECTOR_FILENAME} not found (looked in: {looked}; the last is the copy "
+        "facesdk ships, missing from this installation). Reinstall facesdk, or run 'facesdk models fetch' "
+        f"(needs internet once), or set FACESDK_HOME to a folder whose models/ holds {DETECTOR_FILENAME}, "
+        "or pass detector=PATH (--detector PATH on the command line)."
     )
 
 
@@ -186,8 +204,6 @@ def fetch_detector_model(
     sha256 = DETECTOR_SHA256
     dest = Path(dest_dir or default_fetch_dir()) / DETECTOR_FILENAME
     if dest.is_file() and not force:
-        from ..manifest_io import sha256_file
-
         if sha256_file(dest) == sha256:
             logger.info("detector model already present at %s", dest)
             return dest

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from facesdk.faces.model_store import PACKAGED_DETECTOR
+
 ROOT = Path(__file__).resolve().parents[2]
-YUNET = (ROOT / ".." / "shared" / "models" / "face_detection_yunet_2026may.onnx").resolve()
+YUNET = PACKAGED_DETECTOR
 SCRIPTS = ("backbones", "backbones_report", "cnn_int8", "fast_path", "gpu_timing", "graph_variants", "int8_cpu",
            "methods", "resolution", "scale", "sdk_pipeline", "stream", "train_methods")  # fmt: skip
 

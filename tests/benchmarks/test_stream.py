@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from facesdk.faces.model_store import PACKAGED_DETECTOR
+
 ROOT = Path(__file__).resolve().parents[2]
-YUNET = ROOT / ".." / "shared" / "models" / "face_detection_yunet_2026may.onnx"
+YUNET = PACKAGED_DETECTOR
 
 
 @pytest.mark.slow

@@ -12,10 +12,10 @@ import pytest
 from facesdk.cli import main
 from facesdk.export import pipeline
 from facesdk.export_manifest import load_export_manifest
+from facesdk.faces.model_store import PACKAGED_DETECTOR
 from facesdk.manifest_io import sha256_file
 
-ROOT = Path(__file__).resolve().parents[2]
-YUNET = (ROOT / ".." / "shared" / "models" / "face_detection_yunet_2026may.onnx").resolve()
+YUNET = PACKAGED_DETECTOR
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:

@@ -17,6 +17,7 @@ from facesdk.errors import (
     ManifestError,
     MissingFileError,
 )
+from facesdk.faces import model_store
 from facesdk.pipeline import postprocess, softmax
 from facesdk.tasks import DEFAULT_TASKS
 from facesdk.testing import make_tiny_export
@@ -196,6 +197,7 @@ def test_model_and_detector_errors(
         Analyzer(tiny_export, backend="tflite")
     monkeypatch.delenv("FACESDK_HOME", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(model_store, "PACKAGED_DETECTOR", tmp_path / "lost.onnx")  # an install without it
     with pytest.raises(DetectorNotFoundError, match="facesdk models fetch"):
         Analyzer(tiny_export)
 

@@ -79,7 +79,10 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def test_models_fetch_and_path(env: Path, capsys: pytest.CaptureFixture[str], yunet_path: Path) -> None:
     mirror = env / "mirror.onnx"
     mirror.write_bytes(yunet_path.read_bytes())
-    assert main(["models", "path"]) == 2
+    from facesdk.faces.model_store import PACKAGED_DETECTOR
+
+    assert main(["models", "path"]) == 0  # the copy inside the package
+    assert capsys.readouterr().out.strip() == str(PACKAGED_DETECTOR)
     argv = ["models", "fetch", "--url", mirror.as_uri(), "--sha256", sha256_file(mirror)]
     assert main(argv) == 0
     installed = env / "cache" / "facesdk" / "models" / DETECTOR_FILENAME

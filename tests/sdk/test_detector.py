@@ -48,11 +48,20 @@ def test_lookup_order_explicit_then_home_then_cache(
     assert default_fetch_dir() == home / "models"
 
 
-def test_missing_detector_says_what_to_do(clean_env: Path) -> None:
+def test_missing_detector_says_what_to_do(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        model_store, "PACKAGED_DETECTOR", clean_env / "lost" / DETECTOR_FILENAME
+    )  # a broken install
     with pytest.raises(DetectorNotFoundError) as info:
         find_detector_model()
     message = str(info.value)
-    for hint in ("facesdk models fetch", "FACESDK_HOME", "detector=PATH", str(cache_dir())):
+    for hint in (
+        "facesdk models fetch",
+        "FACESDK_HOME",
+        "detector=PATH",
+        str(cache_dir()),
+        "Reinstall facesdk",
+    ):
         assert hint in message
     with pytest.raises(DetectorNotFoundError, match="does not exist"):
         find_detector_model(clean_env / "nope.onnx")

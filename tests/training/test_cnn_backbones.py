@@ -24,6 +24,7 @@ from torch import nn  # noqa: E402
 
 from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec  # noqa: E402
 from facesdk.errors import ConfigError  # noqa: E402
+from facesdk.faces.model_store import PACKAGED_DETECTOR  # noqa: E402
 from facesdk.tasks import DEFAULT_TASKS  # noqa: E402
 from facesdk.training import build_model, load_checkpoint, save_checkpoint  # noqa: E402
 from facesdk.training.backbones import damp_residual_branches, estimate_batchnorm_stats  # noqa: E402
@@ -211,7 +212,7 @@ def test_analyzer_runs_a_cnn_export(exported, tmp_path: Path) -> None:
 
     from facesdk import Analyzer
 
-    yunet = (ROOT / ".." / "shared" / "models" / "face_detection_yunet_2026may.onnx").resolve()
+    yunet = PACKAGED_DETECTOR
     if not yunet.is_file():
         pytest.skip(f"YuNet test model not found at {yunet}")
     frame = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)

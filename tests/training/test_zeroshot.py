@@ -19,12 +19,12 @@ import torch.nn.functional as F  # noqa: E402
 
 import facesdk.training.zeroshot.compile as zeroshot_compile  # noqa: E402
 from facesdk.errors import ConfigError  # noqa: E402
+from facesdk.faces.model_store import PACKAGED_DETECTOR  # noqa: E402
 from facesdk.tasks import DEFAULT_TASKS  # noqa: E402
 from facesdk.training.zeroshot.compile import FIDELITY_TOLERANCE, ClipBundle, load_clip  # noqa: E402
 from facesdk.training.zeroshot.prompts import load_prompts  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-YUNET = ROOT / ".." / "shared" / "models" / "face_detection_yunet_2026may.onnx"
+YUNET = PACKAGED_DETECTOR
 CLIP = "PE-Core-T-16-384"
 GLASSES = """\
 # an extra attribute; no templates: it inherits the default ones

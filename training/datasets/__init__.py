@@ -12,7 +12,7 @@ from .manifest import (
 )
 from .mixing import MixSource, SamplingPlan, build_sampling_plan, sources_from_config, write_combined_manifest
 from .prepare import PrepareOptions, PrepareResult, prepare_dataset
-from .readers import DATASETS, DatasetInfo, get_dataset
+from .readers import DATASETS, DatasetInfo, dataset_title, get_dataset
 from .records import FaceRecord, Issue, ReadReport
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "ReadReport",
     "SamplingPlan",
     "build_sampling_plan",
+    "dataset_title",
     "get_dataset",
     "prepare_dataset",
     "prepared_crop_policy",

@@ -22,11 +22,11 @@ from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from facesdk.errors import ConfigError
 from facesdk.manifest_io import atomic_write_bytes, atomic_write_json, sha256_file
 from facesdk.preprocess import CropPolicy, Preprocess
+from facesdk.progress import progress_bar
 from facesdk.results import Detection
 
 from .manifest import PREPARE_FILE, stratified_split, write_manifest
@@ -187,12 +187,12 @@ def _run_jobs(
     init = (options.preprocess().to_json(), detector, options.min_iou, options.image_format)
     if options.workers <= 1:
         _init_worker(*init)
-        return [_crop_one(job) for job in tqdm(jobs, desc=desc, unit="img")]
+        return [_crop_one(job) for job in progress_bar(jobs, desc=desc, unit="img")]
     ctx = mp.get_context("spawn")
     with ctx.Pool(options.workers, initializer=_init_worker, initargs=init) as pool:
         chunk = max(1, min(64, len(jobs) // (options.workers * 8) or 1))
         return list(
-            tqdm(
+            progress_bar(
                 pool.imap_unordered(_crop_one, jobs, chunksize=chunk), total=len(jobs), desc=desc, unit="img"
             )
         )

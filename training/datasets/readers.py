@@ -30,6 +30,7 @@ from .records import (
 __all__ = [
     "DATASETS",
     "DatasetInfo",
+    "dataset_title",
     "get_dataset",
     "read_celeba_hq",
     "read_fairface",
@@ -386,3 +387,8 @@ def get_dataset(name: str) -> DatasetInfo:
     if key not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
     return DATASETS[key]
+
+
+def dataset_title(dataset: str) -> str:
+    """A dataset's display name (``FairFace``), or its key when it is not a known dataset."""
+    return DATASETS[dataset].title if dataset in DATASETS else dataset

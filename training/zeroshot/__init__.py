@@ -1,9 +1,9 @@
 """Zero-shot face attributes from a CLIP text tower, compiled into linear heads.
 
-Importing :mod:`facesdk.training.methods` registers the ``zeroshot`` adaptation method
+Importing :mod:`facesdk.training` registers the ``zeroshot`` adaptation method
 (needed to load a zero-shot checkpoint); building one needs open_clip, the
-``[zeroshot]`` extra. The names below are imported on first use, so that the method
-registry can import this package without a cycle through the checkpoint loader.
+``[zeroshot]`` extra. The names below are imported on first use, so that the training
+package can import its method without a cycle through the checkpoint loader.
 """
 
 from __future__ import annotations

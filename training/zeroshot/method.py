@@ -18,7 +18,7 @@ from torch import nn
 
 from facesdk.errors import ConfigError
 
-from ..methods import Method, register_method
+from ..method_registry import Method, register_method
 
 __all__ = ["NormalizedLinear", "ZeroShot", "METHOD_NAME"]
 
