@@ -1,0 +1,1 @@
+"""Audience measurement: visits, attention and privacy-safe aggregates from stream results."""

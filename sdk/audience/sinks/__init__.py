@@ -1,0 +1,1 @@
+"""Where audience records go: files, MQTT, Prometheus."""
