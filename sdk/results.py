@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .faces.pose import HeadPose
 
 __all__ = ["AGE_BIN_YEARS", "Detection", "Prediction", "Quality", "FaceResult", "FrameResult", "expected_age"]
 
@@ -168,6 +171,13 @@ class FaceResult:
     def detection(self) -> Detection:
         return Detection(box=self.box, score=self.score, landmarks=self.landmarks)
 
+    @property
+    def pose(self) -> HeadPose | None:
+        """Head pose from the five landmarks (:func:`facesdk.faces.pose.head_pose`), or ``None``."""
+        from .faces.pose import head_pose  # results is imported by faces: import on first use
+
+        return head_pose(self.landmarks)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "box": list(self.box),
@@ -178,6 +188,7 @@ class FaceResult:
             "estimate_age_s": self.estimate_age_s,
             "quality": None if self.quality is None else self.quality.to_json(),
             "age_years": self.age_years,
+            "pose": None if (pose := self.pose) is None else pose.to_json(),
             "attributes": {k: v.to_json() for k, v in self.attributes.items()},
         }
 

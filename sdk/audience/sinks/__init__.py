@@ -1,1 +1,7 @@
-"""Where audience records go: files, MQTT, Prometheus."""
+"""Audience record sinks: the :class:`Sink` protocol and the JSON Lines files sink."""
+
+from __future__ import annotations
+
+from .base import Sink, close_all, publish_all
+
+__all__ = ["Sink", "close_all", "publish_all"]
