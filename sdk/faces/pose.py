@@ -18,8 +18,10 @@ Sign convention (angles in degrees, a person facing the camera is 0, 0, 0):
 The rotation is ``R = Rz(-roll) @ Ry(-yaw) @ Rx(-pitch)`` in camera axes (x right, y down, z
 away from the camera). Accuracy on landmarks projected from the model with Gaussian noise of 2%
 of the inter-ocular distance: mean absolute error of yaw and pitch about 2 degrees within
-+-45 yaw and +-30 pitch (``tests/sdk/faces/test_pose.py``); on real faces the generic model's
-proportions add a bias of a few degrees, mostly in pitch.
++-45 yaw and +-30 pitch (``tests/sdk/test_pose.py``). On real faces the generic model's
+proportions add a bias of a few degrees, mostly in pitch, and the detector's landmarks add their
+own errors: YuNet's landmarks on the astronaut rotated by 20 degrees tilt the eye line by only
+about 2-6 degrees, so roll from re-detected rotated faces is much smaller than the rotation.
 """
 
 from __future__ import annotations
@@ -36,17 +38,21 @@ FACE_MODEL_3D = np.array(
     [
         [-31.5, 0.0, 0.0],  # right eye (the person's right: image left when facing the camera)
         [31.5, 0.0, 0.0],  # left eye
-        [0.0, 36.0, -24.0],  # nose tip, in front of the eyes (towards the camera)
-        [-26.0, 73.0, -4.0],  # right mouth corner
-        [26.0, 73.0, -4.0],  # left mouth corner
+        [0.0, 32.0, -24.0],  # nose tip, in front of the eyes (towards the camera)
+        [-26.0, 60.0, -4.0],  # right mouth corner
+        [26.0, 60.0, -4.0],  # left mouth corner
     ],
     dtype=np.float64,
 )
 """A generic adult face in millimetres, camera axes for a frontal face (x right in the image, y
-down, z away from the camera): eyes 63 mm apart, the nose tip 36 mm below and 24 mm in front of
-them, the mouth corners 52 mm apart and 73 mm below the eyes (the ArcFace template's proportions)."""
+down, z away from the camera): eyes 63 mm apart, the nose tip 32 mm below and 24 mm in front of
+them, the mouth corners 52 mm apart and 60 mm below the eyes. The vertical proportions are those
+of YuNet's landmarks on a frontal face (the astronaut: nose 0.47-0.50, mouth 0.87-0.93 eye
+distances below the eyes); the ArcFace template, from another landmark detector, puts the mouth
+lower (1.16) and would read a frontal YuNet face as looking down by about 30 degrees."""
 
 _CENTRED = FACE_MODEL_3D - FACE_MODEL_3D.mean(axis=0)
+_PINV = np.linalg.pinv(_CENTRED)  # the affine fit's least squares is one product with this
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +121,7 @@ def _exp(w: np.ndarray) -> np.ndarray:
     return np.eye(3) + math.sin(theta) * k + (1.0 - math.cos(theta)) * (k @ k)
 
 
-def head_pose(landmarks: Sequence[Sequence[float]], iterations: int = 6) -> HeadPose | None:
+def head_pose(landmarks: Sequence[Sequence[float]], iterations: int = 3) -> HeadPose | None:
     """Yaw, pitch and roll of a face from its five landmarks, or ``None`` without five points.
 
     Args:
@@ -127,7 +133,7 @@ def head_pose(landmarks: Sequence[Sequence[float]], iterations: int = 6) -> Head
     points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
     centred = points - points.mean(axis=0)
     # closed form: the affine projection M (2 x 3) in least squares, then the nearest scaled rotation
-    affine = np.linalg.lstsq(_CENTRED, centred, rcond=None)[0].T
+    affine = (_PINV @ centred).T
     u, sv, vt = np.linalg.svd(affine, full_matrices=False)
     rows = u @ vt
     scale = float(sv.mean())
@@ -138,20 +144,20 @@ def head_pose(landmarks: Sequence[Sequence[float]], iterations: int = 6) -> Head
     if np.linalg.det(rotation) < 0:  # cannot happen with orthonormal rows; keep a proper rotation
         rotation[2] = -rotation[2]
     shift = np.zeros(2)
+    jac = np.zeros((5, 2, 6))
+    jac[:, 0, 4] = jac[:, 1, 5] = 1.0
     for _ in range(iterations):
         rotated = _CENTRED @ rotation.T
         residual = (scale * rotated[:, :2] + shift - centred).ravel()
-        # d(R X)/dw for a left perturbation R <- exp(w) R is -[R X]x
-        jac = np.empty((10, 6))
-        for i, q in enumerate(rotated):
-            d = -_skew(q)[:2] * scale
-            jac[2 * i : 2 * i + 2, :3] = d
-            jac[2 * i : 2 * i + 2, 3] = q[:2]
-            jac[2 * i : 2 * i + 2, 4:] = np.eye(2)
-        step = np.linalg.lstsq(jac, -residual, rcond=None)[0]
+        # d(R X)/dw for a left perturbation R <- exp(w) R is -[R X]x; its x and y rows:
+        jac[:, 0, 1], jac[:, 0, 2] = scale * rotated[:, 2], -scale * rotated[:, 1]
+        jac[:, 1, 0], jac[:, 1, 2] = -scale * rotated[:, 2], scale * rotated[:, 0]
+        jac[:, :, 3] = rotated[:, :2]
+        flat = jac.reshape(10, 6)
+        step = np.linalg.solve(flat.T @ flat, -flat.T @ residual)
         rotation = _exp(step[:3]) @ rotation
         scale += float(step[3])
         shift += step[4:]
-        if float(np.abs(step[:3]).max()) < 1e-7:
+        if float(np.abs(step[:3]).max()) < 1e-6:
             break
     return _angles(rotation)

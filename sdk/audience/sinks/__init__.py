@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from .base import Sink, close_all, publish_all
+from .jsonl import JsonLinesSink
 
-__all__ = ["Sink", "close_all", "publish_all"]
+__all__ = ["JsonLinesSink", "Sink", "close_all", "publish_all"]
