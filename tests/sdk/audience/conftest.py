@@ -1,15 +1,18 @@
-"""A real Mosquitto broker on loopback for the MQTT tests, started and stopped by the test."""
+"""A real Mosquitto broker on loopback for the MQTT tests, started and stopped by the test, and a subscriber."""
 
 from __future__ import annotations
 
 import getpass
+import json
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,3 +85,33 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     server.start()
     yield server
     server.stop(signal.SIGKILL)
+
+
+class Subscriber:
+    """A durable QoS 1 subscriber to ``facesdk/audience/#`` that reconnects by itself."""
+
+    def __init__(self, port: int) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="test-subscriber", clean_session=False
+        )
+        self.client.on_connect = lambda c, *_: c.subscribe("facesdk/audience/#", qos=1)
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, _c: Any, _u: Any, message: Any) -> None:
+        with self.lock:
+            self.messages.append({"topic": message.topic, **json.loads(message.payload)})
+
+    def received(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.messages)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -16,37 +15,8 @@ pytest.importorskip(
     "paho.mqtt.client", reason="the MQTT sink needs paho-mqtt (pip install 'facesdk[audience]')"
 )
 
-import paho.mqtt.client as mqtt  # noqa: E402
-
 from facesdk.audience.sinks.mqtt import MqttSink, parse_host_port  # noqa: E402
-
-
-class Subscriber:
-    """A durable QoS 1 subscriber to ``facesdk/audience/#`` that reconnects by itself."""
-
-    def __init__(self, port: int) -> None:
-        self.messages: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id="test-subscriber", clean_session=False
-        )
-        self.client.on_connect = lambda c, *_: c.subscribe("facesdk/audience/#", qos=1)
-        self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(0.1, 0.5)
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-
-    def _on_message(self, _c: Any, _u: Any, message: Any) -> None:
-        with self.lock:
-            self.messages.append({"topic": message.topic, **json.loads(message.payload)})
-
-    def received(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return list(self.messages)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+from tests.sdk.audience.conftest import Subscriber  # noqa: E402
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
@@ -92,6 +62,23 @@ def test_broker_restart_loses_nothing_within_the_bound_and_counts_what_it_drops(
     assert sorted(m["seq"] for m in unique.values()) == expected  # exactly once each, none of the dropped
     assert {m["topic"] for m in unique.values()} == {"facesdk/audience/window"}
     assert sink.dropped == 7 and sink.delivered >= len(expected)
+
+
+def test_close_waits_for_the_broker_to_take_what_is_buffered(broker: Any) -> None:
+    subscriber = Subscriber(broker.port)
+    wait_until(subscriber.client.is_connected, "the subscriber to connect")
+    sink = MqttSink("127.0.0.1", broker.port, retry_s=0.1)
+    wait_until(lambda: sink.connected, "the sink to connect")
+    broker.stop()
+    for seq in range(5):
+        sink.publish(record(seq))
+    restart = threading.Timer(0.5, broker.start)
+    restart.start()
+    sink.close(timeout=60)  # returns once the restarted broker acknowledged all five
+    restart.join()
+    assert sink.pending == 0 and sink.delivered == 5, sink.stats()
+    wait_until(lambda: {m["seq"] for m in subscriber.received()} == set(range(5)), "the five messages", 20)
+    subscriber.close()
 
 
 def test_messages_after_close_are_refused_and_records_are_checked(broker: Any) -> None:
