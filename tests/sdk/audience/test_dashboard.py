@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import http.client
 import itertools
 import json
@@ -162,3 +163,17 @@ def test_loopback_by_default_preview_refused_elsewhere_and_foreign_host_names_re
             urllib.request.urlopen(board.url + "preview.jpg", timeout=10)  # no preview unless given
     with pytest.raises(ConfigError, match="loopback only"):
         Dashboard(lambda: {}, host="0.0.0.0", port=0, preview=lambda: b"")
+
+
+def test_pyproject_ships_every_file_of_the_page() -> None:
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11 reads pyproject.toml")
+    setup = tomllib.loads((Path(__file__).resolve().parents[3] / "pyproject.toml").read_text())["tool"][
+        "setuptools"
+    ]
+    assert "facesdk.audience.dashboard" in setup["packages"]
+    patterns = setup["package-data"]["facesdk.audience.dashboard"]
+    static = resources.files("facesdk.audience.dashboard").joinpath("static")
+    for item in static.iterdir():
+        assert any(fnmatch.fnmatch(f"static/{item.name}", p) for p in patterns), (
+            f"{item.name} not in the wheel"
+        )
