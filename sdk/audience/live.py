@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SourceError
 from ..outputs import check_no_overlap, check_output_dir, resolve_path
 
 __all__ = ["build_parser", "run"]
@@ -124,30 +124,35 @@ def _records_folder(out: str, inputs: Sequence[str | None]) -> Path:
     return folder
 
 
-def _sinks(args: argparse.Namespace, stack: contextlib.ExitStack, latest: Any) -> tuple[list[Any], Any]:
-    """The sinks asked for, each closed by ``stack`` if setup fails later; also the MQTT sink or None."""
+def _sinks(args: argparse.Namespace, stack: contextlib.ExitStack, latest: Any) -> list[Any]:
+    """The sinks asked for, each closed by ``stack`` (also when a later one cannot start)."""
     from .sinks.mqtt import DEFAULT_PORT, parse_host_port
 
     sinks: list[Any] = []
     mqtt = None
+
+    def add(sink: Any) -> Any:
+        sinks.append(sink)
+        stack.callback(sink.close)
+        return sink
+
     if args.out:
         from .sinks import JsonLinesSink
 
         inputs = [args.model, args.content, *(s for s in args.source if Path(s).exists())]
-        sinks.append(JsonLinesSink(_records_folder(args.out, inputs)))
+        add(JsonLinesSink(_records_folder(args.out, inputs)))
     if args.mqtt:
         from .sinks.mqtt import MqttSink
 
         host, port = parse_host_port(args.mqtt, DEFAULT_PORT, default_host="")
         if not host:
             raise ConfigError(f"--mqtt needs a broker host, got {args.mqtt!r}")
-        mqtt = MqttSink(host, port, topic=args.mqtt_topic)
-        sinks.append(mqtt)
+        mqtt = add(MqttSink(host, port, topic=args.mqtt_topic))
     if args.metrics:
         from .sinks.prometheus import PrometheusSink
 
         host, port = parse_host_port(args.metrics, 9100)
-        sinks.append(
+        add(
             PrometheusSink(
                 host,
                 port,
@@ -155,9 +160,7 @@ def _sinks(args: argparse.Namespace, stack: contextlib.ExitStack, latest: Any) -
                 mqtt=mqtt.stats if mqtt is not None else None,
             )
         )
-    for sink in sinks:
-        stack.callback(sink.close)
-    return sinks, mqtt
+    return sinks
 
 
 def _results(analyzer: Any, args: argparse.Namespace, preview: Any) -> Iterator[Any]:
@@ -168,6 +171,9 @@ def _results(analyzer: Any, args: argparse.Namespace, preview: Any) -> Iterator[
             yield from multi
         for source, error in multi.errors.items():
             log.warning("source %s failed: %s", source, error)
+        if multi.errors and len(multi.errors) == len(multi.sources):
+            failures = "; ".join(f"{name}: {error}" for name, error in multi.errors.items())
+            raise SourceError(f"every source failed ({failures}); check --source")
         return
     import cv2
 
@@ -201,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     preview: Latest[bytes] = Latest()
     frames, stopped_by = 0, "the end of the sources"
     with contextlib.ExitStack() as stack:
-        sinks, _ = _sinks(args, stack, latest)
+        sinks = _sinks(args, stack, latest)
         audience = Audience(config, sinks=sinks, schedule=schedule)
         stack.callback(audience.close)  # after the stream: the last windows, then every sink closed
         if args.serve:

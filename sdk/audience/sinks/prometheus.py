@@ -174,6 +174,7 @@ class PrometheusSink:
         self._lock = threading.Lock()
         self._periods: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._counts: dict[tuple[str, str], int] = {}
+        self._closed = False
         self.registry = client.CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
         self._server, self._thread = client.start_http_server(int(port), addr=host, registry=self.registry)
@@ -195,7 +196,10 @@ class PrometheusSink:
                 self._periods[(kind, source, str(record.get("content") or ""))] = dict(record)
 
     def close(self) -> None:
-        """Stop the HTTP server and free its port."""
+        """Stop the HTTP server and free its port (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

@@ -207,6 +207,21 @@ def test_refused_options_say_what_to_change(
     assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
 
 
+def test_a_source_that_cannot_be_read_fails_the_command(
+    tmp_path: Path, tiny_export: Path, yunet_path: Path
+) -> None:
+    out = tmp_path / "records"
+    done = subprocess.run(
+        command(tmp_path / "missing.avi", tiny_export, yunet_path, "--out", str(out)),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "every source failed" in done.stderr, done.stderr[-2000:]
+    assert "missing.avi does not exist" in done.stderr
+
+
 def test_out_refuses_a_folder_with_other_files(tmp_path: Path, tiny_export: Path) -> None:
     out = tmp_path / "records"
     out.mkdir()
