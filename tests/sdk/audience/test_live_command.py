@@ -235,3 +235,24 @@ def test_out_refuses_a_folder_with_other_files(tmp_path: Path, tiny_export: Path
     )
     assert done.returncode == 2 and "did not write (notes.txt)" in done.stderr, done.stderr[-2000:]
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_signal_while_a_frame_is_counted_waits_for_that_frame() -> None:
+    from facesdk.audience.live import _Interrupts, _Stop
+
+    before = signal.getsignal(signal.SIGTERM)
+    counted = []
+    with _Interrupts() as interrupts:
+        with pytest.raises(_Stop, match="SIGTERM"), interrupts.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(100):  # the handler has run by now: it held the stop back
+                time.sleep(0.001)
+            counted.append("frame")
+        assert counted == ["frame"]
+        with pytest.raises(_Stop, match="SIGINT"):  # between frames a signal stops at once
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(100):
+                time.sleep(0.001)
+            counted.append("not reached")
+    assert counted == ["frame"]
+    assert signal.getsignal(signal.SIGTERM) is before  # the previous handlers are back
