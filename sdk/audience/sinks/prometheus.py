@@ -122,7 +122,7 @@ class _Collector:
         for name, doc in (("in_view", "People in view now."), ("looking", "People looking now.")):
             family = metrics.GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=["source"])
             for source, value in (snapshot.get(name) or {}).items():
-                if _number(value) is not None:
+                if source != "total" and _number(value) is not None:  # sum() adds the sources up
                     family.add_metric([str(source)], float(value))
             yield family
 

@@ -120,7 +120,7 @@ def test_live_command_publishes_to_every_sink_and_flushes_the_last_window_on_sig
         )
         passers = samples[("facesdk_audience_passers_by", window | {("content", "")})]
         assert passers == 1  # the astronaut, in every window (k = 1 publishes a single person)
-        assert samples[("facesdk_audience_in_view", frozenset({("source", "total")}))] in (0, 1)
+        assert samples[("facesdk_audience_in_view", frozenset({("source", str(astronaut_video))}))] in (0, 1)
         assert samples[("facesdk_audience_mqtt_dropped_total", frozenset())] == 0
         snapshot = wait_until(
             proc,

@@ -100,7 +100,8 @@ def test_live_counts_and_mqtt_buffer_are_exported_only_when_given() -> None:
         live["in_view"] = {"cam0": 3, "total": 3}
         again = scrape(sink)
     assert samples[("facesdk_audience_in_view", (("source", "cam0"),))] == 2
-    assert samples[("facesdk_audience_looking", (("source", "total"),))] == 1
+    assert samples[("facesdk_audience_looking", (("source", "cam0"),))] == 1
+    assert ("facesdk_audience_in_view", (("source", "total"),)) not in samples  # sum() adds sources up
     assert again[("facesdk_audience_in_view", (("source", "cam0"),))] == 3  # read at each scrape
     assert samples[("facesdk_audience_mqtt_dropped_total", ())] == 3
     assert samples[("facesdk_audience_mqtt_pending", ())] == 4
