@@ -64,6 +64,7 @@ const text = (id) => document.getElementById(id).textContent;
 return {
   in_view: text("in-view"),
   last_passers: text("window-passers"),
+  last_viewers: text("window-viewers"),
   bars: [...document.querySelectorAll("#chart-windows rect")].map((r) => r.getAttribute("data-value")),
   preview_hidden: document.getElementById("preview-panel").hidden,
 };
@@ -111,6 +112,8 @@ def test_page_shows_the_snapshot_and_follows_the_stream(browser: Any) -> None:
         now = page(browser)
         assert now["in_view"] == str(second["in_view"]["total"])
         assert now["last_passers"] == str(second["windows"][-1]["passers_by"])
+        viewers = second["windows"][-1]["viewers"]
+        assert now["last_viewers"] == (f"< {second['k']}" if viewers is None else str(viewers))
         assert now["preview_hidden"]
 
         origin = board.url.rstrip("/")

@@ -87,8 +87,9 @@ function render(s) {
   text("looking", show(s.looking && s.looking.total));
   text("content", s.content || "–");
   const last = windows.length ? windows[windows.length - 1] : null;
-  text("window-passers", show(last && last.passers_by));
-  text("window-viewers", show(last && last.viewers));
+  const cell = (value) => (!last ? "–" : value === null ? `< ${s.k}` : String(value)); // null: withheld
+  text("window-passers", cell(last && last.passers_by));
+  text("window-viewers", cell(last && last.viewers));
   document.querySelectorAll(".k").forEach((el) => { el.textContent = show(s.k); });
   text("updated", s.time ? new Date(s.time * 1000).toLocaleTimeString() : "–");
 
