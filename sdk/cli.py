@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
     "calibrate": ("facesdk.calibration.cli", (), "", "collect INT8 calibration crops"),
     "analyze": ("facesdk.analyze_cli", (), "", "analyse images and videos, print JSON lines"),
     "demo": ("facesdk.demo", (), "", "webcam/video demo: boxes, labels, track ids, FPS"),
-    "audience": ("facesdk.audience.cli", (), "", "audience measurement: reports from audience records"),
+    "audience": ("facesdk.audience.cli", (), "", "audience measurement from cameras; reports from records"),
     "bench": ("facesdk.bench", (), "", "parameters, GFLOPs and latency report"),
     "models": ("facesdk.models_cli", (), "", "locate or fetch the face detector model"),
     "serve": ("facesdk.serving.cli", (), "serving", "Triton model repository, loopback server, serving env"),

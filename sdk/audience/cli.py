@@ -1,4 +1,7 @@
-"""``facesdk audience``: actions on audience records (``report``, ``simulate``).
+"""``facesdk audience``: live measurement from cameras, and actions on audience records.
+
+``facesdk audience --source 0 --model EXPORT ...`` (options first, no action word) runs the live
+command (:mod:`facesdk.audience.live`); ``report`` and ``simulate`` work on records.
 
 Each action is a ``(build_parser, run)`` pair in :data:`ACTIONS`; ``main`` dispatches on the
 first word, so a new action is one more entry.
@@ -86,9 +89,16 @@ ACTIONS: dict[str, tuple[Callable[[str], argparse.ArgumentParser], Callable[[arg
 
 def main(argv: Sequence[str] | None = None, prog: str = "facesdk audience") -> int:
     args = list(argv or ())
+    if args and args[0].startswith("--") and args[0] != "--help":
+        from .live import build_parser, run
+
+        return run(build_parser(prog).parse_args(args))
     if not args or args[0] not in ACTIONS:
         names = ", ".join(ACTIONS)
-        print(f"usage: {prog} {{{names}}} ...\n\nactions: {names}; '{prog} ACTION --help' for options")
+        print(
+            f"usage: {prog} --source SOURCE --model EXPORT [options]   (live; '{prog} --source x --help')\n"
+            f"       {prog} {{{names}}} ...\n\nactions: {names}; '{prog} ACTION --help' for options"
+        )
         return 0 if args and args[0] in ("-h", "--help") else 2
     build, run = ACTIONS[args[0]]
     return run(build(f"{prog} {args[0]}").parse_args(args[1:]))
