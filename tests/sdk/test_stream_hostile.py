@@ -33,7 +33,8 @@ def _frames(count: int, bad_at: int | None = None, bad: Any = None) -> Iterator[
 
 
 def _facesdk_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("facesdk-")]
+    names = ("facesdk-stream-", "facesdk-capture", "facesdk-classifier")
+    return [t.name for t in threading.enumerate() if t.name.startswith(names)]
 
 
 def test_a_multistream_iterated_twice_raises_instead_of_blocking(tiny_export: Path) -> None:

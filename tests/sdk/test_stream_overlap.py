@@ -21,8 +21,11 @@ from tests.helpers import guarded as _guarded
 """A stream that has not ended by then is hung (the guard fails the test instead of hanging it)."""
 
 
+STREAM_THREADS = ("facesdk-stream-", "facesdk-capture", "facesdk-classifier")
+
+
 def _stream_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name in ("facesdk-stream-detect", "facesdk-capture")]
+    return [t for t in threading.enumerate() if t.name.startswith(STREAM_THREADS)]
 
 
 def _analyzer(export: Path, faces: int = 2, **backend: Any) -> Analyzer:
@@ -76,7 +79,9 @@ def test_a_failing_backend_ends_the_stream_with_its_error(tiny_export: Path, ove
 
     with pytest.raises(BackendError, match="failing on call 4"):
         _guarded(consume)
-    assert seen == [0, 1, 2]
+    # three answered calls cover frames 0, 1, 2 (with overlap a call may hold the crops of two
+    # frames, so one more); the frame whose crops failed is never yielded
+    assert seen == list(range(len(seen))) and (seen == [0, 1, 2] if not overlap else 3 <= len(seen) <= 6)
     assert not _stream_threads()
 
 
