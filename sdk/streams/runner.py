@@ -273,6 +273,8 @@ class StreamRun:
                 except queue.Empty:
                     if self.classifier.error is not None:
                         raise self.classifier.error from None
+                    if self._stop.is_set():  # closed from another thread
+                        return
                     continue
                 if isinstance(item, _Done):
                     live -= 1

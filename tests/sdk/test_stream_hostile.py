@@ -120,3 +120,17 @@ def test_the_classifier_batches_up_to_what_the_backend_runs_best(tiny_export: Pa
         assert a.engine.batch_size == 4
         a.backend.preferred_batch = 2
         assert a.engine.batch_size == 2
+
+
+def test_closing_from_another_thread_ends_the_iteration(tiny_export: Path) -> None:
+    def endless() -> Iterator[np.ndarray]:
+        i = 0
+        while True:
+            yield index_frame(i % 60000)
+            i += 1
+
+    with _analyzer(tiny_export) as a:
+        multi = a.streams({"a": endless()})
+        threading.Timer(0.5, multi.close).start()
+        assert guarded(lambda: sum(1 for _ in multi), seconds=30) > 0
+    assert not _facesdk_threads()
