@@ -201,6 +201,9 @@ def test_camera_reconnects_after_restart_while_other_source_flows(
     multi = analyzer.streams({"cam": cam, "file": paced_frames(cv2.imread(str(scene_png)), stop_file)})
 
     def step(s: Scenario, result: FrameResult) -> bool:
+        if multi.errors:  # a lost camera will not come back: end here and report it below
+            stop_file.set()
+            return True
         if "killed" not in s.marks and estimated_faces(s.results["cam"], 0.0) >= 3:
             camera.kill()
             s.marks["killed"] = time.time()
@@ -215,10 +218,10 @@ def test_camera_reconnects_after_restart_while_other_source_flows(
 
     with multi:
         s = run_guarded(multi, step)
+    assert multi.errors == {}
     assert cam.reconnects >= 1
     assert s.count("file", "killed") >= 20, "the other source stopped while the camera was down"
     assert s.count("cam", "restarted") >= 3, "no camera results after the server came back"
-    assert multi.errors == {}
     cam_indices = [r.index for r in s.results["cam"]]
     assert cam_indices == sorted(cam_indices), "camera results out of frame order across the reconnect"
     assert facesdk_threads(before) == []
