@@ -5,7 +5,8 @@ Each test starts a camera server as a process of its own (``camera_servers/``): 
 ``gir1.2-gst-rtsp-server-1.0``, ``gstreamer1.0-plugins-base`` and ``-good``, installed by
 ``.ci/run``) and an MJPEG-over-HTTP server (standard library), both serving the astronaut at
 640x360, 15 frames/s. The tests kill, pause (SIGSTOP: the connection stays open, nothing comes)
-and restart the server while :meth:`Analyzer.streams` reads it beside a second source.
+and restart the server while :meth:`Analyzer.streams` reads it beside a second source (the
+``analyzer`` fixture of tests/sdk/conftest.py: the tiny export on ONNX Runtime with YuNet).
 
 Nothing here asserts a duration except the bounds a fault must be detected within; every wait
 is for an event, under a guard that fails the test instead of hanging it.
@@ -19,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +34,7 @@ import pytest
 from facesdk import Analyzer
 from facesdk.errors import SourceError
 from facesdk.results import FrameResult
-from facesdk.streams import FrameStream
+from facesdk.streams import FrameStream, MultiStream
 
 SERVERS = Path(__file__).parent / "camera_servers"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -79,14 +81,17 @@ class CameraServer:
         self.process: subprocess.Popen[str] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start the server and wait until it says it listens."""
-        process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.process = process
-        ready, _, _ = select.select([process.stdout], [], [], timeout)
-        line = process.stdout.readline() if ready else ""  # type: ignore[union-attr]
-        if line.strip() != "READY":
-            self.kill()
-            pytest.fail(f"the {self.kind} server did not start: {line!r} {process.stderr.read()[-2000:]!r}")  # type: ignore[union-attr]
+        """Start the server and wait until it says it listens (its stderr goes to a file, never a full pipe)."""
+        with tempfile.TemporaryFile() as log:  # the child keeps its own handle
+            process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=log, text=True)
+            self.process = process
+            assert process.stdout is not None
+            ready, _, _ = select.select([process.stdout], [], [], timeout)
+            line = process.stdout.readline() if ready else ""
+            if line.strip() != "READY":
+                self.kill()
+                log.seek(0)
+                pytest.fail(f"the {self.kind} server did not start: {line!r} {log.read()[-2000:]!r}")
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -155,27 +160,27 @@ class Scenario:
         return sum(r.timestamp >= after for r in self.results[source])
 
 
-def run_guarded(multi: object, step: Callable[[Scenario, FrameResult], bool]) -> Scenario:
+def run_guarded(multi: MultiStream, step: Callable[[Scenario, FrameResult], bool]) -> Scenario:
     """Iterate ``multi`` in a thread, calling ``step`` per result until it returns true or the
     stream ends; fail the test (closing the stream) when that takes over :data:`GUARD_S`."""
     scenario = Scenario()
 
     def consume() -> None:
         try:
-            for result in multi:  # type: ignore[attr-defined]
+            for result in multi:
                 scenario.results[result.source].append(result)
                 if step(scenario, result):
                     break
         except BaseException as exc:
             scenario.error = exc
         finally:
-            multi.close()  # type: ignore[attr-defined]
+            multi.close()
 
     consumer = threading.Thread(target=consume, name="test-consumer", daemon=True)
     consumer.start()
     consumer.join(GUARD_S)
     if consumer.is_alive():
-        multi.close()  # type: ignore[attr-defined]
+        multi.close()
         pytest.fail(f"the stream did not finish within {GUARD_S:.0f} s; marks {scenario.marks}")
     if scenario.error is not None:
         raise scenario.error
@@ -184,12 +189,6 @@ def run_guarded(multi: object, step: Callable[[Scenario, FrameResult], bool]) ->
 
 def estimated_faces(results: list[FrameResult], since: float) -> int:
     return sum(f.estimated for r in results if r.timestamp >= since for f in r.faces)
-
-
-@pytest.fixture()
-def analyzer(tiny_export: Path, yunet_path: Path) -> Iterator[Analyzer]:
-    with Analyzer(tiny_export, backend="onnxruntime", detector=yunet_path) as a:
-        yield a
 
 
 def test_camera_reconnects_after_restart_while_other_source_flows(
