@@ -207,6 +207,7 @@ class FrameStream:
         self.source = source
         self.live = is_live_source(source) if live is None else live
         self.reconnect, self.max_retries, self.backoff = reconnect, max_retries, backoff
+        self.open_timeout_s, self.read_timeout_s = open_timeout_s, read_timeout_s
         self._opener = opener
         self._cap: Capture | None = opener(source)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
