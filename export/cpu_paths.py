@@ -1,31 +1,38 @@
-"""Agreement of OpenVINO's BF16 mode with FP32, measured at export when the exporting CPU has BF16.
+"""Agreement of the OpenVINO CPU paths with FP32, measured at export for every path this CPU can run.
 
-BF16 is an execution mode of ``model.onnx``, not a file. ``backend="auto"`` may choose it only where
-its top-1 agreement with FP32 was checked on face crops (``facesdk.backends.select``). When the
-exporting CPU has AVX-512 BF16 or AMX and OpenVINO is installed, the export measures it on the
-checkpoint's validation crops or, failing those, the calibration set, and records it as the
-optional field ``models["onnx-fp32"].extra["openvino_bf16"]`` of ``export.json``. Otherwise nothing is
-recorded and ``auto`` measures it at first use on a BF16 CPU.
+``backend="auto"`` may choose a path other than FP32 arithmetic only on a record of its top-1
+agreement with ONNX Runtime FP32 on face crops whose Wilson 95% lower bound is at least 0.98 on
+every task (``facesdk.backends.cpu_approval``). With OpenVINO installed, the export measures
+OpenVINO running ``model.int8.onnx`` (float parts in FP32) and, where the exporting CPU has AVX-512
+BF16 or AMX, OpenVINO BF16 on ``model.onnx`` and on ``model.int8.onnx``, on the checkpoint's
+validation crops or, failing those, the calibration set (up to :data:`MAX_CROPS`). Each record goes
+to ``models[key].extra["openvino_agreement"][hint]`` of ``export.json``. A path this CPU cannot run
+(BF16 on a CPU without it) is checked once on the device instead:
+``python -m facesdk.backends.select approve --model EXPORT --crops DIR``.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from facesdk.backends import create_backend, run_batched
-from facesdk.backends.select import THRESHOLD, cpu_signature
-from facesdk.export_manifest import ExportManifest
+from facesdk.backends.cpu_approval import agreement_record
+from facesdk.backends.select import candidate_paths, cpu_signature
+from facesdk.export_manifest import ExportManifest, ModelEntry
 
-__all__ = ["bf16_agreement", "export_face_crops"]
+__all__ = ["openvino_agreement", "record_openvino_agreement", "export_face_crops", "MAX_CROPS"]
 
 log = logging.getLogger(__name__)
 
-MAX_CROPS = 256
+MAX_CROPS = 1024
+"""At most this many crops are compared (a Wilson bound of 0.98 needs at least 189, all agreeing)."""
 
 
 def export_face_crops(ckpt: Path, calib: Path | None) -> tuple[np.ndarray, str] | None:
@@ -48,39 +55,55 @@ def export_face_crops(ckpt: Path, calib: Path | None) -> tuple[np.ndarray, str] 
     return None
 
 
-def bf16_agreement(
-    onnx_path: Path, manifest: ExportManifest, ckpt: Path, calib: Path | None
-) -> dict[str, Any] | None:
-    """Top-1 agreement per task of OpenVINO BF16 with ONNX Runtime FP32, or None where not measurable.
+def openvino_agreement(
+    stage: Path,
+    manifest: ExportManifest,
+    crops: np.ndarray,
+    source: str,
+    cpu: Mapping[str, Any] | None = None,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{model key: {hint: record}}`` for every OpenVINO path other than FP32 this CPU can run.
 
     Args:
-        onnx_path: The exported ``model.onnx``.
-        manifest: The export's manifest (input and output names).
-        ckpt: The checkpoint directory (its validation crops are the first choice of crops).
-        calib: The calibration set directory, if the export has one.
+        stage: The export folder being written (holds the model files ``manifest`` names).
+        manifest: The export's manifest so far (models written, input and output names).
+        crops: Preprocessed face crops (N x 3 x H x W).
+        source: What the crops are (recorded).
+        cpu: The CPU signature (default: this machine's).
     """
-    cpu = cpu_signature()
-    if cpu["runtimes"].get("openvino") is None or not {"avx512_bf16", "amx_bf16"} & set(cpu["flags"]):
-        log.info("no BF16 agreement at export: needs OpenVINO and a CPU with AVX-512 BF16 or AMX")
-        return None
+    cpu = dict(cpu or cpu_signature())
+    paths = [p for p in candidate_paths(manifest, cpu) if p.runtime == "openvino" and not p.exact]
+    if not paths:
+        return {}
+    with create_backend("onnxruntime", manifest, stage / manifest.models["onnx-fp32"].file.path) as ref:  # type: ignore[attr-defined]
+        want = run_batched(ref, crops)
+    info = {"cpu": cpu["model"], "openvino": cpu["runtimes"]["openvino"], "source": "export"}
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for path in paths:
+        file = stage / manifest.models[path.model_key].file.path
+        with create_backend("openvino", manifest, file, **path.options()) as backend:  # type: ignore[attr-defined]
+            got = run_batched(backend, crops)
+        out.setdefault(path.model_key, {})[str(path.hint)] = agreement_record(want, got, source, **info)
+        log.info("%s vs ONNX Runtime FP32 on %d %s: %s", path.name, len(crops), source,
+                 out[path.model_key][str(path.hint)]["agreement_lower_bound"])  # fmt: skip
+    return out
+
+
+def record_openvino_agreement(
+    stage: Path, manifest: ExportManifest, models: dict[str, ModelEntry], ckpt: Path, calib: Path | None
+) -> dict[str, ModelEntry]:
+    """``models`` with ``extra["openvino_agreement"]`` added where the export could measure it."""
+    if cpu_signature()["runtimes"].get("openvino") is None:
+        log.info("no OpenVINO agreement at export: OpenVINO is not installed (pip install '.[openvino]')")
+        return models
     crops = export_face_crops(ckpt, calib)
     if crops is None:
-        log.info("no BF16 agreement at export: no face crops (validation crops or --calib); auto measures it")
-        return None
-    x, source = crops
-    with create_backend("onnxruntime", manifest, onnx_path) as ref:  # type: ignore[attr-defined]
-        want = run_batched(ref, x)
-    with create_backend("openvino", manifest, onnx_path, precision_hint="bf16") as bf16:  # type: ignore[attr-defined]
-        got = run_batched(bf16, x)
-    agreement = {t: float((want[t].argmax(1) == got[t].argmax(1)).mean()) for t in want}
-    record = {
-        "agreement": agreement,
-        "samples": len(x),
-        "crops": source,
-        "cpu": cpu["model"],
-        "openvino": cpu["runtimes"]["openvino"],
-        "threshold": THRESHOLD,
-        "passed": min(agreement.values()) >= THRESHOLD,
+        log.info("no OpenVINO agreement at export: no face crops (validation crops or --calib); run approve")
+        return models
+    records = openvino_agreement(stage, replace(manifest, models=models), *crops)
+    return {
+        key: replace(entry, extra={**entry.extra, "openvino_agreement": records[key]})
+        if key in records
+        else entry
+        for key, entry in models.items()
     }
-    log.info("OpenVINO BF16 vs FP32 top-1 agreement on %d %s: %s", len(x), source, agreement)
-    return record
