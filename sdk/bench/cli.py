@@ -64,6 +64,8 @@ def _backend_runner(row: dict[str, Any]) -> Callable[[], Any]:
         }
     else:
         opts = {"precision_hint": row.get("precision_hint"), "num_threads": row["threads"]}
+        if row.get("batch_buckets"):  # backend auto's rows time the buckets its paths compile
+            opts["batch_buckets"] = tuple(row["batch_buckets"])
     backend = create_backend(row["runtime"], manifest, row["onnx"], **opts)
     if getattr(backend, "inference_precision", None):
         row["inference_precision"] = backend.inference_precision  # reported, not set
