@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import threading
 from dataclasses import replace
@@ -344,3 +345,15 @@ def test_a_path_that_cannot_run_is_left_out(tiny_export: Path, tmp_path: Path) -
     choice = _choose(tiny_export, tmp_path, broken)
     assert choice.path.name == "onnxruntime fp32"
     assert "openvino bf16: could not run: no bf16 here" in choice.reason
+
+
+def test_reading_the_cpu_signature_does_not_import_openvino() -> None:
+    """Importing OpenVINO costs ~20 MiB resident, paid even where auto then runs ONNX Runtime."""
+    code = (
+        "import sys; from facesdk.backends.select import cpu_signature; sig = cpu_signature(); "
+        "print(sig['runtimes']['openvino'] is not None, 'openvino' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[1] == "False"
