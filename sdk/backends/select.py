@@ -438,7 +438,7 @@ def choose_cpu_path(
         ratio = score(timings[best.name]) / score(timings[REFERENCE.name])
         skipped = "; ".join(f"{n}: {why}" for n, why in left_out.items())
         reason = (
-            f"fastest by the margin of {len(timed)} approved paths ({score(timings[best.name]):.2f} ms/face, "
+            f"fastest of {len(timed)} paths checked against FP32 ({score(timings[best.name]):.2f} ms/face, "
             f"{ratio:.2f}x of onnxruntime fp32; a path must be {MARGIN:.0%} faster than the exact one "
             f"it replaces)" + (f"; not considered: {skipped}" if skipped else "")
         )

@@ -175,7 +175,7 @@ def test_facesdk_bench_says_what_auto_chooses(
     first = json.loads((tmp_path / "one" / "bench.json").read_text())["auto"]
     names = [p.name for p in candidate_paths(load_export_manifest(tiny_export), cpu_signature())]
     assert first["choice"] in names and not first["cached"]
-    assert "approved paths" in first["reason"]
+    assert "fastest of" in first["reason"]
     assert f'`backend="auto"` runs **{first["choice"]}** here' in (tmp_path / "one" / "bench.md").read_text()
     assert list((tmp_path / "home" / "auto").iterdir())  # the choice the Analyzer will read
     assert bench_cli.main([*args, "--out", str(tmp_path / "two")]) == 0
