@@ -357,3 +357,31 @@ def test_reading_the_cpu_signature_does_not_import_openvino() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
     assert out[1] == "False"
+
+
+def test_approve_reads_the_exports_calibration_set(tiny_export: Path, tmp_path: Path) -> None:
+    """A calibration set's shards are read in chunks, hash-verified; another preprocessing is refused."""
+    from facesdk.backends.cpu_approval import FaceCrops
+    from facesdk.errors import IntegrityError, ManifestError
+    from facesdk.manifest_io import FileEntry
+
+    manifest = load_export_manifest(tiny_export)
+    h, w = manifest.preprocess.input_size
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    crops = np.random.default_rng(0).standard_normal((400, 3, h, w)).astype(np.float32)
+    np.save(calib / "crops-00000.npy", crops)
+    shard = {"crops": FileEntry.of(calib, "crops-00000.npy").to_json(), "count": 400}
+    spec = manifest.preprocess.to_json()
+    (calib / "calib.json").write_text(json.dumps({"preprocess": spec, "shards": [shard]}))
+    read = FaceCrops(calib, manifest)
+    assert read.count == 400 and "calibration set calib" in read.description
+    np.testing.assert_array_equal(np.concatenate(list(read.batches())), crops)
+    other = {**spec, "mean": [0.0, 0.0, 0.0]}
+    (calib / "calib.json").write_text(json.dumps({"preprocess": other, "shards": [shard]}))
+    with pytest.raises(ManifestError, match="another preprocessing"):
+        FaceCrops(calib, manifest)
+    (calib / "calib.json").write_text(json.dumps({"preprocess": spec, "shards": [shard]}))
+    np.save(calib / "crops-00000.npy", crops[::-1])  # same size, other bytes
+    with pytest.raises(IntegrityError):
+        FaceCrops(calib, manifest)
