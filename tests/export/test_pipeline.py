@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 import types
@@ -169,6 +170,13 @@ def test_int8_with_the_calibration_stage(checkpoints: dict[str, Path], tmp_path:
     graph = onnx.load(str(out / entry.file.path)).graph
     assert any(n.op_type == "QuantizeLinear" for n in graph.node)
     assert set(manifest.parity["onnx-int8"]["tasks"]) == {"age", "gender", "emotion"}
+    if importlib.util.find_spec("openvino") is not None:  # OpenVINO running the INT8 file, on the 64 crops
+        record = entry.extra["openvino_agreement"]["f32"]
+        assert record["samples"] == 64 and set(record["agreement_lower_bound"]) == {
+            "age",
+            "gender",
+            "emotion",
+        }
     load_export_manifest(out, verify=True)
 
 
