@@ -520,7 +520,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             manifest = _load_export(args.model)
             records, failed = approve_paths(args.model, manifest, FaceCrops(args.crops, manifest))
             if not records and not failed:
-                print("nothing to approve: the export's own records cover every path this CPU can run")
+                print(
+                    "nothing to approve: every path this CPU can run computes FP32 or has a passing record in export.json"
+                )
             for name, record in records.items():
                 low = min(record["agreement_lower_bound"].values())
                 verdict = "approved" if record["passed"] else f"not approved (below {THRESHOLD})"
