@@ -6,18 +6,13 @@ crops: the calibration set when the export has one, otherwise scikit-image's ``l
 faces resized through the model's own preprocessing. Every record names its crops and counts
 them, and carries each task's Wilson 95% lower bound.
 
-OpenVINO's BF16 mode is checked here too (:func:`bf16_agreement`). BF16 is an execution mode of
-``model.onnx``, not a file. ``backend="auto"`` may choose it only where its top-1 agreement with FP32
-was checked on face crops (``facesdk.backends.select``). When the exporting CPU has AVX-512 BF16 or
-AMX and OpenVINO is installed, the export measures it on the checkpoint's validation crops
-(:data:`VALIDATION_CROPS`) or, failing those, the calibration set, and records it as the optional
-field ``models["onnx-fp32"].extra["openvino_bf16"]`` of ``export.json``. Otherwise nothing is
-recorded and ``auto`` measures it at first use on a BF16 CPU.
+The OpenVINO paths ``backend="auto"`` may choose (BF16, INT8) are checked by
+:mod:`facesdk.export.cpu_paths` on the checkpoint's validation crops (:data:`VALIDATION_CROPS`,
+:func:`load_validation_crops`) or the calibration set.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -26,21 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from facesdk.backends import create_backend, run_batched
 from facesdk.backends.onnxruntime import OnnxFileBackend
-from facesdk.backends.select import THRESHOLD, cpu_signature
 from facesdk.bench import compare_outputs, wilson_lower_bound
-from facesdk.checkpoint import CheckpointManifest, load_checkpoint_manifest
+from facesdk.checkpoint import CheckpointManifest
 from facesdk.errors import DependencyError, ManifestError
-from facesdk.export_manifest import ExportManifest
 from facesdk.preprocess import Preprocess, to_input_tensor
 
 __all__ = [
     "LFW_FACES",
     "MAX_PARITY_CROPS",
     "VALIDATION_CROPS",
-    "bf16_agreement",
-    "export_face_crops",
     "face_crops",
     "gate_parity",
     "lfw_crops",
@@ -158,63 +148,3 @@ def load_validation_crops(ckpt: Path, manifest: CheckpointManifest) -> torch.Ten
     if crops is None or crops.ndim != 4 or tuple(crops.shape[2:]) != tuple(manifest.preprocess.input_size):
         raise ManifestError(f"{path} must hold a tensor 'input' of N x 3 x {manifest.preprocess.input_size}")
     return crops.float()
-
-
-MAX_BF16_CROPS = 256
-"""At most this many crops go through OpenVINO BF16 and ONNX Runtime FP32 at export."""
-
-
-def export_face_crops(ckpt: Path, calib: Path | None) -> tuple[np.ndarray, str] | None:
-    """The checkpoint's validation crops, else the calibration set's crops, else None."""
-    crops = load_validation_crops(ckpt, load_checkpoint_manifest(ckpt))
-    if crops is not None:
-        return crops.numpy()[:MAX_BF16_CROPS].astype(np.float32), "checkpoint validation crops"
-    if calib is not None:
-        try:
-            calibset = importlib.import_module("facesdk.calibration.calibset")
-        except ImportError:
-            return None
-        arrays, _ = calibset.load_calibration_set(calib).arrays(calib)
-        if len(arrays):
-            return np.ascontiguousarray(
-                arrays[:MAX_BF16_CROPS], dtype=np.float32
-            ), f"calibration set {calib.name}"
-    return None
-
-
-def bf16_agreement(
-    onnx_path: Path, manifest: ExportManifest, ckpt: Path, calib: Path | None
-) -> dict[str, Any] | None:
-    """Top-1 agreement per task of OpenVINO BF16 with ONNX Runtime FP32, or None where not measurable.
-
-    Args:
-        onnx_path: The exported ``model.onnx``.
-        manifest: The export's manifest (input and output names).
-        ckpt: The checkpoint directory (its validation crops are the first choice of crops).
-        calib: The calibration set directory, if the export has one.
-    """
-    cpu = cpu_signature()
-    if cpu["runtimes"].get("openvino") is None or not {"avx512_bf16", "amx_bf16"} & set(cpu["flags"]):
-        log.info("no BF16 agreement at export: needs OpenVINO and a CPU with AVX-512 BF16 or AMX")
-        return None
-    crops = export_face_crops(ckpt, calib)
-    if crops is None:
-        log.info("no BF16 agreement at export: no face crops (validation crops or --calib); auto measures it")
-        return None
-    x, source = crops
-    with create_backend("onnxruntime", manifest, onnx_path) as ref:  # type: ignore[attr-defined]
-        want = run_batched(ref, x)
-    with create_backend("openvino", manifest, onnx_path, precision_hint="bf16") as bf16:  # type: ignore[attr-defined]
-        got = run_batched(bf16, x)
-    agreement = {t: float((want[t].argmax(1) == got[t].argmax(1)).mean()) for t in want}
-    record = {
-        "agreement": agreement,
-        "samples": len(x),
-        "crops": source,
-        "cpu": cpu["model"],
-        "openvino": cpu["runtimes"]["openvino"],
-        "threshold": THRESHOLD,
-        "passed": min(agreement.values()) >= THRESHOLD,
-    }
-    log.info("OpenVINO BF16 vs FP32 top-1 agreement on %d %s: %s", len(x), source, agreement)
-    return record

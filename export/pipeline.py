@@ -23,6 +23,10 @@ from facesdk.manifest_io import FileEntry, sha256_file
 from facesdk.outputs import StagedDir
 
 from .calib_source import CalibrationUse, calibration_set
+<<<<<<< HEAD
+=======
+from .cpu_paths import record_openvino_agreement
+>>>>>>> h/auto
 from .errors import ExportError
 from .flops import complexity_record
 from .fp16 import convert_to_fp16
@@ -31,7 +35,6 @@ from .onnx_export import INPUT_NAME, check_onnx, compare_onnx_torch, export_onnx
 from .options import ExportOptions, ExportPlan, load_quantizer, preflight
 from .parity import (
     VALIDATION_CROPS,
-    bf16_agreement,
     face_crops,
     gate_parity,
     load_validation_crops,
@@ -250,19 +253,14 @@ def _export(options: ExportOptions, plan: ExportPlan, calib: CalibrationUse | No
     with staged as stage:
         base, parity = _onnx_stage(options, stage, options.ckpt)
         models = dict([_entry(stage, "onnx", "fp32")])
-        bf16 = bf16_agreement(
-            stage / MODEL_FILES["onnx", "fp32"],
-            base,
-            options.ckpt,
-            calib.directory if calib else options.calib,
-        )
-        if bf16 is not None:  # optional field: lets backend="auto" choose OpenVINO BF16
-            fp32 = models["onnx-fp32"]
-            models["onnx-fp32"] = replace(fp32, extra={**fp32.extra, "openvino_bf16": bf16})
         for precision in (p for p in options.precisions if p != "fp32"):
             more_models, more_parity = _lowp_onnx(options, stage, base, precision, calib)
             models.update(more_models)
             parity.update(more_parity)
+        # optional field: lets backend="auto" choose the OpenVINO paths this CPU could check
+        models = record_openvino_agreement(
+            stage, base, models, options.ckpt, calib.directory if calib else options.calib
+        )
         for precision in plan.engines:
             more_models, more_parity = _engine(options, stage, base, precision, calib)
             models.update(more_models)

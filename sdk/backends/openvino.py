@@ -29,7 +29,14 @@ from ..errors import BackendError, ConfigError, require
 from ..export_manifest import ExportManifest
 from .base import ClosingBackend, check_io
 
-__all__ = ["OpenVinoBackend", "available_devices", "split_into_buckets", "DEFAULT_BUCKETS", "PRECISION_HINTS"]
+__all__ = [
+    "OpenVinoBackend",
+    "available_devices",
+    "split_into_buckets",
+    "DEFAULT_BUCKETS",
+    "LEAN_BUCKETS",
+    "PRECISION_HINTS",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +47,12 @@ VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
 
 DEFAULT_BUCKETS = (1, 2, 4, 8)
 """Batch sizes compiled as static shapes (each on first use)."""
+
+LEAN_BUCKETS = (1, 4)
+"""The buckets of the OpenVINO paths ``backend="auto"`` picks: each compiled bucket holds its own
+repacked weights and activation plan (56-109 MiB each for the edge ViT, docs/openvino.md), and a
+ViT's time per face hardly changes with the batch on a CPU, so two buckets serve six faces (4+1+1)
+in 56 MiB less than four."""
 
 
 def split_into_buckets(n: int, buckets: Sequence[int]) -> list[int]:

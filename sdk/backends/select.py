@@ -2,69 +2,76 @@
 
 A *path* is a runtime, one of the export's model files and a precision mode: ONNX Runtime FP32 or
 INT8 (the Q/DQ file), OpenVINO FP32, BF16 (an execution mode of the FP32 file, on CPUs with
-AVX-512 BF16 or AMX), INT8 (the Q/DQ file, float parts in FP32 or BF16). On first use
-:func:`choose_cpu_path` times every *approved* path for a short while and keeps the fastest; the
-choice is cached per model file hash and CPU signature (model name, ISA flags, runtime versions)
-under ``$FACESDK_HOME/auto`` (else ``~/.cache/facesdk/auto``).
+AVX-512 BF16 or AMX), INT8 (the Q/DQ file, float parts in FP32 or BF16).
 
-A path is approved only when its top-1 agreement with FP32 was checked on face crops and is at
-least :data:`THRESHOLD` on every task:
+* **Approval** (:mod:`.cpu_approval`): a path other than FP32 arithmetic needs a record of its
+  top-1 agreement with FP32 on face crops whose Wilson 95% lower bound is >= :data:`THRESHOLD` on
+  every task, written by the export or by ``python -m facesdk.backends.select approve``; ``auto``
+  never approves a path on its own.
+* **Timing** (``facesdk.bench``): every approved path runs batch 1 and 8 in its own child process,
+  in two alternating rounds (:func:`facesdk.bench.alternate_rounds`); the score is milliseconds per
+  face averaged over the two batches. A path replaces the exact FP32 path only when it is at least
+  :data:`MARGIN` faster (OpenVINO FP32 must beat ONNX Runtime FP32 by as much to replace it).
+* **Cache**: ``$FACESDK_HOME/auto`` (else ``~/.cache/facesdk/auto``), keyed by every selectable
+  file's sha256, the CPU (model, ISA flags, cores this process may use) and the thread settings
+  (intra-op threads, ``OMP_NUM_THREADS`` and the like). A file lock makes concurrent first runs
+  wait for one measurement and read it. The cache is verified (digest, key, approved choice); a
+  damaged or foreign cache is ignored with a warning and measured again.
 
-* FP32 paths compute what the reference computes (OpenVINO f32 matches ONNX Runtime within 1e-4,
-  ``tests/sdk/test_openvino.py``);
-* ONNX Runtime INT8: the calibration gate's record in ``export.json`` (``extra.calibration``);
-* OpenVINO BF16 and INT8: the export's record (``extra.openvino_bf16`` of ``onnx-fp32``, written when
-  the exporting CPU had BF16) or, failing that, a measurement at the first ``auto`` on this CPU
-  on face crops from scikit-image's ``lfw_subset`` through the model's preprocessing, kept in the
-  cache. Without scikit-image such a path is not checked and never chosen.
-
-The cache is verified like any other file: its digest, its model hash and CPU signature, and the
-chosen path must be one this export and this machine approve. A damaged or foreign cache is
-ignored with a warning and measured again. An explicit backend, precision or backend option
-bypasses all of this (``facesdk.model_loader``).
+An explicit backend, precision or backend option bypasses all of this (``facesdk.model_loader``).
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import functools
 import hashlib
 import json
 import logging
 import os
-import statistics
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..errors import FaceSdkError
+from ..errors import BackendError, ConfigError, FaceSdkError, MissingFileError
 from ..export_manifest import ExportManifest
 from ..manifest_io import atomic_write_json
-from .base import Backend, create_backend, run_batched
+from .base import create_backend
+from .cpu_approval import THRESHOLD, FaceCrops, approval_problem, approve, read_approvals, write_approvals
 
 __all__ = [
+    "MARGIN",
     "THRESHOLD",
     "CpuPath",
     "Choice",
     "auto_cache_dir",
+    "cache_key",
     "cpu_signature",
     "candidate_paths",
     "choose_cpu_path",
-    "face_crops",
+    "approve_paths",
+    "thread_settings",
+    "time_paths",
 ]
 
 logger = logging.getLogger(__name__)
 
-THRESHOLD = 0.98
-"""Lowest top-1 agreement with FP32, on every task, for a path ``auto`` may choose."""
+MARGIN = 0.10
+"""A path must be this much faster (ms per face) than the exact FP32 path it replaces."""
 
 CACHE_KIND = "facesdk-auto-choice"
-CACHE_SCHEMA = 1
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+CACHE_SCHEMA = 2
 TIMED_BATCHES = (1, 8)
+WARMUP, REPEATS, ROUNDS = 1, 3, 2
+LOCK_TIMEOUT_S = 900.0
+"""How long a first run waits for another process measuring the same key before it measures too."""
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TBB_NUM_THREADS")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +103,13 @@ class CpuPath:
     def options(self) -> dict[str, Any]:
         """Backend options that select this path."""
         if self.runtime == "openvino":
-            from .openvino import DEFAULT_BUCKETS
+            from .openvino import LEAN_BUCKETS
 
-            return {"precision_hint": self.hint, "batch_buckets": DEFAULT_BUCKETS}
+            return {"precision_hint": self.hint, "batch_buckets": LEAN_BUCKETS}
         return {}
+
+
+REFERENCE = CpuPath("onnxruntime", "onnx-fp32")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,11 +141,14 @@ def auto_cache_dir() -> Path:
 
 
 def _openvino_version() -> str | None:
+    """OpenVINO's version from its package metadata: importing it would cost ~20 MiB of memory in a
+    process that then runs ONNX Runtime."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        import openvino
-    except ImportError:
+        return version("openvino").split("-")[0]
+    except PackageNotFoundError:
         return None
-    return str(openvino.__version__).split("-")[0]
 
 
 def cpu_signature() -> dict[str, Any]:
@@ -149,13 +162,28 @@ def cpu_signature() -> dict[str, Any]:
     return {"model": cpu["model"], "flags": cpu["flags"], "runtimes": runtimes}
 
 
+def thread_settings(threads: int | None = None) -> dict[str, Any]:
+    """What decides how many threads the runtimes use: the cores this process may run on, the
+    intra-op threads passed to the backends (None: each runtime's default) and the environment."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    env = {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ}
+    return {"usable_cores": usable, "intra_op_threads": threads, "env": env}
+
+
+def cache_key(manifest: ExportManifest, cpu: Mapping[str, Any], threads: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything a cached choice depends on: every file ``auto`` can select (by sha256), the CPU,
+    the runtimes and the thread settings."""
+    files = {k: e.file.sha256 for k, e in sorted(manifest.models.items()) if e.format != "engine"}
+    return {"files": files, "cpu": dict(cpu), "threads": dict(threads)}
+
+
 def _has_bf16(cpu: Mapping[str, Any]) -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & set(cpu["flags"]))
 
 
 def candidate_paths(manifest: ExportManifest, cpu: Mapping[str, Any]) -> list[CpuPath]:
     """Every path the installed runtimes, this CPU and this export's models allow (reference first)."""
-    paths = [CpuPath("onnxruntime", "onnx-fp32")]
+    paths = [REFERENCE]
     int8 = "onnx-int8" in manifest.models
     if int8:
         paths.append(CpuPath("onnxruntime", "onnx-int8"))
@@ -170,85 +198,110 @@ def candidate_paths(manifest: ExportManifest, cpu: Mapping[str, Any]) -> list[Cp
     return paths
 
 
-def _record_passes(record: Any) -> bool:
-    try:
-        values = [float(v) for v in record["agreement"].values()]
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return False
-    return bool(values) and min(values) >= THRESHOLD and record.get("passed", True) is not False
-
-
-def _export_record(manifest: ExportManifest, path: CpuPath) -> tuple[Any, str] | None:
+def export_record(manifest: ExportManifest, path: CpuPath) -> tuple[Any, str] | None:
     """The agreement record the export carries for ``path``, with where it came from."""
-    if path == CpuPath("onnxruntime", "onnx-int8"):
-        calibration = manifest.models["onnx-int8"].extra.get("calibration")
+    extra = manifest.models[path.model_key].extra
+    if path.runtime == "onnxruntime":
+        calibration = extra.get("calibration") if path.model_key == "onnx-int8" else None
         return (calibration, "export.json int8 calibration gate") if calibration else None
-    if path == CpuPath("openvino", "onnx-fp32", "bf16"):
-        record = manifest.models["onnx-fp32"].extra.get("openvino_bf16")
-        return (record, "export.json openvino_bf16 (measured at export)") if record else None
-    return None
+    record = (extra.get("openvino_agreement") or {}).get(path.hint)
+    if record:
+        return record, f"export.json openvino_agreement of {path.model_key}"
+    legacy = extra.get("openvino_bf16") if path.hint == "bf16" and path.model_key == "onnx-fp32" else None
+    return (legacy, "export.json openvino_bf16 (older export)") if legacy else None
 
 
-def face_crops(manifest: ExportManifest, count: int = 100) -> np.ndarray | None:
-    """Face crops for the agreement check: scikit-image's ``lfw_subset`` faces, preprocessed.
+def needs_approval(manifest: ExportManifest, path: CpuPath) -> bool:
+    """True for a path the export carries no passing record for (``approve`` may check it)."""
+    found = export_record(manifest, path)
+    return not path.exact and (found is None or approval_problem(found[0]) is not None)
 
-    Returns None when scikit-image is not installed.
+
+def _approvals(
+    manifest: ExportManifest, paths: list[CpuPath], approved_here: Mapping[str, Mapping[str, Any]]
+) -> tuple[list[CpuPath], dict[str, str]]:
+    """Approved paths (in candidate order) and why the others are left out."""
+    approved: list[CpuPath] = []
+    left_out: dict[str, str] = {}
+    for path in paths:
+        if path.exact:
+            approved.append(path)
+            continue
+        found = export_record(manifest, path)
+        if needs_approval(manifest, path) and path.name in approved_here:
+            found = (approved_here[path.name], "approve command, recorded in the auto cache")
+        if found is None:
+            left_out[path.name] = (
+                "no agreement record (run 'python -m facesdk.backends.select approve --model EXPORT --crops DIR')"
+            )
+            continue
+        problem = approval_problem(found[0])
+        if problem is None:
+            approved.append(path)
+        else:
+            left_out[path.name] = f"{found[1]}: {problem}"
+    return approved, left_out
+
+
+Timer = Callable[[Path, ExportManifest, Sequence[CpuPath], "int | None"], dict[str, dict[str, Any]]]
+
+
+def time_paths(
+    directory: Path, manifest: ExportManifest, paths: Sequence[CpuPath], threads: int | None
+) -> dict[str, dict[str, Any]]:
+    """Per path, median ms per call at batch 1 and 8 (``{"1": ms, "8": ms}``) or ``{"error": why}``.
+
+    Every (path, batch) is a row of ``facesdk bench``'s worker, run in its own child process, in
+    :data:`ROUNDS` alternating rounds: the same harness as ``facesdk bench``.
     """
-    try:
-        from skimage import data
-    except ImportError:
-        return None
-    import cv2
+    from ..bench import timing  # imported late: bench imports the backends
 
-    from ..preprocess import to_input_tensor
-
-    faces = data.lfw_subset()[:count]  # the first 100 of the 200 are faces (25 x 25 grey, 0..1)
-    bgr = [cv2.cvtColor((f * 255).round().astype(np.uint8), cv2.COLOR_GRAY2BGR) for f in faces]
-    return to_input_tensor(bgr, manifest.preprocess)
-
-
-def _agreement(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> dict[str, float]:
-    return {task: float((ref[task].argmax(1) == got[task].argmax(1)).mean()) for task in ref}
-
-
-Maker = Callable[[CpuPath], Backend]
-Timer = Callable[[CpuPath, Backend, ExportManifest], dict[str, float]]
-
-
-def time_backend(
-    path: CpuPath, backend: Backend, manifest: ExportManifest, reps: int = 3
-) -> dict[str, float]:
-    """Median ms of ``reps`` runs at batch 1 and 8 (after one warm-up run each)."""
-    h, w = (int(v) for v in manifest.input.shape[2:])
-    out: dict[str, float] = {}
-    for batch in (b for b in TIMED_BATCHES if b <= manifest.max_batch):
-        x = np.random.default_rng(batch).standard_normal((batch, 3, h, w)).astype(np.float32)
-        backend.run(x)
-        runs = []
-        for _ in range(reps):
-            start = time.perf_counter()
-            backend.run(x)
-            runs.append((time.perf_counter() - start) * 1e3)
-        out[str(batch)] = statistics.median(runs)
+    rows = [
+        {"label": p.name, "runtime": p.runtime, "model": str(directory),
+         "onnx": str(directory / manifest.models[p.model_key].file.path), "batch": b, "threads": threads,
+         "warmup": WARMUP, "repeats": REPEATS, **{k: list(v) if isinstance(v, tuple) else v
+                                                  for k, v in p.options().items()}}
+        for p in paths for b in TIMED_BATCHES if b <= manifest.max_batch
+    ]  # fmt: skip
+    results = timing.alternate_rounds(rows, functools.partial(timing.run_in_child, "facesdk.bench"), ROUNDS)
+    out: dict[str, dict[str, Any]] = {}
+    for row in timing.summarise(results):
+        entry = out.setdefault(row["label"], {})
+        if row["error"] or row["p50_ms"] is None:
+            entry["error"] = row["error"] or "no timings"
+        else:
+            entry[str(row["batch"])] = row["p50_ms"]
     return out
 
 
-def score(timings: Mapping[str, float]) -> float:
+def score(timings: Mapping[str, Any]) -> float:
     """Milliseconds per face, averaged over batch 1 and the largest timed batch."""
-    per_face = [float(ms) / int(b) for b, ms in timings.items()]
+    per_face = [float(ms) / int(b) for b, ms in timings.items() if b.isdigit()]
     return sum(per_face) / len(per_face)
+
+
+def pick(timed: Sequence[CpuPath], timings: Mapping[str, Mapping[str, Any]]) -> CpuPath:
+    """The exact FP32 path (OpenVINO FP32 only if :data:`MARGIN` faster than ONNX Runtime FP32),
+    replaced by the fastest other path only if that is :data:`MARGIN` faster than it."""
+    kept = REFERENCE
+    for group in ([p for p in timed if p.exact], [p for p in timed if not p.exact]):
+        if group:
+            fastest = min(group, key=lambda p: score(timings[p.name]))
+            if score(timings[fastest.name]) <= (1.0 - MARGIN) * score(timings[kept.name]):
+                kept = fastest
+    return kept
 
 
 def _digest(body: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def _cache_path(directory: Path, model_sha: str, cpu: Mapping[str, Any]) -> Path:
-    return directory / f"{model_sha[:16]}-{_digest(cpu)[:12]}.json"
+def _cache_path(directory: Path, key: Mapping[str, Any]) -> Path:
+    return directory / f"{key['files']['onnx-fp32'][:16]}-{_digest(key)[:16]}.json"
 
 
-def _read_cache(path: Path, model_sha: str, cpu: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The cache body if it is intact and belongs to this model and CPU; None (with a warning) otherwise."""
+def _read_cache(path: Path, key: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The cache body if it is intact and made under ``key``; None (with a warning) otherwise."""
     if not path.is_file():
         return None
     try:
@@ -258,8 +311,7 @@ def _read_cache(path: Path, model_sha: str, cpu: Mapping[str, Any]) -> dict[str,
             "its digest does not match its content" if data.get("digest") != _digest(body)
             else "it is not a facesdk auto-choice cache" if data.get("kind") != CACHE_KIND
             else f"schema {data.get('schema_version')!r}, expected {CACHE_SCHEMA}" if data.get("schema_version") != CACHE_SCHEMA
-            else "it was measured for another model" if data.get("model_sha256") != model_sha
-            else "it was measured on another CPU or runtime version" if data.get("cpu") != dict(cpu)
+            else "it was measured for other files, another CPU or other thread settings" if data.get("key") != key
             else None
         )  # fmt: skip
     except (OSError, ValueError, AttributeError) as exc:
@@ -270,86 +322,22 @@ def _read_cache(path: Path, model_sha: str, cpu: Mapping[str, Any]) -> dict[str,
     return body
 
 
-def _approve(
-    manifest: ExportManifest,
-    paths: list[CpuPath],
-    stored: Mapping[str, Any],
-    make: Maker,
-    crops: np.ndarray | None,
-) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """Agreement record (approved or not) per path; reasons for those left out."""
-    records: dict[str, dict[str, Any]] = {}
-    left_out: dict[str, str] = {}
-    reference = None
-    for path in paths:
-        if path.exact:
-            records[path.name] = {"source": "fp32 (the reference arithmetic)", "passed": True}
-            continue
-        found = _export_record(manifest, path)
-        if found is None and path.name in stored:
-            found = (stored[path.name], stored[path.name].get("source", "auto cache"))
-        if found is None:
-            if crops is None:
-                left_out[path.name] = "agreement not checked: no face crops (install scikit-image)"
-                continue
-            if reference is None:
-                with make(CpuPath("onnxruntime", "onnx-fp32")) as ref_backend:  # type: ignore[attr-defined]
-                    reference = run_batched(ref_backend, crops)
-            try:
-                with make(path) as backend:  # type: ignore[attr-defined]
-                    got = run_batched(backend, crops)
-            except FaceSdkError as exc:  # a runtime that cannot build this path: leave it out
-                left_out[path.name] = f"could not run: {exc}"
-                continue
-            found = ({"agreement": _agreement(reference, got), "samples": len(crops),
-                      "crops": "skimage lfw_subset", "source": "measured at first auto"}, "measured at first auto")  # fmt: skip
-        record, source = found
-        passed = _record_passes(record)
-        records[path.name] = {**dict(record), "source": source, "passed": passed}
-        if not passed:
-            left_out[path.name] = f"agreement {record.get('agreement')} below {THRESHOLD} ({source})"
-    return records, left_out
-
-
-def _time_paths(
-    approved: list[CpuPath],
-    reference: CpuPath,
-    make: Maker,
-    timer: Timer,
-    manifest: ExportManifest,
-    left_out: dict[str, str],
-) -> dict[str, dict[str, float]]:
-    """Time every approved path; one that cannot run is left out (unless it is the reference)."""
-    timings: dict[str, dict[str, float]] = {}
-    for path in approved:
-        try:
-            with make(path) as backend:  # type: ignore[attr-defined]
-                timings[path.name] = dict(timer(path, backend, manifest))
-        except FaceSdkError as exc:
-            if path == reference:
-                raise  # the reference itself fails: nothing to compare against
-            left_out[path.name] = f"could not run: {exc}"
-    return timings
-
-
 def _write_cache(
     cache: Path,
-    model_sha: str,
-    cpu: Mapping[str, Any],
+    key: Mapping[str, Any],
+    approved: list[str],
     choice: str,
     reason: str,
     timings: Mapping[str, Any],
-    measured: Mapping[str, Any],
 ) -> None:
     body = {
         "kind": CACHE_KIND,
         "schema_version": CACHE_SCHEMA,
-        "model_sha256": model_sha,
-        "cpu": dict(cpu),
+        "key": dict(key),
+        "approved": approved,
         "choice": choice,
         "reason": reason,
         "timings": dict(timings),
-        "agreement": dict(measured),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     try:
@@ -358,81 +346,199 @@ def _write_cache(
         logger.warning("could not write the auto-choice cache %s: %s", cache, exc)
 
 
+@contextlib.contextmanager
+def locked(path: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold an exclusive ``fcntl`` lock on ``path`` (waits up to ``timeout_s``, then goes on without)."""
+    try:
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")  # noqa: SIM115 -- closed below, after the lock is released
+    except (ImportError, OSError) as exc:  # no fcntl (Windows) or a read-only home: unlocked
+        logger.debug("no lock on %s: %s", path, exc)
+        yield
+        return
+    try:
+        deadline, waiting = time.monotonic() + timeout_s, False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    logger.warning("%s still locked after %.0f s; measuring without waiting", path, timeout_s)
+                    break
+                if not waiting:
+                    logger.info("backend auto: another process is measuring this export; waiting for it")
+                    waiting = True
+                time.sleep(0.05)
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
 def choose_cpu_path(
     directory: str | os.PathLike[str],
     manifest: ExportManifest,
     *,
     cache_dir: str | os.PathLike[str] | None = None,
-    make: Maker | None = None,
-    timer: Timer = time_backend,
-    crops: np.ndarray | None | str = "auto",
+    timer: Timer = time_paths,
     cpu: Mapping[str, Any] | None = None,
+    threads: int | None = None,
 ) -> Choice:
     """Choose (or recall) the fastest approved CPU path for the export in ``directory``.
 
     Args:
         directory: The export directory.
         manifest: Its (verified) manifest.
-        cache_dir: Where choices are cached (default :func:`auto_cache_dir`).
-        make: Builds a backend for a path (default: :func:`create_backend` on the path's file).
-        timer: Times one backend (default :func:`time_backend`); tests inject fake timings.
-        crops: Face crops for agreement checks; ``"auto"`` loads :func:`face_crops` when needed.
+        cache_dir: Where choices and approvals are kept (default :func:`auto_cache_dir`).
+        timer: Times the approved paths (default :func:`time_paths`); tests inject fake timings.
         cpu: The CPU signature (default :func:`cpu_signature`).
+        threads: Intra-op threads the backends will use (None: each runtime's default).
     """
     directory = Path(directory)
     cpu = dict(cpu or cpu_signature())
-    model_sha = manifest.models["onnx-fp32"].file.sha256
-    cache = _cache_path(Path(cache_dir) if cache_dir else auto_cache_dir(), model_sha, cpu)
+    cache_root = Path(cache_dir) if cache_dir else auto_cache_dir()
+    key = cache_key(manifest, cpu, thread_settings(threads))
+    cache = _cache_path(cache_root, key)
     paths = candidate_paths(manifest, cpu)
     by_name = {p.name: p for p in paths}
 
     def file_of(path: CpuPath) -> Path:
         return directory / manifest.models[path.model_key].file.path
 
-    make = make or (lambda p: create_backend(p.runtime, manifest, file_of(p), **p.options()))
-    body = _read_cache(cache, model_sha, cpu) or {}
-    stored = body.get("agreement", {}) if isinstance(body.get("agreement"), dict) else {}
-    if isinstance(crops, str):
-        needs = any(
-            not p.exact and _export_record(manifest, p) is None and p.name not in stored for p in paths
+    with locked(cache.with_suffix(".lock")):  # one process measures, the others wait and read
+        here = {n: r for k in ("onnx-fp32", "onnx-int8") if k in manifest.models
+                for n, r in read_approvals(cache_root, manifest.models[k].file.sha256).items()}  # fmt: skip
+        approved, left_out = _approvals(manifest, paths, here)
+        body = _read_cache(cache, key) or {}
+        if body and body.get("approved") != [p.name for p in approved]:
+            logger.info(
+                "backend auto: the approved paths changed since %s was measured; measuring again", cache
+            )
+            body = {}
+        chosen = body.get("choice")
+        if chosen is not None and chosen in by_name and by_name[chosen] in approved:
+            reason = f"cached choice ({cache.name}): {body.get('reason', '')}"
+            logger.info("backend auto: chose %s, %s", chosen, reason)
+            return Choice(by_name[chosen], file_of(by_name[chosen]), reason, True, body.get("timings", {}))
+        if chosen is not None:
+            logger.warning("ignoring the auto-choice cache %s: it chose %r, not approved here", cache, chosen)
+        logger.info("backend auto: timing %s (first use on this CPU)", ", ".join(p.name for p in approved))
+        timings = dict(timer(directory, manifest, approved, threads))
+        for name, entry in list(timings.items()):
+            if "error" in entry:
+                left_out[name] = f"could not run: {entry['error']}"
+        timed = [p for p in approved if p.name in timings and "error" not in timings[p.name]]
+        if REFERENCE not in timed:
+            raise BackendError(
+                f"backend auto: the reference ONNX Runtime FP32 could not run: {left_out.get(REFERENCE.name)}"
+            )
+        best = pick(timed, timings)
+        ratio = score(timings[best.name]) / score(timings[REFERENCE.name])
+        skipped = "; ".join(f"{n}: {why}" for n, why in left_out.items())
+        reason = (
+            f"fastest of {len(timed)} paths checked against FP32 ({score(timings[best.name]):.2f} ms/face, "
+            f"{ratio:.2f}x of onnxruntime fp32; a path must be {MARGIN:.0%} faster than the exact one "
+            f"it replaces)" + (f"; not considered: {skipped}" if skipped else "")
         )
-        crops = face_crops(manifest) if needs else None
-    records, left_out = _approve(manifest, paths, stored, make, crops)  # type: ignore[arg-type]
-    approved = [p for p in paths if records.get(p.name, {}).get("passed")]
-    chosen = body.get("choice")
-    if chosen is not None and chosen in by_name and by_name[chosen] in approved:
-        reason = f"cached choice ({cache.name}): {body.get('reason', '')}"
-        logger.info("backend auto: chose %s, %s", chosen, reason)
-        return Choice(by_name[chosen], file_of(by_name[chosen]), reason, True, body.get("timings", {}))
-    if chosen is not None:
-        logger.warning("ignoring the auto-choice cache %s: it chose %r, not approved here", cache, chosen)
-    timings = _time_paths(approved, paths[0], make, timer, manifest, left_out)
-    best = min((p for p in approved if p.name in timings), key=lambda p: score(timings[p.name]))
-    ratio = score(timings[best.name]) / score(timings[paths[0].name])
-    skipped = "; ".join(f"{n}: {why}" for n, why in left_out.items())
-    reason = (
-        f"fastest of {len(timings)} paths checked against FP32 ({score(timings[best.name]):.2f} ms/face, "
-        f"{ratio:.2f}x of onnxruntime fp32)" + (f"; not considered: {skipped}" if skipped else "")
-    )
-    measured = {n: r for n, r in records.items() if r.get("source") == "measured at first auto"}
-    _write_cache(cache, model_sha, cpu, best.name, reason, timings, measured)
+        _write_cache(cache, key, [p.name for p in approved], best.name, reason, timings)
     logger.info("backend auto: chose %s, %s", best.name, reason)
     return Choice(best, file_of(best), reason, False, timings)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m facesdk.backends.select EXPORT_DIR``: print what ``auto`` chooses here, and why."""
-    import argparse
+def approve_paths(
+    directory: str | os.PathLike[str],
+    manifest: ExportManifest,
+    crops: FaceCrops,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    cpu: Mapping[str, Any] | None = None,
+    make: Callable[[CpuPath], Any] | None = None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Check every path the export could not (OpenVINO paths without a passing export record) on
+    ``crops`` against ONNX Runtime FP32, and record the results in the auto cache.
 
+    Returns:
+        The records per path name, and the paths that could not run with why.
+    """
+    directory = Path(directory)
+    cpu = dict(cpu or cpu_signature())
+    cache_root = Path(cache_dir) if cache_dir else auto_cache_dir()
+    todo = [
+        p for p in candidate_paths(manifest, cpu) if p.runtime == "openvino" and needs_approval(manifest, p)
+    ]
+    if not todo:
+        return {}, {}
+    make = make or (
+        lambda p: create_backend(
+            p.runtime, manifest, directory / manifest.models[p.model_key].file.path, **p.options()
+        )
+    )
+    info = {"cpu": cpu["model"], "openvino": cpu["runtimes"].get("openvino")}
+    records, failed = approve(crops, todo, make, REFERENCE, info)
+    for key in ("onnx-fp32", "onnx-int8"):
+        mine = {n: r for n, r in records.items() if by_key(n, todo) == key}
+        if mine:
+            sha = manifest.models[key].file.sha256
+            with locked(cache_root / f"approved-{sha[:16]}.lock"):
+                write_approvals(cache_root, sha, mine)
+    return records, failed
+
+
+def by_key(name: str, paths: Sequence[CpuPath]) -> str:
+    return next(p.model_key for p in paths if p.name == name)
+
+
+def _load_export(path: Path) -> ExportManifest:
     from ..export_manifest import load_export_manifest
 
-    parser = argparse.ArgumentParser(prog="python -m facesdk.backends.select", description=main.__doc__)
-    parser.add_argument("export", type=Path)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    choice = choose_cpu_path(args.export, load_export_manifest(args.export))
-    print(f"{choice.path.name}: {choice.reason}")
-    return 0
+    if path.is_file():
+        raise ConfigError(
+            f"{path} is a file; backend auto chooses among an export folder's files (export.json beside "
+            "model.onnx): pass that folder"
+        )
+    if not path.exists():
+        raise MissingFileError(f"export directory {path} does not exist")
+    return load_export_manifest(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m facesdk.backends.select EXPORT`` prints what ``auto`` chooses here and why;
+    ``... approve --model EXPORT --crops DIR`` checks the paths the export could not."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = "python -m facesdk.backends.select"
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if argv[:1] == ["approve"]:
+            parser = argparse.ArgumentParser(prog=f"{prog} approve", description="Approve the CPU paths "
+                                             "the export could not check, on face crops of this device.")  # fmt: skip
+            parser.add_argument("--model", type=Path, required=True, help="export directory")
+            parser.add_argument("--crops", type=Path, required=True,
+                                help="the export's calibration set, or a folder of >= 378 face crop images")  # fmt: skip
+            args = parser.parse_args(argv[1:])
+            manifest = _load_export(args.model)
+            records, failed = approve_paths(args.model, manifest, FaceCrops(args.crops, manifest))
+            if not records and not failed:
+                print(
+                    "nothing to approve: every path this CPU can run computes FP32 or has a passing record in export.json"
+                )
+            for name, record in records.items():
+                low = min(record["agreement_lower_bound"].values())
+                verdict = "approved" if record["passed"] else f"not approved (below {THRESHOLD})"
+                print(f"{name}: {verdict}, lowest Wilson bound {low:.3f} on {record['samples']} crops")
+            for name, why in failed.items():
+                print(f"{name}: could not run: {why}")
+            return 0
+        parser = argparse.ArgumentParser(prog=prog, description=main.__doc__)
+        parser.add_argument("export", type=Path)
+        args = parser.parse_args(argv)
+        choice = choose_cpu_path(args.export, _load_export(args.export))
+        print(f"{choice.path.name}: {choice.reason}")
+        return 0
+    except FaceSdkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

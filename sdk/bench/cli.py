@@ -35,7 +35,7 @@ from ..outputs import check_output_dir, created_dir
 from ..plugins import load_plugin
 from .machine import cpu_info, describe_cpu, machine_info
 from .report import fmt, write_report
-from .timing import alternate_rounds, run_in_child, summarise, time_calls
+from .timing import alternate_rounds, peak_rss_mib, run_in_child, summarise, time_calls
 
 __all__ = [
     "main",
@@ -64,6 +64,8 @@ def _backend_runner(row: dict[str, Any]) -> Callable[[], Any]:
         }
     else:
         opts = {"precision_hint": row.get("precision_hint"), "num_threads": row["threads"]}
+        if row.get("batch_buckets"):  # backend auto's rows time the buckets its paths compile
+            opts["batch_buckets"] = tuple(row["batch_buckets"])
     backend = create_backend(row["runtime"], manifest, row["onnx"], **opts)
     if getattr(backend, "inference_precision", None):
         row["inference_precision"] = backend.inference_precision  # reported, not set
@@ -82,7 +84,7 @@ def measure_row(row: dict[str, Any]) -> dict[str, Any]:
     """Time one row in this process; ``row`` names the runtime, model, batch and threads."""
     runner = _runner(row)
     times = time_calls(runner, row.get("warmup", 3), row["repeats"])
-    return {**row, "times_ms": times}
+    return {**row, "times_ms": times, "peak_rss_mib": peak_rss_mib()}
 
 
 def _rows(
@@ -229,7 +231,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"CPU: {describe_cpu(report['cpu'])}; "
         f"{report['threads']} threads per runtime. Each row ran in its own process, twice, in alternating order; "
-        "the ratio is the median of the per-round ratios to ONNX Runtime FP32.",
+        "the ratio is the median of the per-round ratios to ONNX Runtime FP32; peak RSS is the row's "
+        "process at its largest (getrusage), imports and runtime included.",
         "",
     ]
     if report["complexity"]:
@@ -248,15 +251,15 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [
         "## Latency",
         "",
-        "| runtime | batch | p50 ms | p95 ms | ms per face | vs ORT fp32 | samples |",
-        "|---|---|---|---|---|---|---|",
+        "| runtime | batch | p50 ms | p95 ms | ms per face | vs ORT fp32 | peak RSS MiB | samples |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in sorted(report["latency"], key=lambda r: (r["batch"], r["label"])):
         label = row["label"] + (
             f" [runs {row['inference_precision']}]" if row.get("inference_precision") else ""
         )
         cells = [label, row["batch"], row["p50_ms"], row["p95_ms"], row["per_face_ms"]]
-        cells += [row.get("vs_onnxruntime_fp32"), row["samples"]]
+        cells += [row.get("vs_onnxruntime_fp32"), row.get("peak_rss_mib"), row["samples"]]
         error = f" error: {row['error']}" if row["error"] else ""
         lines.append("| " + " | ".join(fmt(c) for c in cells) + " |" + error)
     auto = report.get("auto")

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["time_calls", "run_in_child", "alternate_rounds", "summarise", "round_ratios"]
+__all__ = ["time_calls", "peak_rss_mib", "run_in_child", "alternate_rounds", "summarise", "round_ratios"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,22 @@ def time_calls(fn: Callable[[], Any], warmup: int, repeats: int) -> list[float]:
         fn()
         times.append((time.perf_counter() - start) * 1000.0)
     return times
+
+
+def peak_rss_mib() -> float | None:
+    """This process's peak resident memory so far (MiB), from ``getrusage``; None where unavailable.
+
+    Called by a row's child process after its timed calls, it is the row's peak: each row runs in
+    a process of its own (Python, numpy, OpenCV and the runtime included).
+    """
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return (
+        peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+    )  # bytes on macOS, KiB on Linux
 
 
 def run_in_child(module: str, row: Mapping[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
@@ -110,15 +126,17 @@ def summarise(results: Sequence[Mapping[str, Any]], reference: str | None = None
 
     Returns:
         Dicts with ``label``, ``batch``, ``p50_ms``, ``p95_ms``, ``per_face_ms``, ``samples``,
-        ``error`` and, when ``reference`` ran at that batch, ``ratio`` (median of the per-round
+        ``error``, ``peak_rss_mib`` (the largest over the rounds' child processes) and, when ``reference`` ran at that batch, ``ratio`` (median of the per-round
         ratios) and ``round_ratios``. Other keys of the results (e.g. ``inference_precision``)
         are carried over.
     """
     merged: dict[tuple[str, Any], dict[str, Any]] = {}
     for res in results:
         key = (res["label"], res.get("batch"))
-        entry = merged.setdefault(key, {"times": [], "errors": [], "extra": {}})
+        entry = merged.setdefault(key, {"times": [], "errors": [], "extra": {}, "rss": []})
         entry["times"] += list(res.get("times_ms") or [])
+        if res.get("peak_rss_mib") is not None:
+            entry["rss"].append(float(res["peak_rss_mib"]))
         if res.get("error"):
             entry["errors"].append(res["error"])
         entry["extra"].update(
@@ -136,6 +154,7 @@ def summarise(results: Sequence[Mapping[str, Any]], reference: str | None = None
             "per_face_ms": p50 / batch if p50 is not None and batch else None,
             "samples": len(times),
             "error": "; ".join(entry["errors"]) or None,
+            "peak_rss_mib": max(entry["rss"]) if entry["rss"] else None,
             **entry["extra"],
         }
         if reference is not None:

@@ -1,42 +1,45 @@
-"""OpenVINO BF16 agreement measured at export (optional manifest field ``extra.openvino_bf16``)."""
+"""OpenVINO agreement with FP32 recorded at export (optional manifest field ``extra.openvino_agreement``)."""
 
 from __future__ import annotations
 
-import shutil
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("openvino", reason="the [openvino] extra measures the OpenVINO paths")
 
-from facesdk.backends.select import cpu_signature  # noqa: E402
-from facesdk.export.options import ExportOptions  # noqa: E402
-from facesdk.export.pipeline import VALIDATION_CROPS, run_export  # noqa: E402
+from facesdk.export_manifest import ModelEntry, load_export_manifest  # noqa: E402
 
+cpu_paths = pytest.importorskip("facesdk.export.cpu_paths")
 
-def _bf16_machine() -> bool:
-    cpu = cpu_signature()
-    return cpu["runtimes"]["openvino"] is not None and bool({"avx512_bf16", "amx_bf16"} & set(cpu["flags"]))
-
-
-@pytest.mark.skipif(not _bf16_machine(), reason="needs OpenVINO and a CPU with AVX-512 BF16 or AMX")
-def test_bf16_agreement_is_recorded_from_validation_crops(
-    checkpoints: dict[str, Path], tmp_path: Path
-) -> None:
-    from safetensors.torch import save_file
-
-    ckpt = tmp_path / "ckpt"
-    shutil.copytree(checkpoints["lora"], ckpt)
-    save_file({"input": torch.randn(12, 3, 64, 64, generator=torch.Generator().manual_seed(0))},
-              str(ckpt / VALIDATION_CROPS))  # fmt: skip
-    manifest = run_export(ExportOptions(ckpt=ckpt, out=tmp_path / "out", max_batch=4))
-    record = manifest.models["onnx-fp32"].extra["openvino_bf16"]
-    assert record["samples"] == 12 and record["crops"] == "checkpoint validation crops"
-    assert set(record["agreement"]) == {"age", "gender", "emotion"}
-    assert all(0.0 <= v <= 1.0 for v in record["agreement"].values())
-    assert record["passed"] == (min(record["agreement"].values()) >= 0.98)
+CPU = {
+    "model": "Test CPU",
+    "flags": ["avx2", "avx512_bf16"],
+    "runtimes": {"onnxruntime": "1", "openvino": "2"},
+}
 
 
-def test_no_record_without_face_crops(checkpoints: dict[str, Path], tmp_path: Path) -> None:
-    manifest = run_export(ExportOptions(ckpt=checkpoints["lora"], out=tmp_path / "out", max_batch=4))
-    assert "openvino_bf16" not in manifest.models["onnx-fp32"].extra
+def test_every_openvino_path_this_cpu_runs_gets_a_wilson_record(tiny_export: Path) -> None:
+    """FP32 file: BF16 (where the CPU has it); INT8 file: f32 and BF16. Each with its Wilson bound."""
+    manifest = load_export_manifest(tiny_export)
+    fp32 = manifest.models["onnx-fp32"]
+    as_int8 = replace(
+        manifest, models={**manifest.models, "onnx-int8": ModelEntry(fp32.file, "onnx", "int8")}
+    )
+    h, w = manifest.preprocess.input_size
+    crops = np.random.default_rng(0).standard_normal((200, 3, h, w)).astype(np.float32)
+    records = cpu_paths.openvino_agreement(tiny_export, as_int8, crops, "random crops", cpu=CPU)
+    assert {k: sorted(v) for k, v in records.items()} == {"onnx-fp32": ["bf16"], "onnx-int8": ["bf16", "f32"]}
+    f32 = records["onnx-int8"]["f32"]  # the FP32 file through OpenVINO f32: the same arithmetic
+    assert f32["samples"] == 200 and set(f32["agreement_lower_bound"]) == {"age", "gender", "emotion"}
+    assert all(
+        b == pytest.approx(200 / (200 + 1.959963984540054**2)) for b in f32["agreement_lower_bound"].values()
+    )
+    assert f32["passed"] and f32["source"] == "export"
+    no_bf16 = {**CPU, "flags": ["avx2"]}
+    assert {
+        k: sorted(v)
+        for k, v in cpu_paths.openvino_agreement(tiny_export, as_int8, crops, "x", cpu=no_bf16).items()
+    } == {"onnx-int8": ["f32"]}

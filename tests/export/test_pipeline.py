@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 import types
@@ -106,9 +107,11 @@ def test_int8_hook_contract(
     fake = types.ModuleType("facesdk.calibration.quantize")
     fake.quantize_export = quantize_export  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "facesdk.calibration.quantize", fake)
-    # The stand-in set below holds no crops: keep the export's optional OpenVINO BF16 check (run
-    # only on CPUs with BF16) from reading it, so the test means the same on every CPU.
-    monkeypatch.setattr("facesdk.export.pipeline.bf16_agreement", lambda *args: None)
+    # The stand-in set below holds no crops: keep the export's optional OpenVINO agreement check
+    # (run where OpenVINO is installed) from reading it, so the test means the same everywhere.
+    monkeypatch.setattr(
+        "facesdk.export.pipeline.record_openvino_agreement", lambda stage, base, models, *a: models
+    )
     calib = tmp_path / "calib"
     calib.mkdir()
     out = tmp_path / "out"
@@ -167,6 +170,13 @@ def test_int8_with_the_calibration_stage(checkpoints: dict[str, Path], tmp_path:
     graph = onnx.load(str(out / entry.file.path)).graph
     assert any(n.op_type == "QuantizeLinear" for n in graph.node)
     assert set(manifest.parity["onnx-int8"]["tasks"]) == {"age", "gender", "emotion"}
+    if importlib.util.find_spec("openvino") is not None:  # OpenVINO running the INT8 file, on the 64 crops
+        record = entry.extra["openvino_agreement"]["f32"]
+        assert record["samples"] == 64 and set(record["agreement_lower_bound"]) == {
+            "age",
+            "gender",
+            "emotion",
+        }
     load_export_manifest(out, verify=True)
 
 

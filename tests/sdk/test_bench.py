@@ -135,6 +135,7 @@ def test_bench_rows_run_the_sdk_backend(tiny_export: Path, monkeypatch: pytest.M
     result = bench_cli.measure_row(row)
     assert len(result["times_ms"]) == 3
     assert [type(b) for b in made] == [OnnxRuntimeBackend]
+    assert result["peak_rss_mib"] >= 20  # this process's own peak: Python, numpy and ORT at least
 
 
 def test_facesdk_bench_writes_its_report(tiny_export: Path, tmp_path: Path) -> None:
@@ -147,6 +148,18 @@ def test_facesdk_bench_writes_its_report(tiny_export: Path, tmp_path: Path) -> N
     assert rows["onnxruntime fp32"]["vs_onnxruntime_fp32"] == 1.0
     assert report["machine"]["threads"]["per_runtime"] == 1
     assert "onnxruntime fp32" in (out / "bench.md").read_text()
+    assert "| peak RSS MiB |" in (out / "bench.md").read_text()
+    assert 20 <= rows["onnxruntime fp32"]["peak_rss_mib"] < 4096  # the row's child process, not this one
+
+
+def test_summarise_reports_the_largest_peak_rss_of_a_row() -> None:
+    results = [
+        {"label": "a", "batch": 1, "round": 0, "times_ms": [1.0], "peak_rss_mib": 300.0},
+        {"label": "a", "batch": 1, "round": 1, "times_ms": [1.0], "peak_rss_mib": 310.0},
+        {"label": "b", "batch": 1, "round": 0, "times_ms": [1.0], "peak_rss_mib": 120.0},
+    ]
+    rows = {r["label"]: r for r in summarise(results)}
+    assert rows["a"]["peak_rss_mib"] == 310.0 and rows["b"]["peak_rss_mib"] == 120.0
 
 
 def test_facesdk_bench_says_what_auto_chooses(
