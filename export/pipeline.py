@@ -23,10 +23,7 @@ from facesdk.manifest_io import FileEntry, sha256_file
 from facesdk.outputs import StagedDir
 
 from .calib_source import CalibrationUse, calibration_set
-<<<<<<< HEAD
-=======
 from .cpu_paths import record_openvino_agreement
->>>>>>> h/auto
 from .errors import ExportError
 from .flops import complexity_record
 from .fp16 import convert_to_fp16
