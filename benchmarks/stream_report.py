@@ -178,6 +178,21 @@ LIVE_COLUMNS = ("frames dropped", "latency p50 / p95 (ms)", "estimate age p50 / 
                 "faces without estimate", "first estimate p50 / p95 (s)", "backbone crops/s / ms per call")  # fmt: skip
 
 
+def _delivered(report: Mapping[str, Any]) -> str:
+    """Whether the paced cameras kept their rate (a camera that could not is named; its run still counts)."""
+    slow = [
+        f"{r['case']}, {r['backend']}: {_f(r['delivered_fps'])} of {r['fps']:g}"
+        for r in report["live"]
+        if (r.get("delivered_fps") or 0.0) < 0.95 * r["fps"]
+    ]
+    if not slow:
+        return "Every camera delivered its frames at its rate (within 5%)."
+    return (
+        "Cameras that could not keep their rate (frames/s delivered; reading the video file was too slow): "
+        + ("; ".join(slow) + ".")
+    )
+
+
 def _verdict(report: Mapping[str, Any]) -> list[str]:
     """One bullet per run: each target, the number and pass or fail; then how many passed."""
     lines, by_run = [], {}
@@ -289,6 +304,7 @@ def render(report: Mapping[str, Any]) -> str:
         ("case", "backend", *LIVE_COLUMNS),
         ([r["case"], r["backend"], *_live_cells(r)] for r in report["live"]),
     )
+    lines += ["", _delivered(report)]
     lines += _verdict(report)
     lines += _split_section(report)
     lines += _table(

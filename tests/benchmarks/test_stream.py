@@ -179,9 +179,9 @@ def test_stream_benchmark_tiny(
     pytest.importorskip("matplotlib", reason="the benchmark plots with matplotlib")
     monkeypatch.setenv("FACESDK_HOME", str(tmp_path / "home"))  # auto's cache
     out = tmp_path / "doc" / "stream.md"
-    argv = ["--model", str(tiny_export), "--detector", str(yunet_path), "--rounds", "1", "--live-seconds", "1",
-            "--warmup-seconds", "0.5", "--cameras", "2", "--frames", "6", "--frames-unscheduled", "3",
-            "--detector-sizes", "640", "--detector-repeats", "1", "--work", str(tmp_path / "work"),
+    argv = ["--model", str(tiny_export), "--detector", str(yunet_path), "--rounds", "1", "--live-seconds", "0.6",
+            "--warmup-seconds", "0.3", "--cameras", "2", "--frames", "6", "--frames-unscheduled", "3",
+            "--detector-sizes", "640", "--detector-repeats", "1", "--thread-split", "--work", str(tmp_path / "work"),
             "--out", str(out)]  # fmt: skip
     assert stream.main(argv) == 0
     report = json.loads(out.with_suffix(".json").read_text())
@@ -206,3 +206,6 @@ def test_stream_benchmark_tiny(
     assert "python -m benchmarks.stream --model EXPORT_DIR" in text and str(tmp_path) not in text
     assert "shared" not in text
     assert all(f"- {c['run']}: " in text for c in report["checks"])
+    split = {(r["runtime"], r["detector_threads"], r["backbone_threads"]) for r in report["thread_split"]}
+    assert {("onnxruntime", d, b) for d in (1, 2) for b in (1, 2)} <= split
+    assert "- Best for onnxruntime" in text
