@@ -20,7 +20,7 @@ In one run, so that the numbers share the machine's state:
   each size still finds.
 
 Writes ``docs/benchmarks/stream.md`` (``--out``), the ``.json`` beside it and a PNG plot. About
-ten minutes on 2 cores with the defaults (the thread split adds about five)::
+nine minutes on 2 cores with the defaults, five of them live (the thread split adds about five)::
 
     python -m benchmarks.stream
 """
@@ -33,7 +33,6 @@ import importlib.util
 import itertools
 import json
 import logging
-import math
 import os
 import sys
 import tempfile
@@ -243,10 +242,10 @@ def throughput_rows(
 def live_row(rounds: list[dict[str, Any]], **config: Any) -> dict[str, Any]:
     """A live case's row: each number the worst of its rounds, the stages averaged, the rounds kept."""
     measured = [{k: v for k, v in r.items() if k != "stages"} for r in rounds]
-    stages = {
-        k: float(np.mean([r["stages"][k] for r in rounds if r["stages"][k] is not None] or [math.nan]))
-        for k in rounds[0]["stages"]
-    }
+    stages = {}
+    for key in rounds[0]["stages"]:
+        values = [r["stages"][key] for r in rounds if r["stages"][key] is not None]
+        stages[key] = float(np.mean(values)) if values else None
     return {**config, **worst(measured), "stages": stages, "rounds": measured}
 
 
