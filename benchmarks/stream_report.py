@@ -282,7 +282,9 @@ def render(report: Mapping[str, Any]) -> str:
     lines = [
         "# Streams: live cameras, video files and the detector",
         "",
-        f"Measured by `{report['command']}` on {report['cpu_line']} in {report['minutes']:.1f} min "
+        f"Measured by `{report['command']}` (from the repository's root; building the model needs the "
+        "`[train,export]` extras, `--model EXPORT_DIR` takes any export instead) on "
+        f"{report['cpu_line']} in {report['minutes']:.1f} min "
         f"(load average {report['load_start']:.1f} at the start, {report['load_end']:.1f} at the end). The "
         "detector comes from the SDK's lookup (`facesdk models fetch` puts it there); `--detector PATH` names "
         f"another file. Model: {built}. Backends: {paths}.",
