@@ -1,18 +1,26 @@
-"""Stream benchmark: frames/s, backbone crops per frame, frame latency and estimate age of ``Analyzer.stream``.
+"""Stream benchmark: live cameras against the issue's targets, and video files as fast as they go.
 
-Two 1280 x 720 MJPG videos made from ``skimage.data.astronaut()`` (one copy; six copies tiled),
-panned a few pixels a frame, go through ``Analyzer.stream`` with per-track scheduling on and off
-and the detect/backbone overlap on and off, all in one run so that the ratios share the
-machine's state. Each configuration is measured twice:
+All frames are 1280 x 720, made from ``skimage.data.astronaut()`` (``benchmarks/stream_live.py``).
+In one run, so that the numbers share the machine's state:
 
-- throughput: the video file read as fast as the pipeline takes it -> frames/s, backbone
-  crops per frame, estimate age (p50/p95/max) and per-stage means;
-- latency: the same frames delivered as a live camera at ``--fps`` (oldest frame dropped when
-  behind) -> capture-to-result latency p50/p95 and the share of frames dropped.
+- live cameras: frames delivered at a camera's rate (``live=True``, a queue of one: the oldest
+  frame is dropped when the pipeline is behind) for ``--warmup-seconds`` and then
+  ``--live-seconds``, for each backend (default ONNX Runtime FP32 and ``auto``): one face, six
+  faces, faces coming and going (the delay from a face's first frame to its first estimate),
+  and four cameras at 15 frames/s with six faces each through one ``Analyzer.streams``. Each run
+  reports the share of frames dropped, capture-to-result latency p50/p95, the age of estimates and
+  the share of faces without one; ``--rounds`` rounds, each number the worst round's;
+- a verdict: every number against its target, pass or fail, and the CPU it ran on;
+- with ``--thread-split``, the six-face live case at each split of the two cores between the
+  detector (``cv2.setNumThreads``) and the backbone (intra-op threads);
+- throughput: the one- and six-face videos read as fast as the pipeline takes them (waiting
+  mode) with per-track scheduling and the detect/backbone overlap on and off: frames/s, crops per
+  frame, estimate age and per-thread ms;
+- the YuNet detector's time on the six-face frame at several input sizes, with the smallest face
+  each size still finds.
 
-It also times the YuNet detector on the six-face frame at several input sizes, with the
-smallest face each size still finds (the astronaut shrunk until it is lost). Writes
-``docs/benchmarks/stream.md`` (``--out``), the ``.json`` beside it and a PNG plot.
+Writes ``docs/benchmarks/stream.md`` (``--out``), the ``.json`` beside it and a PNG plot. About
+nine minutes on 2 cores with the defaults, five of them live (the thread split adds about five)::
 
     python -m benchmarks.stream
 """
@@ -25,93 +33,45 @@ import importlib.util
 import itertools
 import json
 import logging
-import math
+import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from benchmarks.common import command_line
 from facesdk import Analyzer
 from facesdk.faces.detector import STREAM_MAX_SIDE, DetectorConfig, FaceDetector
 from facesdk.scheduling import ScheduleConfig
 
+from .common import DOCS, detector_path
+from .stream_live import (
+    FRAME,
+    ComeAndGo,
+    LiveCase,
+    astronaut_bgr,
+    panned,
+    percentiles,
+    run_live,
+    scene,
+    worst,
+    write_video,
+)
+from .stream_report import checks, plot, render
+
 log = logging.getLogger("stream_bench")
 
-FRAME = (1280, 720)
-PAN_PX = 2
-"""Pixels the scene moves per frame."""
-TARGETS = {"one": 30.0, "six": 25.0}
-"""frames/s the issue asks for with scheduling (six faces: every estimate <= 1 s old)."""
 ASTRONAUT_FACE = (178.0, 63.0, 90.0, 113.0)
 """Where YuNet finds the astronaut's face in the 512 x 512 image (x, y, w, h)."""
+PATH_OPTIONS = {"--detector": None, "--work": None, "--out": None, "--model": "EXPORT_DIR"}
+"""Options that name this machine's files: left out of the documented command (or shown as a placeholder)."""
 
 
-# ------------------------------------------------------------------------------ measuring helpers
-def cpu_report() -> dict[str, Any]:
-    """``facesdk.bench.cpu_info`` plus yes/no for the three flags the report names."""
-    from facesdk.bench import cpu_info
-
-    info = dict(cpu_info())
-    info["named_flags"] = {f: f in info["flags"] for f in ("avx512_vnni", "avx512_bf16", "amx_int8")}
-    return info
-
-
-def percentiles(values: list[float], qs: tuple[int, ...] = (50, 95)) -> dict[str, float | None]:
-    """``{"p50": ..., "p95": ..., "max": ...}`` of ``values`` (``None`` when empty)."""
-    if not values:
-        return {**{f"p{q}": None for q in qs}, "max": None}
-    arr = np.asarray(values, dtype=np.float64)
-    return {**{f"p{q}": float(np.percentile(arr, q)) for q in qs}, "max": float(arr.max())}
-
-
-def median_ms(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
-    """Median wall time of ``fn()`` in ms (``facesdk.bench``'s timing loop)."""
-    from facesdk.bench.timing import time_calls
-
-    return float(np.median(time_calls(fn, warmup, repeats)))
-
-
-# ------------------------------------------------------------------------------ scenes and model
-def astronaut_bgr() -> np.ndarray:
-    from skimage import data
-
-    return np.ascontiguousarray(data.astronaut()[..., ::-1])
-
-
-def scene(faces: int) -> np.ndarray:
-    """A 1280 x 720 gray frame with the astronaut once (centred) or six times (3 x 2 grid, 340 px tiles)."""
-    w, h = FRAME
-    canvas = np.full((h, w, 3), 90, np.uint8)
-    image = astronaut_bgr()
-    if faces == 1:
-        y, x = (h - image.shape[0]) // 2, (w - image.shape[1]) // 2
-        canvas[y : y + image.shape[0], x : x + image.shape[1]] = image
-        return canvas
-    tile = cv2.resize(image, (340, 340), interpolation=cv2.INTER_AREA)
-    for row, col in itertools.product(range(2), range(3)):
-        y, x = 20 + 360 * row, 40 + 420 * col
-        canvas[y : y + 340, x : x + 340] = tile
-    return canvas
-
-
-def write_video(path: Path, base: np.ndarray, frames: int, fps: float) -> Path:
-    """Write ``frames`` frames of ``base`` panned ``PAN_PX`` px per frame (back and forth) as MJPG."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, base.shape[1::-1])
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write {path} with MJPG")
-    for i in range(frames):
-        step = i % 40 if (i // 40) % 2 == 0 else 40 - i % 40  # stays within +-80 px
-        writer.write(np.roll(base, PAN_PX * step, axis=1))
-    writer.release()
-    return path
-
-
+# ------------------------------------------------------------------------------ model
 def random_export(work: Path, size: int, depth: int | None) -> Path:
     """Edge export of ``vit_pe_core_tiny_patch16_384`` (random init, three heads) at ``size`` px, fp32 ONNX."""
     import torch
@@ -140,7 +100,21 @@ def random_export(work: Path, size: int, depth: int | None) -> Path:
     return out
 
 
+def describe(analyzer: Analyzer) -> str:
+    """The backend and path an Analyzer runs (what ``auto`` chose)."""
+    backend = analyzer.backend
+    text = getattr(backend, "describe", None)
+    return text() if callable(text) else str(getattr(backend, "name", backend))
+
+
 # ------------------------------------------------------------------------------ detector sizes
+def median_ms(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
+    """Median wall time of ``fn()`` in ms (``facesdk.bench``'s timing loop)."""
+    from facesdk.bench.timing import time_calls
+
+    return float(np.median(time_calls(fn, warmup, repeats)))
+
+
 def smallest_face(detector: FaceDetector, image: np.ndarray) -> list[float] | None:
     """Shrink the astronaut on a 1280 x 720 canvas until the detector loses its face; the last found (w, h)."""
     x0, y0, fw, fh = ASTRONAUT_FACE
@@ -179,192 +153,27 @@ def detector_sizes(detector_path: Path, sizes: list[int], repeats: int) -> list[
     return rows
 
 
-# ------------------------------------------------------------------------------ stream runs
-class Paced:
-    """The video's frames delivered at ``fps`` like a camera, looping the file (``delivered`` counts them)."""
-
-    def __init__(self, path: Path, fps: float) -> None:
-        self.path, self.fps, self.delivered = path, fps, 0
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        cap = cv2.VideoCapture(str(self.path))
-        start = time.perf_counter()
-        try:
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    cap.release()
-                    cap = cv2.VideoCapture(str(self.path))
-                    continue
-                delay = start + self.delivered / self.fps - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                self.delivered += 1
-                yield frame
-        finally:
-            cap.release()
-
-
-def consume(stream: Iterator[Any], limit: int, seconds: float = math.inf) -> dict[str, Any]:
-    """Iterate up to ``limit`` results or ``seconds``; per frame: latency from capture (ms), crops, ages."""
-    latency, crops, ages, faces = [], [], [], []
+# ------------------------------------------------------------------------------ throughput (video files)
+def consume(stream: Iterator[Any], limit: int) -> dict[str, Any]:
+    """Iterate up to ``limit`` results; per frame: backbone crops, faces and estimate ages."""
+    crops, ages, faces = [], [], []
     start = time.perf_counter()
     for result, _ in zip(stream, range(limit), strict=False):
-        latency.append((time.time() - result.timestamp) * 1000.0)
         crops.append(sum(f.inferred for f in result.faces))
         faces.append(len(result.faces))
         ages += [f.estimate_age_s for f in result.faces if f.estimated]
-        if time.perf_counter() - start >= seconds:
-            break
     wall = time.perf_counter() - start
     with contextlib.suppress(AttributeError):
         stream.close()  # type: ignore[attr-defined]
-    return {
-        "frames": len(crops),
-        "seconds": wall,
-        "latency": latency,
-        "crops": crops,
-        "ages": ages,
-        "faces": faces,
-    }
-
-
-def run_config(
-    analyzer: Analyzer, video: Path, config: dict[str, Any], frames: int, fps: float, live_s: float
-) -> dict[str, Any]:
-    """One round of one configuration: throughput (file as fast as taken) and latency (paced live source)."""
-    schedule = ScheduleConfig(enabled=config["schedule"])
-    opts = {"schedule": schedule, "overlap": config["overlap"]}
-    consume(analyzer.stream(str(video), **opts), 8)  # warm-up: sessions, caches, first tracks
-    analyzer.reset_stats()
-    fast = consume(analyzer.stream(str(video), **opts), frames)
-    fast["stages"] = {k: v["mean"] for k, v in analyzer.stats().items()}
-    camera = Paced(video, fps)
-    live = consume(analyzer.stream(iter(camera), live=True, queue_size=1, **opts), 10**9, live_s)
-    live["delivered"] = camera.delivered
-    log.info(
-        "%s faces, schedule %s, overlap %s, %s: %.1f frames/s, %.2f crops/frame",
-        config["video"], config["schedule"], config["overlap"], config["backend"],
-        fast["frames"] / fast["seconds"], sum(fast["crops"]) / max(fast["frames"], 1),
-    )  # fmt: skip
-    return {"fast": fast, "live": live}
-
-
-def summarise(config: dict[str, Any], rounds: list[dict[str, Any]], fps: float) -> dict[str, Any]:
-    """One table row from the rounds of a configuration (frames/s per round and over all of them)."""
-    fast = [r["fast"] for r in rounds]
-    n = max(sum(f["frames"] for f in fast), 1)
-    stages = {k: sum(f["stages"].get(k, 0.0) * f["frames"] for f in fast) / n for k in fast[0]["stages"]}
-    live_results = sum(r["live"]["frames"] for r in rounds)
-    delivered = sum(r["live"]["delivered"] for r in rounds)
-    return {
-        **config,
-        "frames": n,
-        "fps": n / sum(f["seconds"] for f in fast),
-        "fps_rounds": [f["frames"] / f["seconds"] for f in fast],
-        "crops_per_frame": sum(sum(f["crops"]) for f in fast) / n,
-        "faces_per_frame": sum(sum(f["faces"]) for f in fast) / n,
-        "estimate_age_s": percentiles([a for f in fast for a in f["ages"]]),
-        "stage_ms": stages,
-        "threads_ms_per_frame": stage_split(stages, config["overlap"]),
-        "live_fps": fps,
-        "live_results": live_results,
-        "live_dropped_share": 1.0 - live_results / delivered if delivered else None,
-        "latency_ms": percentiles([x for r in rounds for x in r["live"]["latency"]]),
-    }
-
-
-def stream_rows(args: argparse.Namespace, export: Path, videos: dict[str, Path]) -> list[dict[str, Any]]:
-    """Every configuration, ``args.rounds`` times, each round in the reverse order of the one before."""
-    jobs = []
-    for backend, name in itertools.product(args.backends, videos):
-        for schedule, overlap in ((True, True), (True, False), (False, True), (False, False)):
-            if backend == "onnxruntime" or (schedule and overlap):  # other backends: the default only
-                jobs.append({"video": name, "schedule": schedule, "overlap": overlap, "backend": backend})
-    raw: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(jobs))}
-    with contextlib.ExitStack() as stack:
-        analyzers = {
-            b: stack.enter_context(
-                Analyzer(
-                    export,
-                    backend=b,
-                    detector=args.detector,
-                    **({"intra_op_threads": args.threads} if b == "onnxruntime" else {}),
-                )
-            )
-            for b in args.backends
-        }
-        for round_ in range(args.rounds):
-            order = list(range(len(jobs)))
-            for i in order if round_ % 2 == 0 else order[::-1]:
-                job = jobs[i]
-                frames = args.frames if job["schedule"] else args.frames_unscheduled
-                run = run_config(
-                    analyzers[job["backend"]], videos[job["video"]], job, frames, args.fps, args.live_seconds
-                )
-                raw[i].append(run)
-    return [summarise(job, raw[i], args.fps) for i, job in enumerate(jobs)]
-
-
-# ------------------------------------------------------------------------------ report
-def _f(value: Any, digits: int = 1) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
-
-def _table(title: str, intro: str, columns: tuple[str, ...], rows: Iterable[list[str]]) -> list[str]:
-    """A ``##`` section with its paragraph (none when ``intro`` is empty) and a Markdown table of ``rows``."""
-    return [
-        "",
-        f"## {title}",
-        "",
-        *([intro, ""] if intro else []),
-        "| " + " | ".join(columns) + " |",
-        "|" + "---|" * len(columns),
-        *("| " + " | ".join(cells) + " |" for cells in rows),
-    ]
-
-
-CONFIG_COLUMNS = ("faces", "backend", "schedule", "overlap")
-"""The columns that name a run's configuration, first in every table of runs."""
-
-
-def _runs_table(
-    title: str,
-    intro: str,
-    columns: tuple[str, ...],
-    runs: list[dict[str, Any]],
-    cells: Callable[[dict[str, Any]], list[str]],
-) -> list[str]:
-    """A table with a row per run: its configuration's cells, then ``cells(run)`` under ``columns``."""
-    return _table(title, intro, (*CONFIG_COLUMNS, *columns), (_config_cells(r) + cells(r) for r in runs))
-
-
-def _config_cells(r: dict[str, Any]) -> list[str]:
-    faces = "1" if r["video"] == "one" else "6"
-    return [faces, r["backend"], "on" if r["schedule"] else "off", "on" if r["overlap"] else "off"]
-
-
-def _throughput_cells(r: dict[str, Any]) -> list[str]:
-    age = r["estimate_age_s"]
-    return [
-        f"**{_f(r['fps'])}** ({', '.join(_f(x) for x in r['fps_rounds'])})",
-        _f(r["crops_per_frame"], 2),
-        f"{_f(age['p50'], 2)} / {_f(age['p95'], 2)} / {_f(age['max'], 2)}",
-        ", ".join(f"{k} {v:.1f}" for k, v in r["threads_ms_per_frame"].items()),
-    ]
-
-
-def _latency_cells(r: dict[str, Any]) -> list[str]:
-    lat = r["latency_ms"]
-    return [f"{_f(lat['p50'])} / {_f(lat['p95'])}", f"{100 * (r['live_dropped_share'] or 0):.0f}%"]
+    return {"frames": len(crops), "seconds": wall, "crops": crops, "ages": ages, "faces": faces}
 
 
 def stage_split(stages: dict[str, float], overlap: bool) -> dict[str, float]:
     """Mean ms per frame of each thread of the pipeline: capture (decode) and, overlapped, detect and backbone.
 
     The capture thread always runs on its own; with ``overlap`` the detect worker (detect, track,
-    schedule) and the caller's thread (crop, backbone, post-process) run side by side, without it
-    the caller's thread does both. The slowest thread bounds the frame rate.
+    schedule, crop) and the classifier (backbone, post-process) run side by side, without it the
+    caller's thread does both. The slowest thread bounds the frame rate.
     """
     decode, detect = stages.get("decode", 0.0), stages.get("detect", 0.0)
     backbone = sum(stages.get(k, 0.0) for k in ("align", "infer", "post"))
@@ -373,256 +182,274 @@ def stage_split(stages: dict[str, float], overlap: bool) -> dict[str, float]:
     return {"decode": decode, "detect + backbone": detect + backbone}
 
 
-def verdict(rows: list[dict[str, Any]]) -> list[str]:
-    """Targets met, or which stage is short and by how much."""
-    lines = []
-    defaults = [r for r in rows if r["schedule"] and r["overlap"]]
-    for row in defaults:
-        name = row["video"]
-        target = TARGETS[name]
-        budget = 1000.0 / target
-        age = row["estimate_age_s"]["max"]
-        fresh = age is not None and age <= 1.0 + 1e-9
-        faces = f"{'one face' if name == 'one' else 'six faces'}, {row['backend']}"
-        if row["fps"] >= target and fresh:
-            lines.append(
-                f"- {faces}: **{row['fps']:.1f} frames/s ≥ {target:.0f}, target met**, oldest estimate "
-                f"{_f(age, 2)} s."
-            )
-            continue
-        split = row["threads_ms_per_frame"]
-        stage, ms = max(split.items(), key=lambda kv: kv[1])
-        parts = ", ".join(f"{k} {v:.1f} ms" for k, v in split.items())
-        lines.append(
-            f"- {faces}: **{row['fps']:.1f} frames/s, target {target:.0f} not met** (oldest estimate "
-            f"{_f(age, 2)} s). A frame may take {budget:.1f} ms; the stages run in their own threads and "
-            f"the slowest bounds the rate: {parts} per frame (means). The {stage} stage is short by "
-            f"{max(0.0, ms - budget):.1f} ms per frame ({ms / budget:.2f}x its budget)"
-            + (
-                f"; even at its mean alone the rate would be {1000.0 / ms:.1f} frames/s."
-                if ms > budget
-                else "."
-            )
-            + capacity(row, target)
-        )
-    return lines + outside_backbone(rows)
+def throughput_round(analyzer: Analyzer, video: Path, job: dict[str, Any], frames: int) -> dict[str, Any]:
+    """One round of one configuration: the video file as fast as the pipeline takes it (waiting mode)."""
+    opts = {"schedule": ScheduleConfig(enabled=job["schedule"]), "overlap": job["overlap"]}
+    consume(analyzer.stream(str(video), **opts), 8)  # warm-up: sessions, caches, first tracks
+    analyzer.reset_stats()
+    run = consume(analyzer.stream(str(video), **opts), frames)
+    run["stages"] = {k: v["mean"] for k, v in analyzer.stats().items() if "mean" in v}
+    log.info(
+        "throughput: %s face(s), schedule %s, overlap %s, %s: %.1f frames/s, %.2f crops/frame",
+        job["video"], job["schedule"], job["overlap"], job["backend"],
+        run["frames"] / run["seconds"], sum(run["crops"]) / max(run["frames"], 1),
+    )  # fmt: skip
+    return run
 
 
-OUTSIDE_TARGET = 0.15
-"""With scheduling and overlap off, the most of the caller's time per frame spent outside the backbone call."""
+def summarise_throughput(job: dict[str, Any], rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One table row from the rounds of a configuration (frames/s per round and over all of them)."""
+    n = max(sum(r["frames"] for r in rounds), 1)
+    keys = set().union(*(r["stages"] for r in rounds))
+    stages = {k: sum(r["stages"].get(k, 0.0) * r["frames"] for r in rounds) / n for k in sorted(keys)}
+    return {
+        **job,
+        "frames": n,
+        "fps": n / sum(r["seconds"] for r in rounds),
+        "fps_rounds": [r["frames"] / r["seconds"] for r in rounds],
+        "crops_per_frame": sum(sum(r["crops"]) for r in rounds) / n,
+        "faces_per_frame": sum(sum(r["faces"]) for r in rounds) / n,
+        "estimate_age_s": percentiles(a for r in rounds for a in r["ages"]),
+        "stage_ms": stages,
+        "threads_ms_per_frame": stage_split(stages, job["overlap"]),
+    }
 
 
-def outside_backbone(rows: list[dict[str, Any]]) -> list[str]:
-    """The share of the caller's time outside the backbone call, with scheduling and overlap off.
+def alternate(items: Sequence[Any], round_: int) -> list[Any]:
+    """``items`` in order on even rounds and reversed on odd ones (so no job always runs first)."""
+    return list(items) if round_ % 2 == 0 else list(items)[::-1]
 
-    The caller's thread detects, crops, runs the backbone and post-processes in turn (decoding has its
-    own thread): ``1 - infer / (detect + backbone)``, from the per-stage means.
+
+def throughput_rows(
+    args: argparse.Namespace, analyzers: dict[str, Analyzer], videos: dict[str, Path]
+) -> list[dict[str, Any]]:
+    """Every configuration, ``args.rounds`` times (ONNX Runtime all four, other backends the default)."""
+    jobs = []
+    for backend, name in itertools.product(analyzers, ("one", "six")):
+        for schedule, overlap in ((True, True), (True, False), (False, True), (False, False)):
+            if backend == "onnxruntime" or (schedule and overlap):
+                jobs.append({"video": name, "schedule": schedule, "overlap": overlap, "backend": backend})
+    raw: list[list[dict[str, Any]]] = [[] for _ in jobs]
+    for round_ in range(args.rounds):
+        for i in alternate(range(len(jobs)), round_):
+            job = jobs[i]
+            frames = args.frames if job["schedule"] else args.frames_unscheduled
+            raw[i].append(throughput_round(analyzers[job["backend"]], videos[job["video"]], job, frames))
+    return [summarise_throughput(job, raw[i]) for i, job in enumerate(jobs)]
+
+
+# ------------------------------------------------------------------------------ live cameras
+def live_row(rounds: list[dict[str, Any]], **config: Any) -> dict[str, Any]:
+    """A live case's row: each number the worst of its rounds, the stages averaged, the rounds kept."""
+    measured = [{k: v for k, v in r.items() if k != "stages"} for r in rounds]
+    stages = {}
+    for key in rounds[0]["stages"]:
+        values = [r["stages"][key] for r in rounds if r["stages"][key] is not None]
+        stages[key] = float(np.mean(values)) if values else None
+    return {**config, **worst(measured), "stages": stages, "rounds": measured}
+
+
+def _progress(what: str, round_: int, rounds: int, s: dict[str, Any]) -> None:
+    lat, age = s["latency_ms"], s["estimate_age_s"]
+    first = s.get("first_estimate")
+    log.info(
+        "live %s, round %d/%d: dropped %s, latency p95 %s ms, estimate age max %s s, without estimate %s%s",
+        what, round_ + 1, rounds, _pct(s["dropped_share"]), _num(lat["p95"], 0), _num(age["max"], 2),
+        _pct(s["unestimated_share"]),
+        f", first estimate p95 {_num(first['delay_s']['p95'], 2)} s" if first else "",
+    )  # fmt: skip
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _num(x: float | None, digits: int = 1) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def live_rows(
+    args: argparse.Namespace, analyzers: dict[str, Analyzer], cases: list[LiveCase]
+) -> list[dict[str, Any]]:
+    """Every backend on every live case, ``args.rounds`` times in alternating order."""
+    jobs = list(itertools.product(analyzers, cases))
+    raw: list[list[dict[str, Any]]] = [[] for _ in jobs]
+    for round_ in range(args.rounds):
+        for i in alternate(range(len(jobs)), round_):
+            backend, case = jobs[i]
+            raw[i].append(run_live(analyzers[backend], case, args.warmup_seconds, args.live_seconds))
+            _progress(f"{case.name}, {backend}", round_, args.rounds, raw[i][-1])
+    return [
+        live_row(raw[i], backend=backend, case=case.name, fps=case.fps, cameras=case.cameras)
+        for i, (backend, case) in enumerate(jobs)
+    ]
+
+
+def split_variants(export: Path, analyzers: dict[str, Analyzer]) -> list[tuple[str, dict[str, Any]]]:
+    """``(runtime, Analyzer options)`` per backbone thread count: ONNX Runtime, and OpenVINO where installed.
+
+    OpenVINO runs the path ``auto`` chose when that is OpenVINO (file, precision, batch buckets).
     """
-    lines = []
-    for row in (r for r in rows if not r["schedule"] and not r["overlap"]):
-        total = row["threads_ms_per_frame"].get("detect + backbone")
-        infer = row["stage_ms"].get("infer")
-        if not total or infer is None:
+    variants = [("onnxruntime", {"backend": "onnxruntime", "intra_op_threads": n}) for n in (1, 2)]
+    if importlib.util.find_spec("openvino") is None:
+        return variants
+    base: dict[str, Any] = {"backend": "openvino"}
+    auto = analyzers.get("auto")
+    backend = auto.backend if auto is not None else None
+    if auto is not None and getattr(backend, "name", "") == "openvino":
+        chosen = Path(auto.model_path).resolve()
+        for key, model in auto.manifest.models.items():
+            if (export / model.file.path).resolve() == chosen:
+                base["precision"] = key.split("-", 1)[1]
+        base |= {"precision_hint": backend.precision_hint, "batch_buckets": backend.batch_buckets}
+    return variants + [("openvino", {**base, "num_threads": n}) for n in (1, 2)]
+
+
+def thread_split_rows(
+    args: argparse.Namespace, export: Path, detector: Path, case: LiveCase, analyzers: dict[str, Analyzer]
+) -> list[dict[str, Any]]:
+    """The live ``case`` for every (runtime, detector threads, backbone threads), rounds alternating."""
+    saved = cv2.getNumThreads()
+    variants = split_variants(export, analyzers)
+    jobs = list(itertools.product(range(len(variants)), (1, 2)))
+    raw: list[list[dict[str, Any]]] = [[] for _ in jobs]
+    try:
+        with contextlib.ExitStack() as stack:
+            split = [stack.enter_context(Analyzer(export, detector=detector, **opts)) for _, opts in variants]
+            for round_ in range(args.rounds):
+                for i in alternate(range(len(jobs)), round_):
+                    v, det = jobs[i]
+                    cv2.setNumThreads(det)
+                    raw[i].append(run_live(split[v], case, args.warmup_seconds, args.live_seconds))
+                    threads = variants[v][1].get("intra_op_threads") or variants[v][1].get("num_threads")
+                    what = f"{case.name}, {variants[v][0]}, detector {det} / backbone {threads} threads"
+                    _progress(what, round_, args.rounds, raw[i][-1])
+            paths = [describe(a) for a in split]
+    finally:
+        cv2.setNumThreads(saved)
+    return [
+        live_row(
+            raw[i],
+            runtime=variants[v][0],
+            path=paths[v],
+            detector_threads=det,
+            backbone_threads=variants[v][1].get("intra_op_threads") or variants[v][1].get("num_threads"),
+        )
+        for i, (v, det) in enumerate(jobs)
+    ]
+
+
+# ------------------------------------------------------------------------------ entry point
+def doc_command(argv: Sequence[str]) -> str:
+    """``python -m benchmarks.stream`` with the run's options, less those naming this machine's files."""
+    words, skip = ["python -m benchmarks.stream"], False
+    for i, word in enumerate(argv):
+        if skip:
+            skip = False
             continue
-        share = 1.0 - infer / total
-        faces = "one face" if row["video"] == "one" else "six faces"
-        met = "≤" if share <= OUTSIDE_TARGET else ">"
-        lines.append(
-            f"- {faces}, {row['backend']}, scheduling and overlap off: **{share:.1%} of the frame outside the "
-            f"backbone call** ({met} {OUTSIDE_TARGET:.0%}; {total - infer:.1f} of {total:.1f} ms: detect, "
-            "crop and quality, post-processing)."
-        )
-    return lines
+        name, eq, _ = word.partition("=")
+        if name in PATH_OPTIONS:
+            skip = not eq and i + 1 < len(argv)
+            if PATH_OPTIONS[name]:
+                words += [name, PATH_OPTIONS[name]]
+            continue
+        words.append(word)
+    return " ".join(words)
 
 
-def capacity(row: dict[str, Any], target: float) -> str:
-    """What the target needs of the backbone: one crop per track per refresh second, at the measured cost."""
-    per_crop = row["stage_ms"].get("infer", 0.0) / row["crops_per_frame"] if row["crops_per_frame"] else None
-    if not per_crop:
-        return ""
-    tracks = row["faces_per_frame"]
-    need = tracks * per_crop  # ms of backbone per second at a refresh of 1 s
-    left = 1000.0 - need
-    return (
-        f" Refreshing {tracks:.0f} track(s) once a second costs {need:.0f} ms of every second at the measured "
-        f"{per_crop:.0f} ms per crop (the backbone's time here, shared cores included), leaving "
-        + (
-            f"{left / target:.1f} ms per frame for everything else at {target:.0f} frames/s; the rate falls as "
-            "the crop cost rises, since crops per frame grow as frames slow down."
-            if left > 0
-            else "nothing for the frames: at this crop cost no frame rate keeps every estimate within 1 s."
-        )
-    )
-
-
-def render(report: dict[str, Any]) -> str:
-    cpu, model = report["cpu"], report["model"]
-    flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in cpu["named_flags"].items())
-    lines = [
-        "# Streams: per-track scheduling and overlapped stages",
-        "",
-        f"Measured by `{report['command']}` on {cpu['model']} ({cpu['cores']} cores; {flags}). "
-        f"Model: `vit_pe_core_tiny_patch16_384` at {model['size']} px"
-        + (f", {model['depth']} blocks" if model["depth"] else "")
-        + ", random init, three heads (age, gender, emotion), fp32 ONNX; ONNX Runtime with "
-        f"{report['threads']} intra-op threads"
-        + (", OpenVINO at its default precision" if "openvino" in report["backends"] else "")
-        + ". A random-init backbone times like a trained one. The machine is shared with other jobs "
-        "and noisy: absolute numbers move between runs, the ratios between rows of this one run are "
-        "the numbers to quote.",
-        "",
-        f"Videos: 1280 x 720 MJPG made from `skimage.data.astronaut()`, one copy (centred) and six "
-        f"copies (3 x 2 tiles of 340 px), panned {PAN_PX} px per frame; {report['frames']} frames per "
-        f"scheduled run, {report['frames_unscheduled']} per unscheduled one, {report['rounds']} rounds over all "
-        "configurations, each round in the reverse order of the one before (frames/s: over all rounds, each "
-        "round's in brackets). Detector: YuNet at the stream "
-        f"size (longest side {report['stream_max_side']}). Schedule: `ScheduleConfig()` defaults "
-        f"(refresh {ScheduleConfig().refresh_s:g} s, at most {ScheduleConfig().max_crops_per_frame} crops "
-        "per frame, new tracks first).",
-    ]
-    lines += _runs_table(
-        "Throughput and freshness (video file read as fast as the pipeline takes it)",
-        "",
-        ("frames/s", "crops/frame", "estimate age p50 / p95 / max (s)", "ms per frame in each thread"),
-        report["rows"],
-        _throughput_cells,
-    )
-    lines += _runs_table(
-        "Latency (the same video as a live camera)",
-        f"Frames delivered at {report['fps']:.0f} frames/s for {report['live_seconds']:.0f} s through a live "
-        "`FrameStream` (queue of one, oldest frame dropped when behind; the file loops); latency is capture "
-        "to result.",
-        ("latency p50 / p95 (ms)", "frames dropped"),
-        report["rows"],
-        _latency_cells,
-    )
-    lines += ["", "## Targets", "", *verdict(report["rows"])]
-    lines += _table(
-        "Detector input size",
-        "YuNet on the six-face 1280 x 720 frame at each longest side; the smallest face is the astronaut's "
-        "face box (frame pixels) at the last size found while shrinking it in 2% steps on the same canvas.",
-        ("max_side", "ms (median)", "faces found (of 6)", "smallest face found (w x h px)"),
-        (
-            [
-                str(d["max_side"]),
-                f"{d['ms']:.1f}",
-                str(d["faces"]),
-                f"{d['smallest_face_px'][0]} x {d['smallest_face_px'][1]}"
-                if d["smallest_face_px"]
-                else "none",
-            ]
-            for d in report["detector"]
-        ),
-    )
-    lines += ["", f"![frames/s per configuration]({report['plot']})", ""]
-    return "\n".join(lines)
-
-
-def plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = report["rows"]
-    labels = [
-        f"{'1' if r['video'] == 'one' else '6'} face{'s' if r['video'] == 'six' else ''}\n"
-        f"sched {'on' if r['schedule'] else 'off'}, ovl {'on' if r['overlap'] else 'off'}"
-        + ("" if r["backend"] == "onnxruntime" else f"\n{r['backend']}")
-        for r in rows
-    ]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows)), 4.0))
-    colors = ["tab:green" if r["schedule"] else "tab:gray" for r in rows]
-    ax.bar(range(len(rows)), [r["fps"] or 0.0 for r in rows], color=colors)
-    for name, target in TARGETS.items():
-        ax.axhline(target, linestyle="--", linewidth=1, color="tab:red" if name == "six" else "tab:blue")
-        ax.text(
-            len(rows) - 0.5,
-            target,
-            f"target {'six' if name == 'six' else 'one'} face(s): {target:.0f}",
-            va="bottom",
-            ha="right",
-            fontsize=8,
-        )
-    ax.set_xticks(range(len(rows)), labels, fontsize=7)
-    ax.set_ylabel("frames/s")
-    ax.set_title("Analyzer.stream, 1280 x 720")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("docs/benchmarks/stream.md"))
-    p.add_argument("--frames", type=int, default=100, help="frames per scheduled run")
-    p.add_argument("--frames-unscheduled", type=int, default=25, help="frames per run with scheduling off")
-    p.add_argument(
-        "--rounds", type=int, default=2, help="rounds over all configurations, in alternating order"
-    )
-    p.add_argument("--fps", type=float, default=25.0, help="rate of the videos and of the live (paced) runs")
-    p.add_argument("--live-seconds", type=float, default=3.0, help="camera seconds per latency run")
-    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
-    p.add_argument("--size", type=int, default=384, help="backbone input px")
-    p.add_argument(
-        "--depth", type=int, default=None, help="backbone blocks (default: the model's; tests use 1)"
-    )
-    p.add_argument(
-        "--backends",
-        default="onnxruntime,openvino" if importlib.util.find_spec("openvino") else "onnxruntime",
-        help="comma-separated; OpenVINO (where installed) runs the default configuration only",
-    )
-    p.add_argument(
-        "--detector", type=Path, default=None, help="YuNet model (default: the SDK's documented lookup)"
-    )
+    p.add_argument("--out", type=Path, default=DOCS / "stream.md")
+    p.add_argument("--model", type=Path, default=None,
+                   help="an export directory (default: a random-init edge export built here; needs [train,export])")  # fmt: skip
+    p.add_argument("--size", type=int, default=384, help="backbone input px of the built export")
+    p.add_argument("--depth", type=int, default=None, help="backbone blocks of the built export (default: the model's)")  # fmt: skip
+    p.add_argument("--backends", default="onnxruntime,auto", help="comma-separated Analyzer backends")
+    p.add_argument("--rounds", type=int, default=2, help="rounds over all runs, in alternating order")
+    p.add_argument("--fps", type=float, default=25.0, help="camera rate of the one-face, six-face and come-and-go runs")  # fmt: skip
+    p.add_argument("--live-seconds", type=float, default=15.0, help="measured camera seconds per live run")
+    p.add_argument("--warmup-seconds", type=float, default=3.0, help="camera seconds before the measurement")
+    p.add_argument("--cameras", type=int, default=4, help="cameras of the many-camera run")
+    p.add_argument("--cameras-fps", type=float, default=15.0, help="their rate (six faces each)")
+    p.add_argument("--thread-split", action="store_true",
+                   help="also run six faces live at each detector/backbone thread split (about 5 min more)")  # fmt: skip
+    p.add_argument("--frames", type=int, default=100, help="frames per scheduled throughput run")
+    p.add_argument("--frames-unscheduled", type=int, default=25, help="frames per throughput run, scheduling off")  # fmt: skip
+    p.add_argument("--detector", type=Path, default=None, help="YuNet model (default: the SDK's lookup, see 'facesdk models')")  # fmt: skip
     p.add_argument("--detector-sizes", default="1280,960,640,480,320")
     p.add_argument("--detector-repeats", type=int, default=20)
     p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     args = p.parse_args(argv)
     args.backends = [b for b in args.backends.split(",") if b]
+    if args.rounds < 1 or args.live_seconds <= 0 or args.warmup_seconds < 0 or args.cameras < 1:
+        p.error("--rounds and --cameras must be >= 1, --live-seconds > 0 and --warmup-seconds >= 0")
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_inputs(args: argparse.Namespace, work: Path) -> tuple[dict[str, Path], list[LiveCase]]:
+    """The one- and six-face videos (looping seamlessly), the come-and-go video and the live cases."""
+    count = max(args.frames, args.frames_unscheduled) + 8
+    videos = {name: write_video(work / f"{name}.avi", panned(scene(n), count), args.fps)
+              for name, n in (("one", 1), ("six", 6))}  # fmt: skip
+    come_and_go = ComeAndGo(args.fps)
+    cases = [
+        LiveCase("one face", videos["one"], args.fps),
+        LiveCase("six faces", videos["six"], args.fps),
+        LiveCase("come and go", come_and_go.write(work / "come_and_go.avi"), args.fps, 1, come_and_go),
+        LiveCase(f"{args.cameras} cameras", videos["six"], args.cameras_fps, args.cameras),
+    ]
+    return videos, cases
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    cpu = cpu_report()
-    log.info("CPU: %s, %s cores, flags %s", cpu["model"], cpu["cores"], cpu["named_flags"])
-    with tempfile.TemporaryDirectory() as tmp:
+    from facesdk.bench import cpu_info, describe_cpu
+
+    started, cpu = time.perf_counter(), cpu_info()
+    log.info("CPU: %s", describe_cpu(cpu))
+    detector = detector_path(args.detector)
+    report: dict[str, Any] = {
+        "command": doc_command(argv),
+        "cpu": cpu,
+        "cpu_line": describe_cpu(cpu),
+        "load_start": os.getloadavg()[0],
+        "model": {"name": "vit_pe_core_tiny_patch16_384", "size": args.size, "depth": args.depth}
+        if args.model is None
+        else {"name": "given export", "size": None, "depth": None},
+        **{k: getattr(args, k) for k in ("backends", "frames", "frames_unscheduled", "rounds", "fps",
+                                          "live_seconds", "warmup_seconds", "cameras", "cameras_fps")},
+        "come_and_go": {"cycle_s": ComeAndGo(args.fps).cycle_s, "on_s": ComeAndGo(args.fps).on_s},
+        "stream_max_side": STREAM_MAX_SIDE,
+    }  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        export = random_export(work, args.size, args.depth)
-        count = max(args.frames, args.frames_unscheduled) + 8
-        videos = {
-            name: write_video(work / f"{name}.avi", scene(n), count, args.fps)
-            for name, n in (("one", 1), ("six", 6))
+        export = args.model or random_export(work, args.size, args.depth)
+        videos, cases = make_inputs(args, work)
+        analyzers = {
+            b: stack.enter_context(Analyzer(export, backend=b, detector=detector)) for b in args.backends
         }
-        detector = args.detector or FaceDetector().model_path
+        report["paths"] = {b: describe(a) for b, a in analyzers.items()}
+        log.info("backends: %s", report["paths"])
+        report["live"] = live_rows(args, analyzers, cases)
+        report["thread_split"] = (
+            thread_split_rows(args, export, detector, cases[1], analyzers) if args.thread_split else None
+        )
+        report["rows"] = throughput_rows(args, analyzers, videos)
         sizes = [int(s) for s in args.detector_sizes.split(",") if s]
-        report = {
-            "command": command_line(
-                "python -m benchmarks.stream", argv if argv is not None else sys.argv[1:]
-            ),
-            "cpu": cpu,
-            "model": {"name": "vit_pe_core_tiny_patch16_384", "size": args.size, "depth": args.depth},
-            "threads": args.threads,
-            "backends": args.backends,
-            "frames": args.frames,
-            "frames_unscheduled": args.frames_unscheduled,
-            "rounds": args.rounds,
-            "fps": args.fps,
-            "live_seconds": args.live_seconds,
-            "stream_max_side": STREAM_MAX_SIDE,
-            "detector": detector_sizes(Path(detector), sizes, args.detector_repeats),
-            "rows": stream_rows(args, export, videos),
-        }
+        report["detector"] = detector_sizes(detector, sizes, args.detector_repeats)
+    report["load_end"] = os.getloadavg()[0]
+    report["minutes"] = (time.perf_counter() - started) / 60.0
+    report["checks"] = checks(report)
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     report["plot"] = out.with_suffix(".png").name
     plot(report, out.with_suffix(".png"))
     out.with_suffix(".json").write_text(json.dumps(report, indent=2))
     out.write_text(render(report))
-    log.info("wrote %s", out)
+    log.info("wrote %s (%.1f min)", out, report["minutes"])
     return 0
 
 
