@@ -54,7 +54,9 @@ def cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def overhead(model: Path, detector: Path, backend: str, seconds: float, warmup_s: float, fps: float) -> dict[str, Any]:
+def overhead(
+    model: Path, detector: Path, backend: str, seconds: float, warmup_s: float, fps: float
+) -> dict[str, Any]:
     """The six-face live case with an Audience on every result: its ms per frame against the CPU's."""
     from benchmarks.stream_live import PacedCamera, panned, scene, write_video
 
@@ -119,7 +121,7 @@ def memory(duration_s: float, warmup_s: float, fps: float = 5.0) -> dict[str, An
     after = [mib for frame, mib in sampler.samples if frame >= warm_frame]
     snapshot = audience.snapshot()
     audience.close()
-    open_after_close = sum(len(v) for v in [audience.visits()] if v and any(x.end is None for x in v))
+    open_after_close = len(audience.visits())
     return {
         "stream_s": duration_s,
         "frames": counts["frames"],
@@ -129,7 +131,7 @@ def memory(duration_s: float, warmup_s: float, fps: float = 5.0) -> dict[str, An
         "rss_end_mib": rss_mib(),
         "rss_peak_after_warmup_mib": max(after) if after else None,
         "growth_mib": rss_mib() - after[0] if after else None,
-        "in_view_at_end": snapshot.get("in_view"),
+        "in_view_at_end": snapshot["in_view"]["total"],
         "open_visits_after_close": open_after_close,
         "samples": sampler.samples,
     }
@@ -143,7 +145,10 @@ def render(report: dict[str, Any]) -> str:
         "# Audience measurement: cost per frame and memory",
         "",
         f"`{report['command']}` on {cpu['model']} ({cpu['cores']} cores; flags: "
-        + (", ".join(f for f in ("avx2", "avx512_vnni", "avx512_bf16", "amx_int8") if f in cpu["flags"]) or "none")
+        + (
+            ", ".join(f for f in ("avx2", "avx512_vnni", "avx512_bf16", "amx_int8") if f in cpu["flags"])
+            or "none"
+        )
         + f"), {report['date']}.",
         "",
         "## Cost per frame (six faces, live)",
@@ -176,7 +181,9 @@ def render(report: dict[str, Any]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.audience", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", help="export directory (default: a random-init vit_pe_core_tiny_patch16_384 edge export)")
+    p.add_argument(
+        "--model", help="export directory (default: a random-init vit_pe_core_tiny_patch16_384 edge export)"
+    )
     p.add_argument("--backend", default="onnxruntime")
     p.add_argument("--seconds", type=float, default=15.0, help="live seconds measured after warm-up")
     p.add_argument("--warmup-seconds", type=float, default=3.0)

@@ -19,7 +19,7 @@ from facesdk.faces.model_store import PACKAGED_DETECTOR
 
 ROOT = Path(__file__).resolve().parents[2]
 YUNET = PACKAGED_DETECTOR
-SCRIPTS = ("backbones", "backbones_report", "cnn_int8", "fast_path", "gpu_timing", "graph_variants", "int8_cpu",
+SCRIPTS = ("audience", "backbones", "backbones_report", "cnn_int8", "fast_path", "gpu_timing", "graph_variants", "int8_cpu",
            "methods", "resolution", "scale", "sdk_pipeline", "stream", "train_methods")  # fmt: skip
 
 
@@ -73,6 +73,18 @@ def test_sdk_pipeline_on_a_tiny_export(tmp_path: Path, yunet: Path) -> None:
     proc = _run("sdk_pipeline", "--model", str(tmp_path / "export"), "--detector", str(yunet), "--frames", "2",
                 "--soak", "0", "--doc", str(tmp_path / "sdk.md"))  # fmt: skip
     assert (tmp_path / "sdk.md").is_file(), proc.stdout[-2000:]
+
+
+def test_audience_on_a_tiny_export(tmp_path: Path, yunet: Path) -> None:
+    from facesdk.testing import make_tiny_export
+
+    make_tiny_export(tmp_path / "export")
+    _run("audience", "--model", str(tmp_path / "export"), "--detector", str(yunet), "--seconds", "1",
+         "--warmup-seconds", "0.5", "--memory-minutes", "3", "--out", str(tmp_path / "audience.md"))  # fmt: skip
+    report = json.loads((tmp_path / "audience.json").read_text())
+    assert report["overhead"]["frames"] > 0 and report["overhead"]["share"] > 0
+    assert report["memory"]["people"] > 0 and report["memory"]["open_visits_after_close"] == 0
+    assert "--detector" not in report["command"]
 
 
 @pytest.mark.slow
