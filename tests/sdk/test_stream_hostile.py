@@ -134,3 +134,14 @@ def test_closing_from_another_thread_ends_the_iteration(tiny_export: Path) -> No
         threading.Timer(0.5, multi.close).start()
         assert guarded(lambda: sum(1 for _ in multi), seconds=30) > 0
     assert not _facesdk_threads()
+
+
+def test_a_stream_takes_a_batch_size_like_streams(tiny_export: Path) -> None:
+    boxes = [(40.0 + 100.0 * k, 40.0, 80.0, 80.0) for k in range(5)]
+    with Analyzer(tiny_export, backend="onnxruntime", detector=ScriptedDetector(lambda i: boxes)) as a:
+        a.backend = CountingBackend(a.manifest.tasks, a.manifest.max_batch)
+        every = ScheduleConfig(enabled=False)
+        guarded(lambda: list(a.stream(list(_frames(6)), schedule=every, batch_size=2)))
+        assert max(a.backend.calls) <= 2 and a.backend.crops == 30
+        with pytest.raises(ConfigError, match="batch_size"):
+            next(iter(a.stream(list(_frames(2)), batch_size=0)))
