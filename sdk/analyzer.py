@@ -360,11 +360,11 @@ class Analyzer:
                 waits = every_face or not overlap or (not frames.live if wait is None else wait)
                 scheduler = self.scheduler(track, smoothing, schedule, anticipate=not waits)
                 lanes[name] = (frames, scheduler, waits, name)
-        except BaseException:
+            run = StreamRun(self.engine, detector, lanes, overlap, clock, on_error, batch_size, max_delay_ms)
+        except BaseException:  # a refused option or source: release what was opened
             for frames in opened:
                 frames.close()
             raise
-        run = StreamRun(self.engine, detector, lanes, overlap, clock, on_error, batch_size, max_delay_ms)
         run.errors.update(failed)
         return run
 

@@ -31,7 +31,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -134,7 +134,6 @@ class _Planned:
     plan: FramePlan
     requests: list[Request]
     timings: dict[str, float]
-    ready: float = field(default_factory=time.perf_counter)
 
 
 @dataclass(slots=True)

@@ -318,6 +318,11 @@ class FrameStream:
         finally:
             self.close()
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (the source is released or being released)."""
+        return self._stop.is_set()
+
     def close(self) -> None:
         """Stop the capture thread and release the source (idempotent)."""
         self._stop.set()

@@ -145,3 +145,13 @@ def test_a_stream_takes_a_batch_size_like_streams(tiny_export: Path) -> None:
         assert max(a.backend.calls) <= 2 and a.backend.crops == 30
         with pytest.raises(ConfigError, match="batch_size"):
             next(iter(a.stream(list(_frames(2)), batch_size=0)))
+
+
+def test_a_refused_option_releases_the_sources_it_opened(tiny_export: Path) -> None:
+    streams = [FrameStream(list(_frames(3))), FrameStream(list(_frames(3)))]
+    with _analyzer(tiny_export) as a:
+        with pytest.raises(ConfigError, match="overlap=False"):
+            a.streams(streams, overlap=False)  # one source only
+        with pytest.raises(ConfigError, match="batch_size"):
+            a.streams([list(_frames(3))], batch_size=-1)
+    assert all(s.closed for s in streams)  # released, not left open
