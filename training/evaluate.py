@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from facesdk.arguments import positive_int
 from facesdk.errors import ConfigError
 from facesdk.manifest_io import atomic_write_bytes, atomic_write_json
 from facesdk.outputs import check_output_dir
@@ -379,7 +380,7 @@ def build_parser(prog: str = "facesdk eval") -> argparse.ArgumentParser:
         "--data", action="append", required=True, help="[NAME=]MANIFEST.csv or prepared folder"
     )
     parser.add_argument("--out", type=Path, required=True, help="report folder")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--device", default="cpu", help="torch device for checkpoints (cpu, cuda)")
     parser.add_argument(
         "--pca", action="store_true", help="checkpoints: PCA plots of backbone features by label"

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from facesdk.arguments import positive_int
 from facesdk.errors import ConfigError, FaceSdkError, SourceError
 from facesdk.faces import FaceDetector, crop_face
 from facesdk.manifest_io import atomic_write_json
@@ -324,7 +325,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, type=Path, help="new output folder (never an input)")
     p.add_argument("--detector", type=Path, default=None, help="YuNet model (default: the documented lookup)")
-    p.add_argument("--max-faces", type=int, default=8, help="faces per image at most (largest scores first)")
+    p.add_argument(
+        "--max-faces", type=positive_int, default=8, help="faces per image at most (largest scores first)"
+    )
     p.add_argument("--force", action="store_true", help="replace an earlier 'facesdk explain' output folder")
     return p
 

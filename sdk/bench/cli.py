@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..arguments import positive_int
 from ..backends import create_backend
 from ..errors import ConfigError, FaceSdkError
 from ..export_manifest import load_export_manifest
@@ -282,10 +283,14 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--ckpt", help="checkpoint directory (adds torch plain/unmerged/merged rows)")
     parser.add_argument("--out", default="bench", help="output directory for bench.json/.md/.png")
     parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default 1,8)")
-    parser.add_argument("--threads", type=int, default=2, help="threads per runtime (default 2)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed calls per row and batch (default 10)")
+    parser.add_argument("--threads", type=positive_int, default=2, help="threads per runtime (default 2)")
+    parser.add_argument(
+        "--repeats", type=positive_int, default=10, help="timed calls per row and batch (default 10)"
+    )
     parser.add_argument("--video", help="a video for the end-to-end stage split")
-    parser.add_argument("--frames", type=int, default=60, help="frames of --video to analyse (default 60)")
+    parser.add_argument(
+        "--frames", type=positive_int, default=60, help="frames of --video to analyse (default 60)"
+    )
     parser.add_argument("--detector", help="path to the YuNet detector model")
     parser.add_argument(
         "--zeroshot-clip",
@@ -306,10 +311,22 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk bench") -> int:
         return 0
     if not args.model and not args.zeroshot_clip:
         parser.error("--model EXPORT_DIR (or --zeroshot-clip NAME) is required")
+    args.batches = _batches(args.batches)
     check_output_dir(args.out, [args.model, args.ckpt, args.video, args.detector, args.zeroshot_prompts],
                      reuse=True, manifests=("bench.json",))  # fmt: skip
     with created_dir(args.out):  # a run that fails leaves no empty --out behind
         return _run(args)
+
+
+def _batches(text: str) -> list[int]:
+    """``--batches 1,8`` as integers of at least 1, in the order given."""
+    try:
+        batches = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise ConfigError(f"--batches must be comma-separated integers, got {text!r}") from None
+    if not batches or min(batches) < 1:
+        raise ConfigError(f"--batches must be batch sizes of at least 1 (e.g. 1,8), got {text!r}")
+    return batches
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -319,12 +336,8 @@ def _run(args: argparse.Namespace) -> int:
         write_report(args.out, "bench", {"zeroshot": zeroshot}, text)
         print(text)
         return 0
-    try:
-        batches = [int(b) for b in args.batches.split(",") if b]
-    except ValueError:
-        raise ConfigError(f"--batches must be comma-separated integers, got {args.batches!r}") from None
     report = run_bench(
-        args.model, args.out, args.ckpt, batches, args.threads, args.repeats,
+        args.model, args.out, args.ckpt, args.batches, args.threads, args.repeats,
         args.video, args.frames, args.detector, zeroshot,
     )  # fmt: skip
     print(render_markdown(report))
