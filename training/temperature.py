@@ -26,6 +26,7 @@ import numpy as np
 
 from facesdk.errors import ConfigError
 from facesdk.tasks import MISSING
+from facesdk.temperature import TEMPERATURE_RANGE
 
 __all__ = [
     "ECE_BINS",
@@ -45,8 +46,8 @@ __all__ = [
 ECE_BINS = 15
 """Equal-width confidence bins of the ECE and the reliability diagrams."""
 
-T_RANGE = (0.05, 20.0)
-"""The temperatures the fit searches (a fit at either end is logged: the logits are degenerate)."""
+T_RANGE = TEMPERATURE_RANGE
+"""The temperatures the fit searches: those a manifest may carry (:mod:`facesdk.temperature`)."""
 
 
 def log_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -161,7 +162,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, iterations: int = 80
     best = (lo + hi) / 2.0
     # The end points are candidates too (a flat or monotone NLL ends there).
     candidates = [(nll(x), x) for x in (best, math.log(T_RANGE[0]), math.log(T_RANGE[1]))]
-    return float(math.exp(min(candidates)[1]))
+    # exp(log(0.05)) is 0.05000000000000001: clip, so that an end point is a valid manifest value.
+    return float(min(max(math.exp(min(candidates)[1]), T_RANGE[0]), T_RANGE[1]))
 
 
 def fit_temperatures(

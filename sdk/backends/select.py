@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FaceSdkError
+from ..errors import ConfigError, FaceSdkError
 from ..export_manifest import ExportManifest
 from ..manifest_io import atomic_write_json
 from .base import Backend, create_backend, run_batched
@@ -430,10 +430,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("export", type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.export.is_file():
+        raise ConfigError(
+            f"{args.export} is a file; backend auto chooses among the models of an export directory "
+            "(export.json and its models): pass that directory"
+        )
     choice = choose_cpu_path(args.export, load_export_manifest(args.export))
     print(f"{choice.path.name}: {choice.reason}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from ..cli import run_guarded
+
+    raise SystemExit(run_guarded("python -m facesdk.backends.select", main))

@@ -120,5 +120,11 @@ def main(argv: Sequence[str], prog: str = "facesdk serve") -> int:
 if __name__ == "__main__":
     import sys
 
+    from ..cli import run_guarded
+
     logging.basicConfig(level=logging.INFO)
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(
+        run_guarded(
+            "python -m facesdk.serving.cli", lambda: main(sys.argv[1:], prog="python -m facesdk.serving.cli")
+        )
+    )
