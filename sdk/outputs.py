@@ -50,6 +50,7 @@ __all__ = [
     "check_output_file",
     "clean_stale_staging",
     "created_dir",
+    "merge_into",
 ]
 
 log = logging.getLogger(__name__)
@@ -431,6 +432,31 @@ class StagedFile:
         _remove(self.path)
         _unregister(self.path)
         self.path = None
+
+
+def merge_into(staged: Path, out: Path) -> None:
+    """A ``swap`` for :meth:`StagedDir.commit` of commands that refresh their own folder in place
+    (``eval``, ``bench``): each entry of ``staged`` replaces the entry of that name in ``out``;
+    anything else in ``out`` (a user's notes beside the report) stays.
+
+    Each entry moves by one rename; the entries it replaces wait in a marked ``-old-`` folder
+    until the last has moved, so a killed merge leaves nothing that the next run does not clean.
+    """
+    if not out.exists():
+        os.replace(staged, out)
+        return
+    old = out.parent / f".{out.name}.facesdk-old-{os.getpid()}-{secrets.token_hex(4)}"
+    old.mkdir(mode=0o700)
+    (old / _MARKER).write_text(f"{os.getpid()}\n")
+    try:
+        for entry in sorted(staged.iterdir()):
+            target = out / entry.name
+            if target.exists() or target.is_symlink():
+                os.replace(target, old / entry.name)
+            os.replace(entry, target)
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(staged, ignore_errors=True)
 
 
 @contextlib.contextmanager

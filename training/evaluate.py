@@ -35,7 +35,7 @@ import numpy as np
 from facesdk.arguments import positive_int
 from facesdk.errors import ConfigError
 from facesdk.manifest_io import atomic_write_bytes, atomic_write_json
-from facesdk.outputs import StagedDir, check_output_dir
+from facesdk.outputs import StagedDir, check_output_dir, merge_into
 from facesdk.preprocess import Preprocess
 from facesdk.tasks import DEFAULT_TASKS, MISSING, TaskSpec
 
@@ -425,7 +425,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk eval") -> int:
     inputs = [m.path for m in [*models, *([baseline] if baseline else [])]] + [d.manifest for d in data]
     check_output_dir(args.out, inputs, reuse=True, manifests=("metrics.json",))
     # Staged: an interrupted or failed run leaves no partial report; a finished one replaces the
-    # empty folder or earlier report that check_output_dir accepted.
+    # files of an earlier report (check_output_dir accepted the folder), and keeps anything else.
     staged = StagedDir(args.out, force=True)
     with staged as stage:
         evaluate(
@@ -439,7 +439,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk eval") -> int:
             tsne=args.tsne,
             calibrate=args.calibrate,
         )
-        staged.commit()
+        staged.commit(swap=merge_into)
     sys.stdout.write((args.out / "results.md").read_text())
     return 0
 

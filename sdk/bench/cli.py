@@ -32,7 +32,7 @@ from ..arguments import positive_int
 from ..backends import create_backend
 from ..errors import ConfigError, FaceSdkError
 from ..export_manifest import load_export_manifest
-from ..outputs import check_output_dir, created_dir
+from ..outputs import StagedDir, check_output_dir, merge_into
 from ..plugins import load_plugin
 from .machine import cpu_info, describe_cpu, machine_info
 from .report import fmt, write_report
@@ -314,8 +314,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk bench") -> int:
     args.batches = _batches(args.batches)
     check_output_dir(args.out, [args.model, args.ckpt, args.video, args.detector, args.zeroshot_prompts],
                      reuse=True, manifests=("bench.json",))  # fmt: skip
-    with created_dir(args.out):  # a run that fails leaves no empty --out behind
-        return _run(args)
+    staged = StagedDir(args.out, force=True)  # a failed or interrupted run leaves --out as it was
+    with staged as stage:
+        code = _run(args, stage)
+        staged.commit(swap=merge_into)  # an earlier report's files replaced, anything else kept
+    return code
 
 
 def _batches(text: str) -> list[int]:
@@ -329,15 +332,16 @@ def _batches(text: str) -> list[int]:
     return batches
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, out: Path) -> int:
+    """Measure and write the report into ``out`` (the staging folder of ``--out``)."""
     zeroshot = zeroshot_complexity(args.zeroshot_clip, args.zeroshot_prompts) if args.zeroshot_clip else None
     if not args.model:
         text = "\n".join(["# facesdk bench", "", *_zeroshot_lines(zeroshot)])  # type: ignore[arg-type]
-        write_report(args.out, "bench", {"zeroshot": zeroshot}, text)
+        write_report(out, "bench", {"zeroshot": zeroshot}, text)
         print(text)
         return 0
     report = run_bench(
-        args.model, args.out, args.ckpt, args.batches, args.threads, args.repeats,
+        args.model, out, args.ckpt, args.batches, args.threads, args.repeats,
         args.video, args.frames, args.detector, zeroshot,
     )  # fmt: skip
     print(render_markdown(report))

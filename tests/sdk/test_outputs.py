@@ -253,3 +253,29 @@ def test_a_killed_runs_partial_file_is_cleaned(tmp_path: Path) -> None:
     with StagedFile(tmp_path / "other.jsonl") as part:
         part.write_text("x")
     assert not stale.exists() and live.is_file() and users.is_file()
+
+
+def test_merge_into_refreshes_a_report_and_keeps_the_rest(tmp_path: Path) -> None:
+    """What eval and bench do with their own folder: the new report's files replace the old ones."""
+    from facesdk.outputs import merge_into
+
+    out = tmp_path / "report"
+    (out / "plots").mkdir(parents=True)
+    (out / "metrics.json").write_text("old")
+    (out / "plots" / "old.png").write_text("old plot")
+    (out / "notes.txt").write_text("the user's")
+    staged = StagedDir(out, force=True)
+    with staged as stage:
+        (stage / "metrics.json").write_text("new")
+        (stage / "plots").mkdir()
+        (stage / "plots" / "new.png").write_text("new plot")
+        staged.commit(swap=merge_into)
+    assert (out / "metrics.json").read_text() == "new"
+    assert _tree(out) == ["metrics.json", "notes.txt", "plots", "plots/new.png"]
+    assert _tree(tmp_path) == ["report", *(f"report/{p}" for p in _tree(out))]  # no staging, no old copy
+    fresh = tmp_path / "fresh"
+    staged = StagedDir(fresh, force=True)
+    with staged as stage:
+        (stage / "metrics.json").write_text("first")
+        staged.commit(swap=merge_into)
+    assert _tree(fresh) == ["metrics.json"]

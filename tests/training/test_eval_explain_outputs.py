@@ -76,7 +76,9 @@ def test_calibrate_fits_from_enough_rows_within_the_range(tmp_path: Path, tiny_e
     ]
     assert set(temperatures) == {"age", "gender", "emotion"}
     assert all(0.05 <= t <= 20.0 for t in temperatures.values())
-    assert main(argv) == 0  # its own report is refreshed
+    (out / "notes.txt").write_text("the user's")
+    assert main(argv) == 0  # its own report is refreshed, the rest kept
+    assert (out / "notes.txt").read_text() == "the user's" and (out / "metrics.json").is_file()
     assert _litter(tmp_path) == []
 
 
