@@ -79,6 +79,7 @@ def build_parser(prog: str = "facesdk calibrate") -> argparse.ArgumentParser:
     qua.add_argument(
         "--also-keep-float",
         nargs="*",
+        action="extend",
         default=[],
         metavar="PATTERN",
         help="patterns kept float besides the defaults (what the accuracy gate suggests)",
