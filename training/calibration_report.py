@@ -17,7 +17,6 @@ changed.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from facesdk.errors import ConfigError
+from facesdk.outputs import StagedDir
 from facesdk.tasks import MISSING, TaskSpec
 
 from .reporting import save_figure
@@ -145,22 +145,15 @@ def write_calibrated(source: Path, temperatures: Mapping[str, float], dest: Path
     _check_destination(source, dest)
     is_checkpoint = (source / CHECKPOINT_MANIFEST).is_file()
     manifest: Any = load_checkpoint_manifest(source) if is_checkpoint else load_export_manifest(source)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        stage = tmp / "copy"
+    staged = StagedDir(dest, force=True)  # an earlier copy (checked above) is replaced
+    with staged as stage:
         manifest_name = CHECKPOINT_MANIFEST if is_checkpoint else EXPORT_MANIFEST
-        shutil.copytree(source, stage, ignore=shutil.ignore_patterns(manifest_name))
+        shutil.copytree(source, stage, ignore=shutil.ignore_patterns(manifest_name), dirs_exist_ok=True)
         manifest = replace(manifest, temperatures=dict(temperatures))
         if not is_checkpoint:
             manifest = _restamp_onnx(stage, manifest)
         manifest.write(stage)
-        old = tmp / "old"
-        if dest.exists():
-            dest.rename(old)
-        stage.rename(dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        staged.commit()
     return dest
 
 
