@@ -74,7 +74,7 @@ def _inputs(folder: Path, tiny_export: Path) -> None:
         fh.write(b"x")
     (folder / "LONE").mkdir()
     shutil.copyfile(tiny_export / "model.onnx", folder / "LONE" / "model.onnx")
-    (folder / "rows.csv").write_text("path,age_group,gender,emotion\na.png,20-29,female,happy\n")
+    (folder / "rows.csv").write_text("path,age_group,gender,emotion\na.png,3,1,4\n")
 
 
 def _argv(index: int, folder: Path, tiny_export: Path, yunet: Path) -> list[str]:
