@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from facesdk.arguments import non_negative_int, positive_int
 from facesdk.errors import ConfigError, FaceSdkError
 from facesdk.outputs import check_output_dir, check_output_file
 from facesdk.preprocess import Preprocess
@@ -44,7 +45,7 @@ def build_parser(prog: str = "facesdk calibrate") -> argparse.ArgumentParser:
     col.add_argument("--out", type=Path, required=True, help="calibration directory (re-run to resume)")
     col.add_argument(
         "--count",
-        type=int,
+        type=positive_int,
         default=1024,
         help="crops to collect (default 1024: half are held out for the INT8 gate)",
     )
@@ -54,9 +55,9 @@ def build_parser(prog: str = "facesdk calibrate") -> argparse.ArgumentParser:
         "--preprocess", type=Path, help="JSON file with a preprocessing spec (or an export.json)"
     )
     col.add_argument("--detector", type=Path, default=None, help="YuNet ONNX (default: the SDK's lookup)")
-    col.add_argument("--shard-size", type=int, default=64)
-    col.add_argument("--frames-per-video", type=int, default=256)
-    col.add_argument("--seed", type=int, default=0)
+    col.add_argument("--shard-size", type=positive_int, default=64)
+    col.add_argument("--frames-per-video", type=positive_int, default=256)
+    col.add_argument("--seed", type=non_negative_int, default=0)
     qua = sub.add_parser("quantize", help="quantize an export's model.onnx with a calibration set")
     qua.add_argument(
         "--model", type=Path, required=True, help="export directory or FP32 .onnx with facesdk metadata"
@@ -78,6 +79,7 @@ def build_parser(prog: str = "facesdk calibrate") -> argparse.ArgumentParser:
     qua.add_argument(
         "--also-keep-float",
         nargs="*",
+        action="extend",
         default=[],
         metavar="PATTERN",
         help="patterns kept float besides the defaults (what the accuracy gate suggests)",

@@ -272,18 +272,25 @@ def _gate(
     names: Sequence[str],
     budget_s: float,
     accept_drop: bool,
+    also_keep_float: Sequence[str] = (),
 ) -> None:
-    """Below the threshold: rank node groups by how much keeping them float helps, then refuse."""
+    """Below the threshold: rank node groups by how much keeping them float helps, then refuse.
+
+    The advice names the whole ``also_keep_float`` list to pass next: the patterns given this
+    time plus the most helpful group, so that following it as printed never drops a pattern.
+    """
     x, y, ref = held
     ranking = _sensitivity(fp32, nodes, kept, cfg, x, ref, y, names, budget_s)
     report["sensitivity"] = ranking
     best = ", ".join(f"{r['keep_float']} (min agreement {r['min_agreement']:.3f})" for r in ranking[:3])
+    advice = list(dict.fromkeys([*also_keep_float, *(r["keep_float"] for r in ranking[:1])]))
+    report["advice_also_keep_float"] = advice
     bounds = {t: round(v, 4) for t, v in report["agreement_lower_bound"].items()}
     message = (
         f"INT8 top-1 agreement with FP32 is {report['agreement']} on {report['held_out']} held-out crops "
         f"(Wilson 95% lower bounds {bounds}); every task's bound needs >= {report['threshold']}. Keeping these node groups float helps most: "
         f"{best or 'none measured (sensitivity budget spent)'}. Keep them float "
-        f"(also_keep_float={json.dumps([r['keep_float'] for r in ranking[:1]])}), try another method "
+        f"(the whole list: also_keep_float={json.dumps(advice)}), try another method "
         "(method=auto tries entropy, percentile and minmax and keeps the best), "
         "or accept the drop (accept_drop=true): with 'facesdk export build' each is an "
         "--int8-option KEY=VALUE, with 'facesdk calibrate quantize' an option of that name"
@@ -453,7 +460,7 @@ def quantize_export(
         if not report["passed"]:
             held = (job.x_hold, job.y_hold, ref)
             _gate(report, fp32_onnx, job.nodes, job.kept, tried[best]["settings"], held, job.names,
-                  cfg.sensitivity_budget_s, cfg.accept_drop)  # fmt: skip
+                  cfg.sensitivity_budget_s, cfg.accept_drop, cfg.also_keep_float)  # fmt: skip
         staged = Path(tmp) / f"{best}.onnx"
         stamp_onnx_digest(staged)  # the quantizer copies the FP32 file's metadata, its digest too
         os.replace(staged, out_onnx)

@@ -11,8 +11,6 @@ after the export unless ``--keep-calib DIR`` asks to keep it (re-running with th
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from facesdk.manifest_io import sha256_file
+from facesdk.outputs import StagedDir
 from facesdk.preprocess import Preprocess
 from facesdk.tasks import TaskSpec
 
@@ -87,13 +86,13 @@ def calibration_set(
         record = {"collected": True, "kept": str(options.keep_calib), **set_record(options.keep_calib)}
         yield CalibrationUse(options.keep_calib, record)
         return
-    options.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{options.out.name}.calib-", dir=options.out.parent))
-    try:
+    # A staging folder that is never committed: removed when the export ends (also on SIGINT or
+    # SIGTERM), and by the next run beside it when a kill left it.
+    with StagedDir(options.out.parent / f"{options.out.name}.calib") as stage:
+        tmp = stage / "set"
+        tmp.mkdir()
         _collect(options, tmp, preprocess, tasks)
         record = {"collected": True, "kept": None, **set_record(tmp)}
         record["dir"] = None  # removed after the export; the hash identifies it
         log.info("calibration set collected: %d crops (sha256 %s)", record["crops"], record["sha256"][:16])
         yield CalibrationUse(tmp, record)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from facesdk.arguments import positive_int
 from facesdk.export_manifest import EXPORT_MANIFEST, PRECISIONS
 
 from .onnx_export import DEFAULT_OPSET, EXPORTERS, SUPPORTED_OPSETS
@@ -36,9 +37,9 @@ def build_parser(prog: str = "facesdk export") -> argparse.ArgumentParser:
         "--precision", default="fp32", help=f"comma-separated subset of {','.join(PRECISIONS)}"
     )
     build.add_argument(
-        "--max-batch", type=int, default=32, help="largest batch of the dynamic axis (default 32)"
+        "--max-batch", type=positive_int, default=32, help="largest batch of the dynamic axis (default 32)"
     )
-    build.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+    build.add_argument("--opset", type=positive_int, default=DEFAULT_OPSET,
                        help=f"ONNX opset, one of {list(SUPPORTED_OPSETS)} (default {DEFAULT_OPSET})")  # fmt: skip
     build.add_argument("--calib", type=Path, default=None,
                        help="an existing calibration set (int8; or collect one with --calib-source)")  # fmt: skip
@@ -47,7 +48,7 @@ def build_parser(prog: str = "facesdk export") -> argparse.ArgumentParser:
                        "dataset CSVs, with the checkpoint's own preprocessing")  # fmt: skip
     build.add_argument(
         "--calib-count",
-        type=int,
+        type=positive_int,
         default=1024,
         help="crops to collect (default 1024: half are held out for the INT8 gate)",
     )
@@ -76,7 +77,7 @@ def build_parser(prog: str = "facesdk export") -> argparse.ArgumentParser:
                        help="RoPE graph layout: half (CPU runtimes fuse it), interleaved (timm's), auto: half "
                        "unless TensorRT engines are built")  # fmt: skip
     build.add_argument(
-        "--parity-samples", type=int, default=512, help="inputs for the engine agreement check"
+        "--parity-samples", type=positive_int, default=512, help="inputs for the engine agreement check"
     )
     return parser
 

@@ -50,19 +50,36 @@ def parse_precisions(value: str | Iterable[str]) -> tuple[str, ...]:
     return found
 
 
+ADDING_KEYS = ("also_keep_float",)
+"""``--int8-option`` keys whose repeats add to the list given before (patterns, one or a JSON list)."""
+
+
 def parse_key_values(items: Iterable[str]) -> dict[str, Any]:
-    """Parse ``KEY=VALUE`` strings; values are read as JSON when they parse (``true``, ``0.95``), else kept as text."""
+    """Parse ``KEY=VALUE`` strings; values are read as JSON when they parse (``true``, ``0.95``), else kept as text.
+
+    A key of :data:`ADDING_KEYS` given again adds its patterns to the earlier ones (in order, each
+    once); any other key given twice with different values is refused, never silently replaced.
+    """
     import json
 
     out: dict[str, Any] = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
             raise ConfigError(f"expected KEY=VALUE, got {item!r} (e.g. --int8-option accept_drop=true)")
         try:
-            out[key.strip()] = json.loads(value)
+            value: Any = json.loads(text)
         except json.JSONDecodeError:
-            out[key.strip()] = value
+            value = text
+        if key in ADDING_KEYS:
+            given = out.get(key, [])
+            value = list(dict.fromkeys([*given, *([value] if isinstance(value, str) else value)]))
+        elif key in out and out[key] != value:
+            raise ConfigError(
+                f"--int8-option {key} is given twice ({out[key]!r}, then {value!r}); give it once"
+            )
+        out[key] = value
     return out
 
 

@@ -1,7 +1,12 @@
 """``facesdk analyze PATH... --model EXPORT``: analyse images and videos, write JSON lines.
 
 Each output line is one frame's :class:`FrameResult` JSON with ``source`` set to the input
-path (images have frame index 0). Videos are processed frame by frame with tracking.
+path (images have frame index 0). Videos, camera indices and stream URLs are processed frame
+by frame with tracking.
+
+``--json FILE`` is written to a partial file beside it and moved into place when the run ends
+(:class:`facesdk.outputs.StagedFile`): a failed run leaves an existing FILE as it was. With a
+live source (camera, URL) the lines written so far are also kept on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from typing import IO
 
 import cv2
 
+from .arguments import positive_int
 from .errors import InvalidFrameError, SourceError
-from .outputs import check_output_file
+from .outputs import StagedFile, check_output_file
+from .streams import is_live_source
 
 __all__ = ["main", "IMAGE_SUFFIXES"]
 
@@ -29,7 +36,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".p
 
 def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Analyse images and videos; print JSON lines.")
-    parser.add_argument("paths", nargs="+", help="image or video files")
+    parser.add_argument("paths", nargs="+", help="image or video files, camera indices or stream URLs")
     parser.add_argument("--model", required=True, help="export directory, .onnx or .engine file")
     parser.add_argument("--json", default=None, help="write JSON lines to this file (default: stdout)")
     parser.add_argument("--force", action="store_true", help="replace an existing --json file")
@@ -39,7 +46,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--precision", default=None, choices=("fp32", "fp16", "int8"))
     parser.add_argument("--detector", default=None, help="YuNet model path (default: documented lookup)")
     parser.add_argument("--score-threshold", type=float, default=0.7, help="face detection score threshold")
-    parser.add_argument("--max-frames", type=int, default=None, help="stop each video after this many frames")
+    parser.add_argument(
+        "--max-frames", type=positive_int, default=None, help="stop each video after this many frames (>= 1)"
+    )
     parser.add_argument(
         "--min-quality",
         type=float,
@@ -49,7 +58,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _results(analyzer: object, path: Path, max_frames: int | None) -> Iterator[object]:
+def _results(analyzer: object, raw: str, max_frames: int | None) -> Iterator[object]:
+    if is_live_source(raw):  # a camera or URL goes to the stream as given (never made a path)
+        yield from _stream(analyzer, raw, max_frames)
+        return
+    path = Path(raw)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if image is None:
@@ -58,7 +71,11 @@ def _results(analyzer: object, path: Path, max_frames: int | None) -> Iterator[o
         return
     if not path.is_file():
         raise SourceError(f"{path} does not exist")
-    for count, result in enumerate(analyzer.stream(str(path))):  # type: ignore[attr-defined]
+    yield from _stream(analyzer, str(path), max_frames)
+
+
+def _stream(analyzer: object, source: str, max_frames: int | None) -> Iterator[object]:
+    for count, result in enumerate(analyzer.stream(source)):  # type: ignore[attr-defined]
         if max_frames is not None and count >= max_frames:
             break
         yield result
@@ -70,10 +87,9 @@ def main(argv: Sequence[str], prog: str = "facesdk analyze") -> int:
     from .analyzer import Analyzer
     from .faces.detector import DetectorConfig
 
+    inputs = [*args.paths, args.model, args.detector]
     if args.json:
-        check_output_file(
-            args.json, [*args.paths, args.model, args.detector], force=args.force, flag="--json"
-        )
+        check_output_file(args.json, inputs, force=args.force, flag="--json")
     config = DetectorConfig(score_threshold=args.score_threshold)
     with contextlib.ExitStack() as stack:
         analyzer = stack.enter_context(
@@ -85,15 +101,24 @@ def main(argv: Sequence[str], prog: str = "facesdk analyze") -> int:
                 precision=args.precision,
                 min_quality=args.min_quality,
             )
-        )  # before the --json file is opened: a bad model leaves no empty output behind
-        out: IO[str] = (
-            stack.enter_context(open(args.json, "w", encoding="utf-8")) if args.json else sys.stdout
         )
+        out: IO[str] = sys.stdout
+        if args.json:  # the detector found by the lookup is an input too
+            check_output_file(args.json, [*inputs, _detector_file(analyzer)], force=args.force, flag="--json")
+            live = any(is_live_source(raw) for raw in args.paths)
+            staged = stack.enter_context(StagedFile(args.json, force=args.force, keep_partial=live))
+            out = stack.enter_context(open(staged, "w", encoding="utf-8"))
         frames = 0
         for raw in args.paths:
-            for result in _results(analyzer, Path(raw), args.max_frames):
+            for result in _results(analyzer, raw, args.max_frames):
                 out.write(result.dumps() + "\n")  # type: ignore[attr-defined]
                 frames += 1
         out.flush()
     logger.info("analysed %d frame(s) from %d input(s)", frames, len(args.paths))
     return 0
+
+
+def _detector_file(analyzer: object) -> str | None:
+    """The model file of the detector the Analyzer uses (``None`` for a detector object without one)."""
+    path = getattr(getattr(analyzer, "detector", None), "model_path", None)
+    return str(path) if path is not None else None

@@ -1,7 +1,13 @@
-"""Checks of API arguments: a wrong type or value is a :class:`ConfigError` that says what to pass."""
+"""Checks of API and command-line arguments: a wrong type or value says what to pass.
+
+API checks raise :class:`ConfigError`; the ``argparse`` types (:func:`positive_int`,
+:func:`non_negative_int`, :func:`port`) raise ``argparse.ArgumentTypeError``, which argparse
+prints as one usage line with exit code 2.
+"""
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import math
 import os
@@ -11,7 +17,35 @@ from typing import Any
 from .errors import ConfigError
 from .results import Detection
 
-__all__ = ["check_model_arg", "check_detections", "check_options"]
+__all__ = ["check_model_arg", "check_detections", "check_options", "non_negative_int", "port", "positive_int"]
+
+
+def _int_at_least(text: str, low: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer of at least 1 (counts, sizes, frames, threads)."""
+    return _int_at_least(text, 1, "an integer of at least 1")
+
+
+def non_negative_int(text: str) -> int:
+    """An ``argparse`` type: an integer of at least 0 (seeds; counts whose help says what 0 means)."""
+    return _int_at_least(text, 0, "an integer of at least 0")
+
+
+def port(text: str) -> int:
+    """An ``argparse`` type: a TCP port, 1 to 65535."""
+    value = _int_at_least(text, 1, "a port number from 1 to 65535")
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {value}")
+    return value
 
 
 def check_model_arg(model: Any) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .errors import DependencyError, FaceSdkError
 
-__all__ = ["main", "COMMANDS", "EXIT_USAGE"]
+__all__ = ["main", "run_guarded", "COMMANDS", "EXIT_USAGE"]
 
 # name -> (module with main(argv, prog), argv prefix, extra it needs, one-line help)
 COMMANDS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
@@ -72,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"facesdk: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module_name, prefix, extra, _ = COMMANDS[name]
-    try:
+
+    def run() -> int | None:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
@@ -81,19 +82,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise DependencyError(
                 f"'facesdk {name}' needs the [{extra}] extra ({exc}). Install it with: pip install 'facesdk[{extra}]'"
             ) from exc
-        return int(module.main([*prefix, *args[1:]], prog=f"facesdk {name}") or 0)
+        return module.main([*prefix, *args[1:]], prog=f"facesdk {name}")
+
+    return run_guarded(f"facesdk {name}", run)
+
+
+def run_guarded(prog: str, call: Callable[[], int | None]) -> int:
+    """Run a command, turning the project's errors into one line on stderr and an exit code.
+
+    Every entry point goes through here: the ``facesdk`` subcommands and each ``python -m
+    facesdk...`` module, so none ends in a traceback for a user's mistake.
+
+    Args:
+        prog: The command's name as the user typed it (``facesdk analyze``,
+            ``python -m facesdk.backends.select``); each line starts with it.
+        call: Runs the command and returns its exit code (``None`` for 0).
+
+    Returns:
+        The command's exit code; :data:`EXIT_USAGE` for a :class:`FaceSdkError` or an
+        ``OSError`` on a path; 130 for Ctrl-C.
+    """
+    try:
+        return int(call() or 0)
     except FaceSdkError as exc:
-        print(f"facesdk {name}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # a path the user named cannot be read or written (permissions, disk full, ...)
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(
-            f"facesdk {name}: error: {exc.strerror or exc}{where}; check the path, its permissions and free space",
+            f"{prog}: error: {exc.strerror or exc}{where}; check the path, its permissions and free space",
             file=sys.stderr,
         )
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"facesdk {name}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 

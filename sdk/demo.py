@@ -10,6 +10,11 @@ arrives, and each label shows how old its reading is. A video file waits for its
 A window opens only where OpenCV's highgui works. ``opencv-python-headless`` (the SDK's
 dependency) has none, so the demo then runs headless and says so in a log line; ``--save``
 writes the annotated video either way. Press ``q`` in the window to quit; Ctrl-C works too.
+
+``--save`` follows the output rules of :mod:`facesdk.outputs`: it may not be a source, the
+model or the detector, an existing file is replaced only with ``--force``, and the video is
+written to a partial file beside it and moved into place when the demo ends (on ``q``, the
+end of the source, Ctrl-C or SIGTERM; a run that fails before its first frame leaves nothing).
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .arguments import positive_int
 from .errors import ConfigError, SourceError
+from .outputs import StagedFile, check_output_file
 from .results import FrameResult
 from .scheduling import ScheduleConfig
 
@@ -155,9 +162,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--detector", default=None, help="YuNet model path (default: documented lookup)")
     parser.add_argument("--save", default=None, help="write the annotated video here (.mp4 or .avi)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --save file")
     parser.add_argument("--fps", type=float, default=15.0, help="frame rate of the saved video")
     parser.add_argument("--no-window", action="store_true", help="never open a window")
-    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    parser.add_argument(
+        "--max-frames", type=positive_int, default=None, help="stop after this many frames (>= 1)"
+    )
     parser.add_argument("--smoothing", type=float, default=None, help="probability smoothing (0 = off)")
     parser.add_argument(
         "--refresh",
@@ -167,7 +177,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-crops",
-        type=int,
+        type=positive_int,
         default=ScheduleConfig().max_crops_per_frame,
         help="most faces sent to the backbone per frame (default: %(default)s)",
     )
@@ -220,8 +230,6 @@ def _multi(args: argparse.Namespace, sources: list[str]) -> int:
 def main(argv: Sequence[str], prog: str = "facesdk demo") -> int:
     """Run the demo; returns the exit code."""
     args = _parser(prog).parse_args(list(argv))
-    from .analyzer import Analyzer
-
     window = not args.no_window and highgui_available()
     if not args.no_window and not window:
         logger.info("OpenCV has no working highgui here (opencv-python-headless?); running headless")
@@ -233,11 +241,31 @@ def main(argv: Sequence[str], prog: str = "facesdk demo") -> int:
         if args.save is not None:
             raise ConfigError("--save writes one video; use it with a single --source")
         return _multi(args, sources)
+    if args.save is not None:
+        if Path(args.save).suffix.lower() not in FOURCC:
+            raise ConfigError(f"--save must end in one of {sorted(FOURCC)}, got {Path(args.save).name!r}")
+        check_output_file(args.save, [*sources, args.model, args.detector], force=args.force, flag="--save")
+    frames = _single(args, sources[0], schedule, window)
+    logger.info("demo processed %d frame(s)%s", frames, f", saved {args.save}" if args.save else "")
+    return 0
+
+
+def _single(args: argparse.Namespace, source: str, schedule: ScheduleConfig, window: bool) -> int:
+    """One source: draw, show and save each frame; returns the number of frames processed."""
+    from .analyzer import Analyzer
+
+    inputs = [source, args.model, args.detector]
     writer, frames, fps, last = None, 0, None, time.perf_counter()
     try:
-        with Analyzer(args.model, args.backend, args.detector) as analyzer:
+        with contextlib.ExitStack() as outputs, Analyzer(args.model, args.backend, args.detector) as analyzer:
+            save = None
+            if args.save is not None:  # the detector found by the lookup is an input too
+                detector = getattr(analyzer.detector, "model_path", None)
+                check_output_file(args.save, [*inputs, detector], force=args.force, flag="--save")
+                save = outputs.enter_context(StagedFile(args.save, force=args.force, keep_partial=True))
+                outputs.callback(lambda: writer is not None and writer.release())  # before the move
             stream = analyzer.stream_frames(
-                sources[0], smoothing=args.smoothing, schedule=schedule, wait=args.wait
+                source, smoothing=args.smoothing, schedule=schedule, wait=args.wait
             )
             with contextlib.closing(stream):
                 for frame, result in stream:
@@ -245,8 +273,8 @@ def main(argv: Sequence[str], prog: str = "facesdk demo") -> int:
                     rate = 1.0 / max(now - last, 1e-6)
                     fps, last = rate if fps is None else 0.9 * fps + 0.1 * rate, now
                     image = draw_results(frame, result, fps)
-                    if args.save is not None:
-                        writer = writer or open_writer(args.save, (image.shape[1], image.shape[0]), args.fps)
+                    if save is not None:
+                        writer = writer or open_writer(save, (image.shape[1], image.shape[0]), args.fps)
                         writer.write(image)
                     if window:
                         cv2.imshow(WINDOW, image)
@@ -262,5 +290,4 @@ def main(argv: Sequence[str], prog: str = "facesdk demo") -> int:
             writer.release()
         if window:
             cv2.destroyAllWindows()
-    logger.info("demo processed %d frame(s)%s", frames, f", saved {args.save}" if args.save else "")
-    return 0
+    return frames

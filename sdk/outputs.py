@@ -10,10 +10,14 @@ Every command that writes a folder or a file checks its output here first:
   beside it lists (an export's ``model.onnx``), and replaces anything else only with ``force``.
 
 Folders are written through :class:`StagedDir`: a hidden staging folder beside the output,
-renamed into place at the end. Staging folders are removed on an exception, SIGINT or
-SIGTERM; those left by a killed run (SIGKILL, power loss) are removed by the next run that
-stages beside them, recognised by this module's name pattern, a marker file inside and an
-owner process that is gone (or an age above :data:`STALE_AFTER_S`).
+renamed into place at the end. Single files are written through :class:`StagedFile`: a hidden
+partial file beside the output, moved into place when the run ends well (and, for outputs
+that grow while a live source runs, also on SIGINT or SIGTERM once they hold a result).
+Staging is removed on an exception, SIGINT or SIGTERM, so a run that fails leaves nothing
+and leaves an existing output as it was; staging left by a killed run (SIGKILL, power loss)
+is removed by the next run that stages beside it, recognised by this module's name pattern
+(and a marker file inside a folder) and an owner process that is gone (or an age above
+:data:`STALE_AFTER_S`).
 """
 
 from __future__ import annotations
@@ -39,12 +43,14 @@ __all__ = [
     "TOOL_MANIFESTS",
     "STALE_AFTER_S",
     "StagedDir",
+    "StagedFile",
     "resolve_path",
     "check_no_overlap",
     "check_output_dir",
     "check_output_file",
     "clean_stale_staging",
     "created_dir",
+    "merge_into",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,6 +70,7 @@ STALE_AFTER_S = 24 * 3600.0
 """A staging folder older than this is stale even if a process with its owner's id runs."""
 
 _STAGING_RE = re.compile(r"^\..+\.facesdk-(?:staging|old)-(\d+)-[0-9a-f]{8}$")
+_PARTIAL_RE = re.compile(r"^\..+\.facesdk-partial-(\d+)-[0-9a-f]{8}(?:\.[A-Za-z0-9]+)?$")
 _MARKER = ".facesdk-staging"
 
 
@@ -229,40 +236,55 @@ def clean_stale_staging(parent: str | os.PathLike[str], max_age_s: float = STALE
         return removed
     now = time.time()
     for entry in entries:
-        match = _STAGING_RE.match(entry.name)
-        if not match or entry.is_symlink() or not entry.is_dir() or not (entry / _MARKER).is_file():
+        if entry.is_symlink():
             continue
+        match = _STAGING_RE.match(entry.name)
+        if match and entry.is_dir() and (entry / _MARKER).is_file():
+            stamp = entry / _MARKER
+        else:
+            match = _PARTIAL_RE.match(entry.name)
+            if not match or not entry.is_file():
+                continue
+            stamp = entry
         try:
-            age = now - (entry / _MARKER).stat().st_mtime
+            age = now - stamp.stat().st_mtime
         except OSError:
             continue
         if _pid_alive(int(match.group(1))) and age < max_age_s:
             continue
-        shutil.rmtree(entry, ignore_errors=True)
+        _remove(entry)
         log.info("removed %s, left by an interrupted facesdk run", entry)
         removed.append(entry)
     return removed
 
 
-_LIVE: set[Path] = set()
+_LIVE: dict[Path, bool] = {}  # staging path -> remove it in the signal handler
 _LOCK = threading.Lock()
 _PREVIOUS: dict[int, Any] = {}
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     with _LOCK:
-        live = list(_LIVE)
-    for path in live:
-        shutil.rmtree(path, ignore_errors=True)
+        doomed = [path for path, remove in _LIVE.items() if remove]
+    for path in doomed:
+        _remove(path)
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise SystemExit(128 + signum)
 
 
-def _register(path: Path) -> None:
+def _register(path: Path, remove_on_signal: bool = True) -> None:
+    """Track ``path`` until :func:`_unregister`; SIGINT/SIGTERM then raise (and remove it unless told not to)."""
     with _LOCK:
         first = not _LIVE
-        _LIVE.add(path)
+        _LIVE[path] = remove_on_signal
     if first and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous = signal.getsignal(sig)
@@ -273,7 +295,7 @@ def _register(path: Path) -> None:
 
 def _unregister(path: Path) -> None:
     with _LOCK:
-        _LIVE.discard(path)
+        _LIVE.pop(path, None)
         last = not _LIVE
     if last and threading.current_thread() is threading.main_thread():
         for sig, previous in list(_PREVIOUS.items()):
@@ -351,6 +373,90 @@ class StagedDir:
             shutil.rmtree(self.path, ignore_errors=True)
             _unregister(self.path)
             self.path = None
+
+
+class StagedFile:
+    """A hidden partial file beside ``out``, moved onto it when the ``with`` block ends well.
+
+    The block receives the partial file's path (not yet created; it keeps ``out``'s suffix, so
+    writers that choose a format by suffix work) and writes it. Leaving the block normally
+    moves it onto ``out``; an exception, SIGINT or SIGTERM removes it, so a failed run leaves
+    nothing and an existing ``out`` as it was. With ``keep_partial`` (outputs that grow while
+    a live source runs: a camera's JSON lines, the demo's video) SIGINT and SIGTERM move what
+    was written onto ``out`` instead, once it holds something, after the block's own cleanup
+    (closing the writer) has run. Check ``out`` with :func:`check_output_file` first.
+    """
+
+    def __init__(self, out: str | os.PathLike[str], force: bool = False, keep_partial: bool = False) -> None:
+        self.out = resolve_path(out)
+        self.force = force
+        self.keep_partial = keep_partial
+        self.path: Path | None = None
+
+    def __enter__(self) -> Path:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_staging(self.out.parent)
+        name = f".{self.out.name}.facesdk-partial-{os.getpid()}-{secrets.token_hex(4)}{self.out.suffix}"
+        self.path = self.out.parent / name
+        _register(self.path, remove_on_signal=not self.keep_partial)
+        return self.path
+
+    def commit(self) -> Path | None:
+        """Move the partial file onto ``out`` (replacing an existing one only with ``force``).
+
+        Returns:
+            ``out``, or ``None`` when the block never created the file (``out`` is left as it was).
+        """
+        assert self.path is not None, "commit() outside the with block"
+        path, self.path = self.path, None
+        try:
+            if not path.is_file():
+                log.info("nothing was written for %s; left as it was", self.out)
+                return None
+            if self.out.exists() and not self.force:
+                raise ConfigError(f"{self.out} appeared while this command ran; pass --force to replace it")
+            os.replace(path, self.out)
+        finally:
+            path.unlink(missing_ok=True)
+            _unregister(path)
+        return self.out
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if self.path is None:
+            return
+        interrupted = exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit))
+        written = self.path.is_file() and self.path.stat().st_size > 0
+        if exc_type is None or (self.keep_partial and interrupted and written):
+            self.commit()
+            return
+        _remove(self.path)
+        _unregister(self.path)
+        self.path = None
+
+
+def merge_into(staged: Path, out: Path) -> None:
+    """A ``swap`` for :meth:`StagedDir.commit` of commands that refresh their own folder in place
+    (``eval``, ``bench``): each entry of ``staged`` replaces the entry of that name in ``out``;
+    anything else in ``out`` (a user's notes beside the report) stays.
+
+    Each entry moves by one rename; the entries it replaces wait in a marked ``-old-`` folder
+    until the last has moved, so a killed merge leaves nothing that the next run does not clean.
+    """
+    if not out.exists():
+        os.replace(staged, out)
+        return
+    old = out.parent / f".{out.name}.facesdk-old-{os.getpid()}-{secrets.token_hex(4)}"
+    old.mkdir(mode=0o700)
+    (old / _MARKER).write_text(f"{os.getpid()}\n")
+    try:
+        for entry in sorted(staged.iterdir()):
+            target = out / entry.name
+            if target.exists() or target.is_symlink():
+                os.replace(target, old / entry.name)
+            os.replace(entry, target)
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(staged, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -6,6 +6,10 @@ predicted label) never changes. ``facesdk.training.temperature`` fits them on la
 checkpoint and export manifests carry them in an optional ``"temperatures"`` mapping
 ``{task name: T}``. A task missing from the mapping, or a manifest without one (everything
 written before temperatures existed), has ``T = 1.0``: plain softmax.
+
+A temperature must lie in :data:`TEMPERATURE_RANGE`, [0.05, 20]: far outside it the float64
+softmax underflows or saturates until classes tie and the arg-max falls to the first class,
+so the "never changes the label" promise would break. Fits search the same range.
 """
 
 from __future__ import annotations
@@ -18,14 +22,17 @@ import numpy as np
 
 from .errors import ManifestError
 
-__all__ = ["TEMPERATURES_KEY", "apply_temperature", "check_temperatures"]
+__all__ = ["TEMPERATURES_KEY", "TEMPERATURE_RANGE", "apply_temperature", "check_temperatures"]
 
 TEMPERATURES_KEY = "temperatures"
 """The optional manifest field: ``{"age": 1.42, "gender": 0.97, ...}``."""
 
+TEMPERATURE_RANGE = (0.05, 20.0)
+"""The temperatures a manifest may carry, ends included (and the range every fit searches)."""
+
 
 def check_temperatures(data: Any, task_names: Iterable[str], source: str = "manifest") -> dict[str, float]:
-    """Validate a ``temperatures`` mapping: known task names, finite values > 0.
+    """Validate a ``temperatures`` mapping: known task names, values in :data:`TEMPERATURE_RANGE`.
 
     Args:
         data: The mapping as read from JSON (``None`` counts as empty).
@@ -36,7 +43,8 @@ def check_temperatures(data: Any, task_names: Iterable[str], source: str = "mani
         ``{task: float(T)}``, in task order.
 
     Raises:
-        ManifestError: Not a mapping, an unknown task, or a value that is not a finite number > 0.
+        ManifestError: Not a mapping, an unknown task, or a value that is not a number in
+            :data:`TEMPERATURE_RANGE`.
     """
     if data is None:
         return {}
@@ -58,10 +66,12 @@ def check_temperatures(data: Any, task_names: Iterable[str], source: str = "mani
             continue
         value = data[name]
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok or not math.isfinite(value) or value <= 0:
+        low, high = TEMPERATURE_RANGE
+        if not ok or not math.isfinite(value) or not low <= value <= high:
             raise ManifestError(
-                f"{source}: temperature of task {name!r} must be a finite number > 0, found {value!r}; "
-                "refit it with 'facesdk eval --calibrate' or delete the entry (1.0)"
+                f"{source}: temperature of task {name!r} must be a number from {low} to {high}, found "
+                f"{value!r} (beyond that range the softmax ties classes and changes labels); refit it "
+                "with 'facesdk eval --calibrate' or delete the entry (1.0)"
             )
         out[name] = float(value)
     return out

@@ -17,7 +17,6 @@ changed.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from facesdk.errors import ConfigError
+from facesdk.outputs import StagedDir
 from facesdk.tasks import MISSING, TaskSpec
 
 from .datasets.readers import dataset_title
@@ -38,9 +38,15 @@ __all__ = [
     "plot_reliability",
     "report_calibration",
     "write_calibrated",
+    "check_fit_rows",
+    "MIN_FIT_ROWS",
 ]
 
 CALIBRATED_DIR = "calibrated"
+
+MIN_FIT_ROWS = 50
+"""Labelled rows a task needs before ``--calibrate`` fits its temperature (fewer are refused: one or
+two rows drive the fit to an end of the range, which says nothing about the model)."""
 """Report sub-folder that receives ``--calibrate``'s checkpoint or export copies."""
 
 _COLOURS = {"raw": "tab:red", "model": "tab:blue", "refit": "tab:green"}
@@ -140,22 +146,15 @@ def write_calibrated(source: Path, temperatures: Mapping[str, float], dest: Path
     _check_destination(source, dest)
     is_checkpoint = (source / CHECKPOINT_MANIFEST).is_file()
     manifest: Any = load_checkpoint_manifest(source) if is_checkpoint else load_export_manifest(source)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        stage = tmp / "copy"
+    staged = StagedDir(dest, force=True)  # an earlier copy (checked above) is replaced
+    with staged as stage:
         manifest_name = CHECKPOINT_MANIFEST if is_checkpoint else EXPORT_MANIFEST
-        shutil.copytree(source, stage, ignore=shutil.ignore_patterns(manifest_name))
+        shutil.copytree(source, stage, ignore=shutil.ignore_patterns(manifest_name), dirs_exist_ok=True)
         manifest = replace(manifest, temperatures=dict(temperatures))
         if not is_checkpoint:
             manifest = _restamp_onnx(stage, manifest)
         manifest.write(stage)
-        old = tmp / "old"
-        if dest.exists():
-            dest.rename(old)
-        stage.rename(dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        staged.commit()
     return dest
 
 
@@ -171,6 +170,33 @@ def _restamp_onnx(stage: Path, manifest: Any) -> Any:
             set_onnx_metadata(stage / entry.file.path, manifest.onnx_metadata())
             models[key] = replace(entry, file=FileEntry.of(stage, entry.file.path))
     return replace(manifest, models=models)
+
+
+def check_fit_rows(rows: Mapping[str, Sequence[Any]], tasks: Sequence[str]) -> dict[str, int]:
+    """Refuse a ``--calibrate`` fit from fewer than :data:`MIN_FIT_ROWS` labelled rows of a task.
+
+    A task with no labelled row at all is not fitted (it keeps the model's temperature).
+
+    Args:
+        rows: ``{dataset: manifest rows}`` of every ``--data``.
+        tasks: The task names to count.
+
+    Returns:
+        ``{task: labelled rows}`` over all datasets.
+
+    Raises:
+        ConfigError: A task has 1 to ``MIN_FIT_ROWS - 1`` labelled rows; the message gives every count.
+    """
+    counts = {t: int(sum((_labels(r, t) != MISSING).sum() for r in rows.values())) for t in tasks}
+    few = {t: n for t, n in counts.items() if 0 < n < MIN_FIT_ROWS}
+    if few:
+        have = ", ".join(f"{n} for {t}" for t, n in counts.items())
+        raise ConfigError(
+            f"--calibrate fits each task's temperature from at least {MIN_FIT_ROWS} labelled rows; the "
+            f"--data manifests hold {have}. Add labelled rows (or leave a task's labels empty to keep its "
+            "temperature), or drop --calibrate"
+        )
+    return counts
 
 
 def _labels(rows: Sequence[Any], task: str) -> np.ndarray:

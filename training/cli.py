@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from facesdk.arguments import non_negative_int, positive_int
 from facesdk.errors import ConfigError
 from facesdk.manifest_io import atomic_write_bytes
 from facesdk.outputs import check_output_dir
@@ -42,7 +43,7 @@ def _train_parser(prog: str) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--nproc",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="train in N processes on this machine: launches torchrun (DDP; see docs/distributed.md)",
@@ -155,10 +156,10 @@ def data_main(argv: Sequence[str], prog: str = "facesdk data") -> int:
 
     p = argparse.ArgumentParser(prog=f"{prog} synth", description="Write a procedural face-attribute set.")
     p.add_argument("--out", type=Path, required=True, help="output folder (images/, train.csv, val.csv)")
-    p.add_argument("--count", type=int, default=2000, help="number of images (default 2000)")
+    p.add_argument("--count", type=positive_int, default=2000, help="number of images (default 2000)")
     p.add_argument("--missing", type=float, default=0.3, help="share of each task's labels left empty")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed (default 0)")
+    p.add_argument("--size", type=positive_int, default=64, help="image side in pixels (default 64)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="validation share (default 0.2)")
     a = p.parse_args(argv[1:])
     result = generate_synthetic(a.out, SynthOptions(a.count, a.missing, a.seed, a.size, a.val_fraction))

@@ -32,13 +32,14 @@ from typing import Any
 
 import numpy as np
 
+from facesdk.arguments import positive_int
 from facesdk.errors import ConfigError
 from facesdk.manifest_io import atomic_write_bytes, atomic_write_json
-from facesdk.outputs import check_output_dir
+from facesdk.outputs import StagedDir, check_output_dir, merge_into
 from facesdk.preprocess import Preprocess
 from facesdk.tasks import DEFAULT_TASKS, MISSING, TaskSpec
 
-from .calibration_report import calibration_table, report_calibration
+from .calibration_report import calibration_table, check_fit_rows, report_calibration
 from .datasets.manifest import ManifestRow, read_manifest, read_prepare_info
 from .datasets.readers import dataset_title
 from .eval_inputs import (
@@ -337,6 +338,9 @@ def evaluate(
             f"several --data entries name the same dataset ({[d.dataset for d in data]}); "
             "give each its own name with --data NAME=PATH"
         )
+    if calibrate:  # refused before any model runs
+        check_calibratable(models)
+        check_fit_rows({name: rows for name, (_, rows) in datasets.items()}, [t.name for t in DEFAULT_TASKS])
     results: dict[str, dict[str, dict[str, TaskMetrics]]] = {}
     record: dict[str, Any] = {"models": {}}
     for model in models:
@@ -358,6 +362,16 @@ def evaluate(
     return results
 
 
+def check_calibratable(models: Sequence[ModelArg]) -> None:
+    """Refuse ``--calibrate`` for a lone model file: its calibrated copy is a checkpoint or export directory."""
+    for model in models:
+        if not Path(model.path).is_dir():
+            raise ConfigError(
+                f"--calibrate writes a calibrated copy of a checkpoint or export directory; {model.path} is "
+                "not one (a lone file, or missing). Give the export directory instead"
+            )
+
+
 def build_parser(prog: str = "facesdk eval") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description="Evaluate checkpoints and exports on prepared manifests."
@@ -374,7 +388,7 @@ def build_parser(prog: str = "facesdk eval") -> argparse.ArgumentParser:
         "--data", action="append", required=True, help="[NAME=]MANIFEST.csv or prepared folder"
     )
     parser.add_argument("--out", type=Path, required=True, help="report folder")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--device", default="cpu", help="torch device for checkpoints (cpu, cuda)")
     parser.add_argument(
         "--pca", action="store_true", help="checkpoints: PCA plots of backbone features by label"
@@ -398,8 +412,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk eval") -> int:
     args = build_parser(prog).parse_args(list(argv or []))
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     if not args.model and not args.baseline:
         raise ConfigError("give at least one --model CHECKPOINT_OR_EXPORT (or a --baseline)")
     models = [ModelArg.parse(m) for m in args.model]
@@ -407,20 +419,28 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk eval") -> int:
     data = [DataArg.parse(d) for d in args.data]
     inputs = [m.path for m in [*models, *([baseline] if baseline else [])]] + [d.manifest for d in data]
     check_output_dir(args.out, inputs, reuse=True, manifests=("metrics.json",))
-    evaluate(
-        models,
-        data,
-        args.out,
-        args.batch_size,
-        args.device,
-        pca=args.pca,
-        baseline=baseline,
-        tsne=args.tsne,
-        calibrate=args.calibrate,
-    )
+    # Staged: an interrupted or failed run leaves no partial report; a finished one replaces the
+    # files of an earlier report (check_output_dir accepted the folder), and keeps anything else.
+    staged = StagedDir(args.out, force=True)
+    with staged as stage:
+        evaluate(
+            models,
+            data,
+            stage,
+            args.batch_size,
+            args.device,
+            pca=args.pca,
+            baseline=baseline,
+            tsne=args.tsne,
+            calibrate=args.calibrate,
+        )
+        staged.commit(swap=merge_into)
     sys.stdout.write((args.out / "results.md").read_text())
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], prog="python -m facesdk.training.evaluate"))
+    from facesdk.cli import run_guarded
+
+    prog = "python -m facesdk.training.evaluate"
+    sys.exit(run_guarded(prog, lambda: main(sys.argv[1:], prog=prog)))

@@ -24,10 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +34,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from facesdk.arguments import positive_int
 from facesdk.errors import ConfigError, FaceSdkError, SourceError
 from facesdk.faces import FaceDetector, crop_face
 from facesdk.manifest_io import atomic_write_json
+from facesdk.outputs import StagedDir, check_output_dir
 from facesdk.preprocess import to_input_tensor
 
 from .backbones import CNN_FAMILIES, family_of
-from .checkpoint_io import load_checkpoint_with_manifest, replace_directory
+from .checkpoint_io import load_checkpoint_with_manifest
 
 __all__ = [
     "ALL_TASKS",
@@ -298,22 +297,6 @@ def _grid(rows: list[list[np.ndarray]]) -> np.ndarray:
     return np.vstack(lines)
 
 
-def _refuse_overlap(out: Path, inputs: Sequence[Path], force: bool) -> None:
-    """Refuse an output folder that is, holds or lies inside an input, or that we did not write."""
-    for source in inputs:
-        if out == source or out in source.parents or (source.is_dir() and source in out.parents):
-            raise ConfigError(
-                f"--out {out} overlaps the input {source}; choose a folder apart from the inputs"
-            )
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not (out / MARKER).is_file():
-            raise ConfigError(
-                f"--out {out} exists and was not written by 'facesdk explain'; choose a new folder"
-            )
-        if not force:
-            raise ConfigError(f"--out {out} holds an earlier explanation; pass --force to replace it")
-
-
 def _parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog, description="Where a model looks on each detected face (PNG grids)."
@@ -324,7 +307,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, type=Path, help="new output folder (never an input)")
     p.add_argument("--detector", type=Path, default=None, help="YuNet model (default: the documented lookup)")
-    p.add_argument("--max-faces", type=int, default=8, help="faces per image at most (largest scores first)")
+    p.add_argument(
+        "--max-faces", type=positive_int, default=8, help="faces per image at most (largest scores first)"
+    )
     p.add_argument("--force", action="store_true", help="replace an earlier 'facesdk explain' output folder")
     return p
 
@@ -334,32 +319,22 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk explain") -> in
     args = _parser(prog).parse_args(argv)
     if len(args.model) > 2:
         raise ConfigError(f"--model takes one or two checkpoints (side by side), got {len(args.model)}")
-    if args.max_faces < 1:
-        raise ConfigError(f"--max-faces must be >= 1, got {args.max_faces}")
     images = [p.resolve() for p in args.images]
     models = [p.resolve() for p in args.model]
-    out = args.out.resolve()
-    _refuse_overlap(out, [*images, *models], args.force)
+    out = check_output_dir(args.out, [*images, *models, args.detector], force=args.force, manifests=(MARKER,))
     entries = []
     for letter, path in zip("AB", models, strict=False):
         model, manifest = load_checkpoint_with_manifest(path)
         name = path.parent.name if path.name == "checkpoint" else path.name
         entries.append(_Model(f"{letter}: {name} ({manifest.method.name})", path, model, manifest))
     detector = FaceDetector(args.detector)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes it private; the output is an ordinary folder
-    try:
+    staged = StagedDir(out, force=args.force)
+    with staged as tmp:  # removed on an error, SIGINT or SIGTERM; a killed run's is cleaned next time
         report = {"models": {e.label: str(e.path) for e in entries}, "images": []}
         for index, image_path in enumerate(images):
             report["images"].append(_explain_image(image_path, index, entries, detector, tmp, args.max_faces))
         atomic_write_json(tmp / MARKER, report)
-        replace_directory(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        staged.commit()
     log.info("wrote explanations of %d image(s) to %s", len(images), out)
     return 0
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from facesdk.arguments import positive_int
 from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec
 from facesdk.errors import ConfigError
 from facesdk.manifest_io import atomic_write_bytes
@@ -183,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Train the three tiny models and write the known-patch figure (PNG) to ``--out``."""
     parser = argparse.ArgumentParser(prog="python -m facesdk.training.known_patch", description=__doc__)
     parser.add_argument("--out", required=True, type=Path, help="PNG file to write")
-    parser.add_argument("--samples", type=int, default=3, help="held-out images per model")
+    parser.add_argument("--samples", type=positive_int, default=3, help="held-out images per model")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)  # tiny models: one thread is several times faster than two busy ones
@@ -196,4 +197,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from facesdk.cli import run_guarded
+
+    raise SystemExit(run_guarded("python -m facesdk.training.known_patch", main))

@@ -27,6 +27,7 @@ from scipy import optimize, special
 
 from facesdk.errors import ConfigError
 from facesdk.tasks import MISSING
+from facesdk.temperature import TEMPERATURE_RANGE
 
 __all__ = [
     "ECE_BINS",
@@ -46,8 +47,8 @@ __all__ = [
 ECE_BINS = 15
 """Equal-width confidence bins of the ECE and the reliability diagrams."""
 
-T_RANGE = (0.05, 20.0)
-"""The temperatures the fit searches (a fit at either end is logged: the logits are degenerate)."""
+T_RANGE = TEMPERATURE_RANGE
+"""The temperatures the fit searches: those a manifest may carry (:mod:`facesdk.temperature`)."""
 
 
 def log_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -148,7 +149,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     lo, hi = math.log(T_RANGE[0]), math.log(T_RANGE[1])
     found = optimize.minimize_scalar(nll, bounds=(lo, hi), method="bounded", options={"xatol": 1e-10})
     candidates = [(nll(x), x) for x in (float(found.x), lo, hi)]
-    return float(math.exp(min(candidates)[1]))
+    # exp(log(0.05)) is 0.05000000000000001: clip, so that an end point is a valid manifest value.
+    return float(min(max(math.exp(min(candidates)[1]), T_RANGE[0]), T_RANGE[1]))
 
 
 def fit_temperatures(

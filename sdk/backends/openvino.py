@@ -88,6 +88,12 @@ def _check_device(device: str, available: list[str]) -> None:
         )
 
 
+def _first_line(exc: BaseException) -> str:
+    """OpenVINO's messages span many lines (a C++ check and its source location); keep the first."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 def _dims(port: Any) -> list[Any]:
     return [d.get_length() if d.is_static else "batch" for d in port.get_partial_shape()]
 
@@ -165,16 +171,15 @@ class OpenVinoBackend(ClosingBackend):
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
             raise BackendError(f"OpenVINO could not read {self.path}: {exc}") from exc
         self._buckets: dict[int | None, tuple[Any, Any]] = {}
-        self._compiled = self._compile(batch_buckets[0] if batch_buckets else None)
         wanted = {manifest.input.name, *(o.name for o in manifest.outputs)}
-        inputs = {_port_name(p, wanted): _dims(p) for p in self._compiled.inputs}
-        self._outputs = [_port_name(p, wanted) for p in self._compiled.outputs]
-        check_io(
+        self._outputs = [_port_name(p, wanted) for p in self._model.outputs]
+        check_io(  # the graph as read: a static reshape to the manifest's size would hide a mismatch
             str(self.path),
             manifest,
-            inputs,
-            dict(zip(self._outputs, map(_dims, self._compiled.outputs), strict=True)),
+            {_port_name(p, wanted): _dims(p) for p in self._model.inputs},
+            dict(zip(self._outputs, map(_dims, self._model.outputs), strict=True)),
         )
+        self._compiled = self._compile(batch_buckets[0] if batch_buckets else None)
         self._request: Any = self._buckets[batch_buckets[0] if batch_buckets else None][1]
         self.inference_precision = self._read_precision()
         logger.info("openvino %s on %s (inference precision %s)", self.path, device, self.inference_precision)
@@ -184,17 +189,18 @@ class OpenVinoBackend(ClosingBackend):
         if batch in self._buckets:
             return self._buckets[batch][0]
         model = self._model
-        if batch is not None:
-            model = model.clone()
-            h, w = self.manifest.input.shape[2:]
-            model.reshape({model.inputs[0].get_any_name(): [batch, 3, int(h), int(w)]})
+        h, w = self.manifest.input.shape[2:]
         try:
+            if batch is not None:
+                model = model.clone()
+                model.reshape({model.inputs[0].get_any_name(): [batch, 3, int(h), int(w)]})
             compiled = self._core.compile_model(model, self.device, self._config)
-        except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own (shape checks too)
             shape = "a dynamic batch" if batch is None else f"batch {batch}"
             raise BackendError(
-                f"OpenVINO could not compile {self.path} for {self.device} ({shape}) with "
-                f"{self._config or 'default settings'}: {exc}"
+                f"OpenVINO could not compile {self.path} for {self.device} ({shape}, input N x 3 x {h} x {w} "
+                f"as the manifest states; the graph's input is {_dims(self._model.inputs[0])}) with "
+                f"{self._config or 'default settings'}: {_first_line(exc)}"
             ) from exc
         self._buckets[batch] = (compiled, compiled.create_infer_request())
         return compiled
@@ -232,7 +238,13 @@ class OpenVinoBackend(ClosingBackend):
     def _infer(self, bucket: int | None, batch: np.ndarray) -> dict[str, np.ndarray]:
         compiled = self._compile(bucket)
         request = self._buckets[bucket][1]
-        values = request.infer({0: batch})
+        try:
+            values = request.infer({0: batch})
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own (shape checks too)
+            raise BackendError(
+                f"OpenVINO could not run {self.path} on a batch of shape {list(batch.shape)}; the model "
+                f"expects {_dims(compiled.inputs[0])} (batch up to {self.max_batch}): {_first_line(exc)}"
+            ) from exc
         self._last = request
         return {
             name: np.array(values[port]) for name, port in zip(self._outputs, compiled.outputs, strict=True)

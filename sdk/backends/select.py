@@ -542,4 +542,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from ..cli import run_guarded
+
+    raise SystemExit(run_guarded("python -m facesdk.backends.select", main))

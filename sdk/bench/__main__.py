@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 
+from ..cli import run_guarded
 from .cli import main
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    sys.exit(main())
+    sys.exit(run_guarded("python -m facesdk.bench", lambda: main(prog="python -m facesdk.bench")))

@@ -28,10 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from ..arguments import positive_int
 from ..backends import create_backend
 from ..errors import ConfigError, FaceSdkError
 from ..export_manifest import load_export_manifest
-from ..outputs import check_output_dir, created_dir
+from ..outputs import StagedDir, check_output_dir, merge_into
 from ..plugins import load_plugin
 from .machine import cpu_info, describe_cpu, machine_info
 from .report import fmt, write_report
@@ -285,10 +286,14 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--ckpt", help="checkpoint directory (adds torch plain/unmerged/merged rows)")
     parser.add_argument("--out", default="bench", help="output directory for bench.json/.md/.png")
     parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default 1,8)")
-    parser.add_argument("--threads", type=int, default=2, help="threads per runtime (default 2)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed calls per row and batch (default 10)")
+    parser.add_argument("--threads", type=positive_int, default=2, help="threads per runtime (default 2)")
+    parser.add_argument(
+        "--repeats", type=positive_int, default=10, help="timed calls per row and batch (default 10)"
+    )
     parser.add_argument("--video", help="a video for the end-to-end stage split")
-    parser.add_argument("--frames", type=int, default=60, help="frames of --video to analyse (default 60)")
+    parser.add_argument(
+        "--frames", type=positive_int, default=60, help="frames of --video to analyse (default 60)"
+    )
     parser.add_argument("--detector", help="path to the YuNet detector model")
     parser.add_argument(
         "--zeroshot-clip",
@@ -309,25 +314,37 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk bench") -> int:
         return 0
     if not args.model and not args.zeroshot_clip:
         parser.error("--model EXPORT_DIR (or --zeroshot-clip NAME) is required")
+    args.batches = _batches(args.batches)
     check_output_dir(args.out, [args.model, args.ckpt, args.video, args.detector, args.zeroshot_prompts],
                      reuse=True, manifests=("bench.json",))  # fmt: skip
-    with created_dir(args.out):  # a run that fails leaves no empty --out behind
-        return _run(args)
+    staged = StagedDir(args.out, force=True)  # a failed or interrupted run leaves --out as it was
+    with staged as stage:
+        code = _run(args, stage)
+        staged.commit(swap=merge_into)  # an earlier report's files replaced, anything else kept
+    return code
 
 
-def _run(args: argparse.Namespace) -> int:
+def _batches(text: str) -> list[int]:
+    """``--batches 1,8`` as integers of at least 1, in the order given."""
+    try:
+        batches = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise ConfigError(f"--batches must be comma-separated integers, got {text!r}") from None
+    if not batches or min(batches) < 1:
+        raise ConfigError(f"--batches must be batch sizes of at least 1 (e.g. 1,8), got {text!r}")
+    return batches
+
+
+def _run(args: argparse.Namespace, out: Path) -> int:
+    """Measure and write the report into ``out`` (the staging folder of ``--out``)."""
     zeroshot = zeroshot_complexity(args.zeroshot_clip, args.zeroshot_prompts) if args.zeroshot_clip else None
     if not args.model:
         text = "\n".join(["# facesdk bench", "", *_zeroshot_lines(zeroshot)])  # type: ignore[arg-type]
-        write_report(args.out, "bench", {"zeroshot": zeroshot}, text)
+        write_report(out, "bench", {"zeroshot": zeroshot}, text)
         print(text)
         return 0
-    try:
-        batches = [int(b) for b in args.batches.split(",") if b]
-    except ValueError:
-        raise ConfigError(f"--batches must be comma-separated integers, got {args.batches!r}") from None
     report = run_bench(
-        args.model, args.out, args.ckpt, batches, args.threads, args.repeats,
+        args.model, out, args.ckpt, args.batches, args.threads, args.repeats,
         args.video, args.frames, args.detector, zeroshot,
     )  # fmt: skip
     print(render_markdown(report))
@@ -335,5 +352,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
+    from ..cli import run_guarded
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    sys.exit(main())
+    sys.exit(run_guarded("python -m facesdk.bench.cli", lambda: main(prog="python -m facesdk.bench.cli")))

@@ -155,7 +155,7 @@ def _download(opener: Callable[..., Any], url: str, dest: Path, sha256: str, tim
                     while block := response.read(_CHUNK):
                         digest.update(block)
                         fh.write(block)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a URL urllib cannot parse
                 raise SourceError(f"could not download {url}: {exc}") from exc
             fh.flush()
             os.fsync(fh.fileno())
@@ -170,6 +170,19 @@ def _download(opener: Callable[..., Any], url: str, dest: Path, sha256: str, tim
         Path(tmp).unlink(missing_ok=True)
 
 
+def _as_url(url: str) -> str:
+    """``url`` as given when it names a scheme; a plain path of an existing file as a ``file://`` URL."""
+    if "://" in url:
+        return url
+    path = Path(url).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"--url {url} is neither a URL (https://..., file://...) nor an existing file; "
+            "name the detector's download URL or a local copy of it"
+        )
+    return path.resolve().as_uri()
+
+
 def fetch_detector_model(
     dest_dir: str | os.PathLike[str] | None = None,
     url: str = DETECTOR_URL,
@@ -182,7 +195,8 @@ def fetch_detector_model(
 
     Args:
         dest_dir: Target folder; defaults to :func:`default_fetch_dir`.
-        url: Where to download from (``file://`` URLs work, for tests and mirrors).
+        url: Where to download from (``file://`` URLs work, for tests and mirrors; so does the
+            plain path of a local copy).
         sha256: Expected hex digest (default: the one the store knows); a download that does not
             match leaves nothing behind. Only the store's own digest is accepted: the store
             verifies its file against that digest on every load, so another file installed
@@ -202,6 +216,7 @@ def fetch_detector_model(
             "detector model, pass its path instead: Analyzer(..., detector=PATH) or --detector PATH"
         )
     sha256 = DETECTOR_SHA256
+    url = _as_url(url)
     dest = Path(dest_dir or default_fetch_dir()) / DETECTOR_FILENAME
     if dest.is_file() and not force:
         if sha256_file(dest) == sha256:

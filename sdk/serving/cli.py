@@ -9,6 +9,8 @@ import tempfile
 import threading
 from collections.abc import Sequence
 
+from ..arguments import non_negative_int, port, positive_int
+
 __all__ = ["main"]
 
 logger = logging.getLogger(__name__)
@@ -35,8 +37,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
             choices=("onnxruntime", "tensorrt", "python"),
             help=f"backbone the pipeline calls (default: {backend})",
         )
-        p.add_argument("--instances", type=int, default=1, help="instances per model (instance_group count)")
-        p.add_argument("--max-queue-delay-us", type=int, default=2000, help="dynamic batcher queue delay")
+        p.add_argument(
+            "--instances", type=positive_int, default=1, help="instances per model (instance_group count)"
+        )
+        p.add_argument(
+            "--max-queue-delay-us", type=non_negative_int, default=2000, help="dynamic batcher queue delay"
+        )
         p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"))
         p.add_argument("--detector", default=None, help="YuNet model file (default: the SDK's lookup)")
 
@@ -47,8 +53,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start Triton on 127.0.0.1 with the pipeline and the backbone")
     repo_options(run, "python")
     run.add_argument("--repository", default=None, help="write the repository here (default: a temp dir)")
-    run.add_argument("--http-port", type=int, default=8000)
-    run.add_argument("--grpc-port", type=int, default=8001)
+    run.add_argument("--http-port", type=port, default=8000)
+    run.add_argument("--grpc-port", type=port, default=8001)
     run.add_argument("--env", default=None, help="serving environment (default: as 'setup')")
     return parser
 
@@ -114,5 +120,11 @@ def main(argv: Sequence[str], prog: str = "facesdk serve") -> int:
 if __name__ == "__main__":
     import sys
 
+    from ..cli import run_guarded
+
     logging.basicConfig(level=logging.INFO)
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(
+        run_guarded(
+            "python -m facesdk.serving.cli", lambda: main(sys.argv[1:], prog="python -m facesdk.serving.cli")
+        )
+    )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -14,9 +16,12 @@ from .repository import PIPELINE, PIPELINE_OUTPUT
 
 __all__ = ["Client", "ServerError"]
 
+_T = TypeVar("_T")
+
 
 class ServerError(BackendError):
-    """The server answered a request with an error (the message is the server's)."""
+    """The server answered a request with an error (the message is the server's), or could not be
+    reached: the connection was refused, timed out or was lost."""
 
 
 class Client:
@@ -40,7 +45,7 @@ class Client:
     ):
         if protocol not in ("http", "grpc"):
             raise BackendError(f"protocol must be 'http' or 'grpc', got {protocol!r}")
-        self.protocol, self.model, self.timeout = protocol, model, timeout
+        self.url, self.protocol, self.model, self.timeout = url, protocol, model, timeout
         self._mod = require(f"tritonclient.{protocol}", "serving", "talking to a Triton server")
         self._utils = require("tritonclient.utils", "serving", "talking to a Triton server")
         if protocol == "http":
@@ -61,10 +66,7 @@ class Client:
         inp.set_data_from_numpy(array)
         out = self._mod.InferRequestedOutput(PIPELINE_OUTPUT)
         kwargs: dict[str, Any] = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
-        try:
-            result = self._client.infer(self.model, [inp], outputs=[out], **kwargs)
-        except self._utils.InferenceServerException as exc:
-            raise ServerError(f"{self.model}: {exc.message()}") from exc
+        result = self._request(lambda: self._client.infer(self.model, [inp], outputs=[out], **kwargs))
         value = result.as_numpy(PIPELINE_OUTPUT).reshape(-1)[0]
         return FrameResult.from_json(json.loads(value))
 
@@ -93,16 +95,25 @@ class Client:
             inp = self._mod.InferInput(name, list(array.shape), datatype)
             inp.set_data_from_numpy(array)
             infer_inputs.append(inp)
+        return self._request(lambda: self._client.infer(self.model, infer_inputs))
+
+    def _request(self, call: Callable[[], _T]) -> _T:
+        """Run one request; the server's errors and transport failures become :class:`ServerError`."""
         try:
-            return self._client.infer(self.model, infer_inputs)
+            return call()
         except self._utils.InferenceServerException as exc:
             raise ServerError(f"{self.model}: {exc.message()}") from exc
+        except (OSError, http.client.HTTPException) as exc:  # refused, timed out, connection lost
+            raise ServerError(
+                f"no answer from the Triton server at {self.url} ({self.protocol}): "
+                f"{type(exc).__name__}: {exc}. Start one with 'facesdk serve run', or check the address"
+            ) from exc
 
     def statistics(self, model: str | None = None) -> dict[str, Any]:
         """The server's inference statistics of ``model`` (default: every model) as a dict."""
         if self.protocol == "http":
-            return self._client.get_inference_statistics(model or "")
-        return self._client.get_inference_statistics(model or "", as_json=True)
+            return self._request(lambda: self._client.get_inference_statistics(model or ""))
+        return self._request(lambda: self._client.get_inference_statistics(model or "", as_json=True))
 
     def close(self) -> None:
         self._client.close()

@@ -302,3 +302,88 @@ def test_int8_model_carries_its_own_digest(quantized, tiny_onnx):
     fp32.write_bytes(tiny_onnx.read_bytes())
     digest = check_onnx_digest(path)
     assert digest is not None and digest != stamp_onnx_digest(fp32)
+
+
+@pytest.fixture()
+def needs_both_mlp_layers_float(monkeypatch: pytest.MonkeyPatch, tiny_onnx: Path) -> None:
+    """Every INT8 candidate moves held-out rows 0-5 to another class while any fc1 or fc2 MatMul
+    is quantized: a gate that no single pattern satisfies, the way a second block can still fail."""
+    import re
+
+    import numpy as np
+    import onnx
+
+    import facesdk.calibration.quantize as quantize
+
+    real = quantize.model_outputs
+
+    def quantized_roles(path: Path) -> set[str]:
+        graph = onnx.load(str(path), load_external_data=False).graph
+        dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        found = set()
+        for node in graph.node:
+            role = re.search(r"/(fc1|fc2)/", node.name)
+            if role and node.op_type == "MatMul" and dequantized & set(node.input):
+                found.add(role.group(1))
+        return found
+
+    def outputs(path, x, names, *args, **kwargs):  # noqa: ANN001, ANN202
+        out = {n: np.array(v) for n, v in real(path, x, names, *args, **kwargs).items()}
+        if Path(path) != Path(tiny_onnx) and quantized_roles(Path(path)):
+            for name in names:
+                top = out[name][:6].argmax(1)
+                out[name][np.arange(6), top] = out[name][:6].min(1) - 1.0
+        return out
+
+    monkeypatch.setattr(quantize, "model_outputs", outputs)
+
+
+def test_the_gates_advice_can_be_followed_as_printed(
+    needs_both_mlp_layers_float: None, tiny_onnx: Path, calib_dir: Path, tmp_path: Path, spec: Preprocess
+) -> None:
+    """One pattern given, refused; the advice names the whole list to pass; following it passes."""
+    import json
+    import re
+
+    from facesdk.export.options import parse_key_values
+
+    out = tmp_path / "m.onnx"
+    given = parse_key_values(['also_keep_float=["*/fc1/*"]'])
+    with pytest.raises(AccuracyDropError) as err:
+        quantize_export(tiny_onnx, calib_dir, out, spec, DEFAULT_TASKS, threshold=REACHABLE, **given)
+    advice = re.search(r"also_keep_float=(\[[^\]]*\])", str(err.value))
+    assert advice is not None, str(err.value)
+    assert json.loads(advice.group(1)) == ["*/fc1/*", "*/fc2/*"]  # not fc2 alone, which drops fc1
+    followed = parse_key_values([f"also_keep_float={advice.group(1)}"])
+    report = quantize_export(tiny_onnx, calib_dir, out, spec, DEFAULT_TASKS, threshold=REACHABLE, **followed)
+    assert report["passed"] and out.is_file()
+
+
+def test_a_second_also_keep_float_adds_to_the_first() -> None:
+    from facesdk.export.options import parse_key_values
+
+    options = ['also_keep_float=["*/blocks.0/*"]', 'also_keep_float=["*/blocks.1/*", "*/blocks.0/*"]']
+    assert parse_key_values(options) == {"also_keep_float": ["*/blocks.0/*", "*/blocks.1/*"]}
+    assert parse_key_values(["also_keep_float=*/fc1/*", "also_keep_float=*/fc2/*"]) == {
+        "also_keep_float": ["*/fc1/*", "*/fc2/*"]
+    }
+    with pytest.raises(ConfigError, match="method is given twice"):
+        parse_key_values(["method=entropy", "method=minmax"])
+    from facesdk.calibration.cli import build_parser
+
+    args = build_parser().parse_args(
+        [
+            "quantize",
+            "--model",
+            "m",
+            "--calib",
+            "c",
+            "--out",
+            "o.onnx",
+            "--also-keep-float",
+            "a",
+            "--also-keep-float",
+            "b",
+        ]
+    )
+    assert args.also_keep_float == ["a", "b"]

@@ -86,12 +86,15 @@ def test_old_export_without_temperatures_loads_and_round_trips(tmp_path: Path) -
     ("temperatures", "message"),
     [
         ({"colour": 1.0}, r"task\(s\) \['colour'\]"),
-        ({"age": 0.0}, "'age' must be a finite number > 0, found 0.0"),
-        ({"age": -1.0}, "finite number > 0"),
-        ({"age": float("nan")}, "finite number > 0"),
-        ({"age": float("inf")}, "finite number > 0"),
-        ({"age": "2"}, "finite number > 0, found '2'"),
-        ({"age": True}, "finite number > 0"),
+        ({"age": 0.0}, "'age' must be a number from 0.05 to 20.0, found 0.0"),
+        ({"age": -1.0}, "from 0.05 to 20.0"),
+        ({"age": float("nan")}, "from 0.05 to 20.0"),
+        ({"age": float("inf")}, "from 0.05 to 20.0"),
+        ({"age": 1e300}, "found 1e[+]300 .beyond that range the softmax ties classes"),
+        ({"age": 20.5}, "from 0.05 to 20.0, found 20.5"),
+        ({"age": 0.049}, "from 0.05 to 20.0, found 0.049"),
+        ({"age": "2"}, "from 0.05 to 20.0, found '2'"),
+        ({"age": True}, "from 0.05 to 20.0"),
         ([1.0, 2.0], "must map task names to numbers, found list"),
     ],
 )
@@ -107,3 +110,8 @@ def test_bad_temperatures_are_refused(tmp_path: Path, temperatures: object, mess
     (tmp_path / EXPORT_MANIFEST).write_text(json.dumps(data))
     with pytest.raises(ManifestError, match=message):
         load_export_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("value", [0.05, 20.0])
+def test_the_range_ends_are_accepted(tmp_path: Path, value: float) -> None:
+    assert export_manifest(tmp_path, temperatures={"age": value}).temperatures == {"age": value}

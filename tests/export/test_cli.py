@@ -16,7 +16,10 @@ from facesdk.export_manifest import load_export_manifest
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    code = main(["export", "build", *args])
+    try:
+        code = main(["export", "build", *args])
+    except SystemExit as exc:  # argparse's usage errors (a count below 1, ...)
+        code = int(exc.code or 0)
     return code, capsys.readouterr().err
 
 

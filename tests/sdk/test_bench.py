@@ -181,3 +181,30 @@ def test_facesdk_bench_says_what_auto_chooses(
     assert bench_cli.main([*args, "--out", str(tmp_path / "two")]) == 0
     second = json.loads((tmp_path / "two" / "bench.json").read_text())["auto"]
     assert second["choice"] == first["choice"] and second["cached"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--batches", "0", "--batches must be batch sizes of at least 1"),
+        ("--batches", "-4", "--batches must be batch sizes of at least 1"),
+        ("--batches", ",", "--batches must be batch sizes of at least 1"),
+        ("--threads", "0", "--threads: expected an integer of at least 1, got 0"),
+        ("--repeats", "-1", "--repeats: expected an integer of at least 1, got -1"),
+    ],
+)
+def test_bench_refuses_counts_below_one(
+    tmp_path: Path, tiny_export: Path, flag: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before any row runs: no report of failed rows, no --out folder."""
+    from facesdk.cli import main
+
+    out = tmp_path / "bench"
+    try:
+        code = main(["bench", "--model", str(tiny_export), "--out", str(out), f"{flag}={value}"])
+    except SystemExit as exc:  # argparse's own usage error
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()

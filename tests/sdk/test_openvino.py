@@ -142,3 +142,30 @@ def test_op_profile_sums_the_last_run_by_operation_type(ov: object, tiny_export:
         plain.run(np.zeros((1, 3, *manifest.input.shape[2:]), np.float32))
         with pytest.raises(BackendError, match="profile=True"):
             plain.op_profile()
+
+
+def test_a_manifest_size_the_graph_does_not_have_is_refused(
+    ov: object, tiny_export: Path, tmp_path: Path
+) -> None:
+    """A static reshape to the manifest's 64 px must not hide a 32 px graph (it ran and answered)."""
+    import json
+    import shutil
+
+    export = tmp_path / "export"
+    shutil.copytree(tiny_export, export)
+    data = json.loads((export / "export.json").read_text())
+    data["preprocess"]["input_size"] = [64, 64]
+    data["input"]["shape"] = ["batch", 3, 64, 64]
+    (export / "export.json").write_text(json.dumps(data))
+    manifest = load_export_manifest(export)
+    with pytest.raises(BackendError, match=r"input_size of its manifest is \[64, 64\].*32, 32"):
+        create_backend("openvino", manifest, export / manifest.models["onnx-fp32"].file.path)
+
+
+def test_a_wrong_batch_shape_is_a_backend_error(ov: object, tiny_export: Path) -> None:
+    manifest = load_export_manifest(tiny_export)
+    model = tiny_export / manifest.models["onnx-fp32"].file.path
+    expected = r"shape \[2, 3, 64, 64\]; the model expects \['batch', 3, 32, 32\]"
+    vino = create_backend("openvino", manifest, model, batch_buckets=None)
+    with vino, pytest.raises(BackendError, match=expected):
+        vino.run(np.zeros((2, 3, 64, 64), np.float32))

@@ -16,6 +16,7 @@ import pytest
 from facesdk.errors import ConfigError
 from facesdk.outputs import (
     StagedDir,
+    StagedFile,
     check_output_dir,
     check_output_file,
     clean_stale_staging,
@@ -154,7 +155,8 @@ def test_stale_staging_is_cleaned_but_user_folders_are_not(tmp_path: Path) -> No
 
 
 _SLOW = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal's foreground job has it
 from facesdk.outputs import StagedDir
 with StagedDir(sys.argv[1]) as stage:
     (stage / "part").write_text("x")
@@ -174,3 +176,106 @@ def test_signal_removes_staging(tmp_path: Path, sig: signal.Signals) -> None:
     code = proc.wait(timeout=20)
     assert code != 0
     assert _tree(tmp_path) == []
+
+
+def test_staged_file_replaces_only_when_the_block_ends_well(tmp_path: Path) -> None:
+    out = tmp_path / "results.jsonl"
+    out.write_text("earlier\n")
+    with pytest.raises(RuntimeError), StagedFile(out, force=True) as part:
+        part.write_text("half a result")
+        assert part.parent == tmp_path and part.suffix == ".jsonl" and part.name.startswith(".results.")
+        raise RuntimeError("the source failed")
+    assert out.read_text() == "earlier\n" and _tree(tmp_path) == ["results.jsonl"]
+    with StagedFile(out, force=True) as part:
+        part.write_text("new\n")
+        assert out.read_text() == "earlier\n"  # nothing moves before the end
+    assert out.read_text() == "new\n" and _tree(tmp_path) == ["results.jsonl"]
+    with StagedFile(tmp_path / "never.avi"):
+        pass  # a writer that never opened (no frame) leaves nothing
+    assert _tree(tmp_path) == ["results.jsonl"]
+
+
+def test_staged_file_refuses_an_output_that_appeared(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(ConfigError, match="appeared while this command ran"), StagedFile(out) as part:
+        part.write_text("mine")
+        out.write_text("someone else's")
+    assert out.read_text() == "someone else's" and _tree(tmp_path) == ["out.jsonl"]
+
+
+_GROWING = """
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+from facesdk.outputs import StagedFile
+with StagedFile(sys.argv[1], force=True, keep_partial=sys.argv[2] == "keep") as part:
+    with open(part, "w") as fh:
+        if sys.argv[3] == "write":
+            fh.write("frame 0\\n")
+            fh.flush()
+        print(part, flush=True)
+        time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize(
+    ("keep", "write", "sig", "expected"),
+    [
+        ("keep", "write", signal.SIGTERM, "frame 0\n"),  # a live source's partial result is the user's
+        ("keep", "write", signal.SIGINT, "frame 0\n"),
+        ("keep", "empty", signal.SIGTERM, "earlier\n"),  # nothing yet: the old file stays
+        ("drop", "write", signal.SIGTERM, "earlier\n"),  # a file source's partial result is dropped
+    ],
+)
+def test_signal_moves_or_removes_a_staged_file(
+    tmp_path: Path, keep: str, write: str, sig: signal.Signals, expected: str
+) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_text("earlier\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _GROWING, str(out), keep, write], stdout=subprocess.PIPE, text=True
+    )
+    part = Path(proc.stdout.readline().strip())  # type: ignore[union-attr]
+    assert part.is_file()
+    proc.send_signal(sig)
+    assert proc.wait(timeout=20) != 0
+    assert out.read_text() == expected
+    assert _tree(tmp_path) == ["out.jsonl"]
+
+
+def test_a_killed_runs_partial_file_is_cleaned(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    stale = tmp_path / f".out.avi.facesdk-partial-{dead}-0123abcd.avi"
+    stale.write_bytes(b"half a video")
+    live = tmp_path / f".out.avi.facesdk-partial-{os.getpid()}-0123abcd.avi"
+    live.write_bytes(b"another run's")
+    users = tmp_path / ".out.avi.partial"
+    users.write_bytes(b"keep")
+    with StagedFile(tmp_path / "other.jsonl") as part:
+        part.write_text("x")
+    assert not stale.exists() and live.is_file() and users.is_file()
+
+
+def test_merge_into_refreshes_a_report_and_keeps_the_rest(tmp_path: Path) -> None:
+    """What eval and bench do with their own folder: the new report's files replace the old ones."""
+    from facesdk.outputs import merge_into
+
+    out = tmp_path / "report"
+    (out / "plots").mkdir(parents=True)
+    (out / "metrics.json").write_text("old")
+    (out / "plots" / "old.png").write_text("old plot")
+    (out / "notes.txt").write_text("the user's")
+    staged = StagedDir(out, force=True)
+    with staged as stage:
+        (stage / "metrics.json").write_text("new")
+        (stage / "plots").mkdir()
+        (stage / "plots" / "new.png").write_text("new plot")
+        staged.commit(swap=merge_into)
+    assert (out / "metrics.json").read_text() == "new"
+    assert _tree(out) == ["metrics.json", "notes.txt", "plots", "plots/new.png"]
+    assert _tree(tmp_path) == ["report", *(f"report/{p}" for p in _tree(out))]  # no staging, no old copy
+    fresh = tmp_path / "fresh"
+    staged = StagedDir(fresh, force=True)
+    with staged as stage:
+        (stage / "metrics.json").write_text("first")
+        staged.commit(swap=merge_into)
+    assert _tree(fresh) == ["metrics.json"]

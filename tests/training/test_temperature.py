@@ -77,3 +77,19 @@ def test_fit_sharpens_an_underconfident_model_and_ignores_missing_labels() -> No
     assert set(fitted) == {"a"}  # no labels, no temperature (1.0)
     with pytest.raises(ConfigError, match="without labelled rows"):
         fit_temperature(logits, np.full(len(labels), MISSING))
+
+
+@pytest.mark.parametrize(
+    ("logits", "labels"),
+    [
+        (np.array([[9.0, -9.0]]), np.array([0])),  # one confident right row: the NLL falls as T -> 0
+        (np.array([[9.0, -9.0]]), np.array([1])),  # one confident wrong row: it falls as T -> inf
+    ],
+)
+def test_a_fit_at_an_end_is_a_temperature_manifests_accept(logits: np.ndarray, labels: np.ndarray) -> None:
+    from facesdk.temperature import TEMPERATURE_RANGE, check_temperatures
+
+    fitted = fit_temperature(logits, labels)
+    assert TEMPERATURE_RANGE[0] <= fitted <= TEMPERATURE_RANGE[1]
+    assert fitted == pytest.approx(TEMPERATURE_RANGE[int(labels[0])])
+    assert check_temperatures({"gender": fitted}, ["gender"]) == {"gender": fitted}

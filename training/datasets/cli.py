@@ -15,6 +15,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from facesdk.arguments import non_negative_int, positive_int
 from facesdk.errors import ConfigError
 from facesdk.manifest_io import atomic_write_json
 from facesdk.outputs import check_output_dir, check_output_file
@@ -37,13 +38,18 @@ def build_parser(prog: str = "facesdk data") -> argparse.ArgumentParser:
     p.add_argument("--root", required=True, type=Path, help="the dataset's folder, as published")
     p.add_argument("--out", required=True, type=Path, help="output folder (crops, CSVs, prepare.json)")
     p.add_argument(
-        "--workers", type=int, default=min(8, os.cpu_count() or 1), help="worker processes (0: none)"
+        "--workers",
+        type=non_negative_int,
+        default=min(8, os.cpu_count() or 1),
+        help="worker processes (0: none)",
     )
     p.add_argument("--crop", choices=("align5", "box"), default="align5", help="crop policy (default align5)")
-    p.add_argument("--size", type=int, default=384, help="crop side in pixels (use the model's input size)")
+    p.add_argument(
+        "--size", type=positive_int, default=384, help="crop side in pixels (use the model's input size)"
+    )
     p.add_argument("--margin", type=float, default=0.4, help="context around the face (default 0.4)")
     p.add_argument("--interpolation", default="bicubic", help="bicubic, bilinear or nearest")
-    p.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the train/validation split")
     p.add_argument("--val-fraction", type=float, default=0.2, help="validation share (default 0.2)")
     p.add_argument("--format", choices=("jpg", "png"), default="jpg", help="crop file format")
     p.add_argument("--detector", default=None, help="YuNet ONNX file (default: the SDK's model lookup)")
