@@ -537,7 +537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{choice.path.name}: {choice.reason}")
         return 0
     except FaceSdkError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -258,7 +258,9 @@ def test_select_cli_says_what_is_wrong_in_one_line(
     for name, (argv, words) in cases.items():
         assert select.main(argv) == 2, name
         err = capsys.readouterr().err.strip()
-        assert err.startswith("error: ") and words in err and "\n" not in err, (name, err)
+        assert (
+            err.startswith("python -m facesdk.backends.select: error: ") and words in err and "\n" not in err
+        ), (name, err)
 
 
 def test_damaged_or_foreign_cache_is_ignored_with_a_warning(
