@@ -12,11 +12,20 @@ from ..frames import to_bgr_uint8
 from ..results import FrameResult
 from .repository import PIPELINE, PIPELINE_OUTPUT
 
-__all__ = ["Client", "ServerError"]
+__all__ = ["Client", "ServerError", "decode_result"]
 
 
 class ServerError(BackendError):
     """The server answered a request with an error (the message is the server's)."""
+
+
+def decode_result(value: bytes | str) -> FrameResult:
+    """The :class:`FrameResult` in the pipeline model's ``RESULT`` (one JSON text, as bytes or str).
+
+    The result is rebuilt from its JSON with every face's landmarks, so what a client returns
+    carries what the Analyzer's results carry, the head pose in :meth:`FaceResult.to_json` included.
+    """
+    return FrameResult.from_json(json.loads(value))
 
 
 class Client:
@@ -65,8 +74,7 @@ class Client:
             result = self._client.infer(self.model, [inp], outputs=[out], **kwargs)
         except self._utils.InferenceServerException as exc:
             raise ServerError(f"{self.model}: {exc.message()}") from exc
-        value = result.as_numpy(PIPELINE_OUTPUT).reshape(-1)[0]
-        return FrameResult.from_json(json.loads(value))
+        return decode_result(result.as_numpy(PIPELINE_OUTPUT).reshape(-1)[0])
 
     def analyze(self, frame: Any, index: int = 0, timestamp: float | None = None) -> FrameResult:
         """Analyse one frame (uint8 BGR H x W x 3, converted like the Analyzer does) on the server."""
