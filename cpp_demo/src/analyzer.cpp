@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "align.h"
+#include "pose.h"
 
 namespace facesdk {
 namespace {
@@ -96,6 +97,8 @@ nlohmann::ordered_json FrameResult::to_json() const {
     f["age_years"] = expected_age(face);
     f["inferred"] = true;        // every face of every frame goes through the model here
     f["estimate_age_s"] = 0.0;   // (no per-track schedule in the C++ demo)
+    const auto pose = head_pose(d.landmarks);  // degrees, signs of facesdk.faces.pose
+    f["pose"] = pose ? ordered_json{{"yaw", pose->yaw}, {"pitch", pose->pitch}, {"roll", pose->roll}} : ordered_json();
     f["attributes"] = ordered_json::object();
     for (const auto& [task, pred] : face.attributes) {
       ordered_json probs = ordered_json::object();

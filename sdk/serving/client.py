@@ -14,7 +14,7 @@ from ..frames import to_bgr_uint8
 from ..results import FrameResult
 from .repository import PIPELINE, PIPELINE_OUTPUT
 
-__all__ = ["Client", "ServerError"]
+__all__ = ["Client", "ServerError", "decode_result"]
 
 _T = TypeVar("_T")
 
@@ -22,6 +22,15 @@ _T = TypeVar("_T")
 class ServerError(BackendError):
     """The server answered a request with an error (the message is the server's), or could not be
     reached: the connection was refused, timed out or was lost."""
+
+
+def decode_result(value: bytes | str) -> FrameResult:
+    """The :class:`FrameResult` in the pipeline model's ``RESULT`` (one JSON text, as bytes or str).
+
+    The result is rebuilt from its JSON with every face's landmarks, so what a client returns
+    carries what the Analyzer's results carry, the head pose in :meth:`FaceResult.to_json` included.
+    """
+    return FrameResult.from_json(json.loads(value))
 
 
 class Client:
@@ -67,8 +76,7 @@ class Client:
         out = self._mod.InferRequestedOutput(PIPELINE_OUTPUT)
         kwargs: dict[str, Any] = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
         result = self._request(lambda: self._client.infer(self.model, [inp], outputs=[out], **kwargs))
-        value = result.as_numpy(PIPELINE_OUTPUT).reshape(-1)[0]
-        return FrameResult.from_json(json.loads(value))
+        return decode_result(result.as_numpy(PIPELINE_OUTPUT).reshape(-1)[0])
 
     def analyze(self, frame: Any, index: int = 0, timestamp: float | None = None) -> FrameResult:
         """Analyse one frame (uint8 BGR H x W x 3, converted like the Analyzer does) on the server."""

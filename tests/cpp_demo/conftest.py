@@ -63,6 +63,12 @@ def demo_binary(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture(scope="session")
+def pose_binary(demo_binary: Path) -> Path:
+    """``facesdk_pose``, built beside the demo: landmarks on stdin, the head pose as JSON lines."""
+    return demo_binary.parent / "facesdk_pose"
+
+
+@pytest.fixture(scope="session")
 def astronaut_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = pytest.importorskip("skimage.data")
     image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)

@@ -17,6 +17,9 @@ from facesdk.testing import make_tiny_export
 # differ by up to 3 grey levels on some pixels, which moves probabilities by ~1e-4 on the tiny model.
 PROB_TOLERANCE = 1e-3
 BOX_TOLERANCE_PX = 1.0
+# The C++ head pose is the Python algorithm in double precision (tests/cpp_demo/test_cpp_pose.py); from
+# landmarks that differ by < 1e-5 px (OpenCV 4.6 against 5) the poses agree far within half a degree.
+POSE_TOLERANCE_DEG = 0.5
 
 
 def run_demo(binary: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -38,6 +41,7 @@ def assert_same_faces(got: list[dict], want: list[dict]) -> None:
         np.testing.assert_allclose(g["landmarks"], w["landmarks"], atol=BOX_TOLERANCE_PX)
         assert g["score"] == pytest.approx(w["score"], abs=1e-4)
         assert list(g["attributes"]) == list(w["attributes"])
+        assert g["pose"] == pytest.approx(w["pose"], abs=POSE_TOLERANCE_DEG)
         assert (g["age_years"] is None) == (w["age_years"] is None)
         if w["age_years"] is not None:  # expected age: the same bin midpoints, probabilities within tolerance
             assert g["age_years"] == pytest.approx(w["age_years"], abs=75 * PROB_TOLERANCE)
@@ -95,6 +99,24 @@ def test_applies_the_exports_temperatures_like_python(
         a = np.array(list(got[0]["attributes"][task]["probs"].values()))
         b = np.array(list(raw[0]["attributes"][task]["probs"].values()))
         assert (np.abs(a - b).max() > 10 * PROB_TOLERANCE) == changed, task
+
+
+def test_json_carries_the_head_pose_of_its_landmarks_like_python(
+    demo_binary: Path, tiny_export: Path, yunet_path: Path, astronaut_png: Path, astronaut_bgr: np.ndarray
+) -> None:
+    from facesdk import Analyzer
+    from facesdk.faces.pose import head_pose
+
+    (face,) = demo_json(demo_binary, tiny_export, astronaut_png, yunet_path)[0]["faces"]
+    assert list(face["pose"]) == ["yaw", "pitch", "roll"]
+    same_landmarks = head_pose(face["landmarks"]).to_json()  # the demo prints its landmarks in full precision
+    assert face["pose"] == pytest.approx(same_landmarks, abs=1e-6)
+    with Analyzer(tiny_export, backend="onnxruntime", detector=yunet_path) as analyzer:
+        (want,) = analyzer.analyze(astronaut_bgr).to_json()["faces"]
+    assert face["pose"] == pytest.approx(want["pose"], abs=POSE_TOLERANCE_DEG)
+    assert (
+        abs(face["pose"]["yaw"]) < 10 and abs(face["pose"]["roll"]) < 10
+    )  # near-frontal (tests/sdk/test_pose.py)
 
 
 def test_video_gives_one_line_per_frame(

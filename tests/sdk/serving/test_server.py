@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -103,6 +104,23 @@ def test_pipeline_matches_analyzer_under_concurrency(server, analyzer, astronaut
     encoded = cv2.imencode(".png", astronaut_bgr)[1].tobytes()
     with Client(url, protocol=protocol) as client:
         np.testing.assert_allclose(_probs(client.analyze_encoded(encoded)), _probs(results[0]), atol=1e-9)
+
+
+def test_client_results_carry_the_head_pose(server, analyzer, astronaut_bgr) -> None:  # noqa: ANN001
+    """The server sends each face's landmarks and pose; the client's FaceResult.to_json carries the pose."""
+    from facesdk.faces.pose import head_pose
+
+    want = analyzer.analyze(astronaut_bgr).faces[0]
+    with Client(server.http_url) as client:
+        got = client.analyze(astronaut_bgr).faces[0]
+        sent = client.raw_infer({"FRAME": (np.ascontiguousarray(astronaut_bgr), "UINT8")})
+    (served,) = json.loads(sent.as_numpy("RESULT").reshape(-1)[0])["faces"]
+    np.testing.assert_allclose(got.landmarks, want.landmarks, atol=1e-2)
+    pose = got.to_json()["pose"]
+    assert pose == pytest.approx(head_pose(got.landmarks).to_json(), abs=1e-9)
+    assert served["pose"] == pytest.approx(pose, abs=1e-6)
+    # landmarks within 1e-4 px across the two environments' libraries (see the module's note)
+    assert pose == pytest.approx(want.pose.to_json(), abs=0.01)
 
 
 _ANALYZE_IN_SERVING_ENV = """
