@@ -57,8 +57,36 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 CHUNK = 32
 
 
-def _digest(body: Mapping[str, Any]) -> str:
+def digest(body: Mapping[str, Any]) -> str:
+    """The sha256 of a JSON body (keys sorted): what a signed record stores under ``"digest"``."""
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def write_signed(path: Path, body: Mapping[str, Any]) -> None:
+    """Write ``body`` with its :func:`digest` atomically (what :func:`read_signed` checks)."""
+    atomic_write_json(path, {**body, "digest": digest(body)})
+
+
+def read_signed(
+    path: Path, kind: str, schema: int, what: str, mismatch: Callable[[Mapping[str, Any]], str | None]
+) -> tuple[dict[str, Any] | None, str | None]:
+    """``(body, None)`` of an intact record written by :func:`write_signed`, else ``(None, problem)``.
+
+    A record is intact when its digest matches, its ``kind`` and ``schema_version`` are the ones
+    expected, and ``mismatch(body)`` finds nothing (it returns what is wrong, or None).
+    """
+    try:
+        data = json.loads(path.read_text())
+        body = {k: v for k, v in data.items() if k != "digest"}
+        problem = (
+            "its digest does not match its content" if data.get("digest") != digest(body)
+            else f"it is not a facesdk {what}" if data.get("kind") != kind
+            else f"schema {data.get('schema_version')!r}, expected {schema}" if data.get("schema_version") != schema
+            else mismatch(body)
+        )  # fmt: skip
+    except (OSError, ValueError, AttributeError) as exc:
+        return None, f"it cannot be read ({type(exc).__name__}: {exc})"
+    return (None, problem) if problem else (body, None)
 
 
 def agreement_record(
@@ -113,19 +141,14 @@ def read_approvals(cache_dir: Path, file_sha256: str) -> dict[str, dict[str, Any
     path = approvals_path(cache_dir, file_sha256)
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text())
-        body = {k: v for k, v in data.items() if k != "digest"}
-        problem = (
-            "its digest does not match its content" if data.get("digest") != _digest(body)
-            else "it is not a facesdk approval record" if data.get("kind") != APPROVAL_KIND
-            else f"schema {data.get('schema_version')!r}, expected {APPROVAL_SCHEMA}" if data.get("schema_version") != APPROVAL_SCHEMA
-            else "it is for another model file" if data.get("file_sha256") != file_sha256
-            else None
-        )  # fmt: skip
-    except (OSError, ValueError, AttributeError) as exc:
-        problem = f"it cannot be read ({type(exc).__name__}: {exc})"
-    if problem:
+    body, problem = read_signed(
+        path,
+        APPROVAL_KIND,
+        APPROVAL_SCHEMA,
+        "approval record",
+        lambda b: "it is for another model file" if b.get("file_sha256") != file_sha256 else None,
+    )
+    if body is None:
         logger.warning("ignoring the approval record %s: %s; run approve again", path, problem)
         return {}
     paths = body.get("paths")
@@ -144,7 +167,7 @@ def write_approvals(cache_dir: Path, file_sha256: str, records: Mapping[str, Map
         "paths": merged,
     }
     path = approvals_path(cache_dir, file_sha256)
-    atomic_write_json(path, {**body, "digest": _digest(body)})
+    write_signed(path, body)
     return path
 
 

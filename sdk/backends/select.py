@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import hashlib
-import json
 import logging
 import os
 import sys
@@ -40,9 +38,18 @@ from typing import Any
 
 from ..errors import BackendError, ConfigError, FaceSdkError, MissingFileError
 from ..export_manifest import ExportManifest
-from ..manifest_io import atomic_write_json
 from .base import create_backend
-from .cpu_approval import THRESHOLD, FaceCrops, approval_problem, approve, read_approvals, write_approvals
+from .cpu_approval import (
+    THRESHOLD,
+    FaceCrops,
+    approval_problem,
+    approve,
+    digest,
+    read_approvals,
+    read_signed,
+    write_approvals,
+    write_signed,
+)
 
 __all__ = [
     "MARGIN",
@@ -292,33 +299,27 @@ def pick(timed: Sequence[CpuPath], timings: Mapping[str, Mapping[str, Any]]) -> 
     return kept
 
 
-def _digest(body: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
 def _cache_path(directory: Path, key: Mapping[str, Any]) -> Path:
-    return directory / f"{key['files']['onnx-fp32'][:16]}-{_digest(key)[:16]}.json"
+    return directory / f"{key['files']['onnx-fp32'][:16]}-{digest(key)[:16]}.json"
 
 
 def _read_cache(path: Path, key: Mapping[str, Any]) -> dict[str, Any] | None:
     """The cache body if it is intact and made under ``key``; None (with a warning) otherwise."""
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text())
-        body = {k: v for k, v in data.items() if k != "digest"}
-        problem = (
-            "its digest does not match its content" if data.get("digest") != _digest(body)
-            else "it is not a facesdk auto-choice cache" if data.get("kind") != CACHE_KIND
-            else f"schema {data.get('schema_version')!r}, expected {CACHE_SCHEMA}" if data.get("schema_version") != CACHE_SCHEMA
-            else "it was measured for other files, another CPU or other thread settings" if data.get("key") != key
+    body, problem = read_signed(
+        path,
+        CACHE_KIND,
+        CACHE_SCHEMA,
+        "auto-choice cache",
+        lambda b: (
+            "it was measured for other files, another CPU or other thread settings"
+            if b.get("key") != key
             else None
-        )  # fmt: skip
-    except (OSError, ValueError, AttributeError) as exc:
-        problem = f"it cannot be read ({type(exc).__name__}: {exc})"
-    if problem:
+        ),
+    )
+    if body is None:
         logger.warning("ignoring the auto-choice cache %s: %s; measuring again", path, problem)
-        return None
     return body
 
 
@@ -341,7 +342,7 @@ def _write_cache(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     try:
-        atomic_write_json(cache, {**body, "digest": _digest(body)})
+        write_signed(cache, body)
     except OSError as exc:  # a read-only home still runs, measuring each time
         logger.warning("could not write the auto-choice cache %s: %s", cache, exc)
 

@@ -280,7 +280,7 @@ def test_damaged_or_foreign_cache_is_ignored_with_a_warning(
     # the same edit with a recomputed digest: still only paths approved here can be chosen
     body = {k: v for k, v in json.loads(cache.read_text()).items() if k != "digest"}
     body["choice"] = "openvino bf16"
-    cache.write_text(json.dumps({**body, "digest": select._digest(body)}))
+    cache.write_text(json.dumps({**body, "digest": select.digest(body)}))
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="facesdk"):
         assert _choose(tiny_export, tmp_path, timer, manifest=manifest).path.name == "onnxruntime fp32"

@@ -32,6 +32,14 @@ def _frames(count: int, bad_at: int | None = None, bad: Any = None) -> Iterator[
         yield bad if i == bad_at else index_frame(i)
 
 
+def endless() -> Iterator[np.ndarray]:
+    """A camera that never ends."""
+    i = 0
+    while True:
+        yield index_frame(i % 60000)
+        i += 1
+
+
 def _facesdk_threads() -> list[str]:
     names = ("facesdk-stream-", "facesdk-capture", "facesdk-classifier")
     return [t.name for t in threading.enumerate() if t.name.startswith(names)]
@@ -89,12 +97,6 @@ def test_the_batch_history_is_bounded(tiny_export: Path) -> None:
 
 
 def test_closing_a_multistream_stops_every_thread(tiny_export: Path) -> None:
-    def endless() -> Iterator[np.ndarray]:
-        i = 0
-        while True:
-            yield index_frame(i % 60000)
-            i += 1
-
     with _analyzer(tiny_export) as a:
         multi = a.streams({"a": endless(), "b": endless()})
         it = iter(multi)
@@ -123,12 +125,6 @@ def test_the_classifier_batches_up_to_what_the_backend_runs_best(tiny_export: Pa
 
 
 def test_closing_from_another_thread_ends_the_iteration(tiny_export: Path) -> None:
-    def endless() -> Iterator[np.ndarray]:
-        i = 0
-        while True:
-            yield index_frame(i % 60000)
-            i += 1
-
     with _analyzer(tiny_export) as a:
         multi = a.streams({"a": endless()})
         threading.Timer(0.5, multi.close).start()
