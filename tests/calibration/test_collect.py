@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-import facesdk.analyzer
 import facesdk.calibration.collect as collect_mod
+import facesdk.engine
 from facesdk.calibration.calibset import load_calibration_set
 from facesdk.calibration.collect import Source, collect
 from facesdk.errors import ManifestError
@@ -23,13 +23,13 @@ def test_crops_equal_analyzer_crops(tmp_path, images, yunet_path, monkeypatch, k
     export = tmp_path / "export"
     manifest = make_tiny_export(export, size=64, crop=CropPolicy(kind))
     seen: list[np.ndarray] = []
-    original = facesdk.analyzer.infer_crops
+    original = facesdk.engine.infer_crops
 
     def spy(backend, crops, spec):
         seen.extend(c.copy() for c in crops)
         return original(backend, crops, spec)
 
-    monkeypatch.setattr(facesdk.analyzer, "infer_crops", spy)
+    monkeypatch.setattr(facesdk.engine, "infer_crops", spy)
     frame = cv2.imread(str(images["faces"] / "astronaut.png"))
     with facesdk.Analyzer(export, backend="onnxruntime", detector=yunet_path) as analyzer:
         analyzer.analyze_batch([frame])
