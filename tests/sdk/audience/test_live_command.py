@@ -237,22 +237,38 @@ def test_out_refuses_a_folder_with_other_files(tmp_path: Path, tiny_export: Path
     assert (out / "notes.txt").read_text() == "mine"
 
 
-def test_a_signal_while_a_frame_is_counted_waits_for_that_frame() -> None:
-    from facesdk.audience.live import _Interrupts, _Stop
+SIGNAL_CHECK = """
+import os, signal, time
+from facesdk.audience.live import _Interrupts, _Stop
 
-    before = signal.getsignal(signal.SIGTERM)
-    counted = []
-    with _Interrupts() as interrupts:
-        with pytest.raises(_Stop, match="SIGTERM"), interrupts.deferred():
+before = signal.getsignal(signal.SIGTERM)
+counted = []
+with _Interrupts() as interrupts:
+    try:
+        with interrupts.deferred():
             os.kill(os.getpid(), signal.SIGTERM)
             for _ in range(100):  # the handler has run by now: it held the stop back
                 time.sleep(0.001)
             counted.append("frame")
-        assert counted == ["frame"]
-        with pytest.raises(_Stop, match="SIGINT"):  # between frames a signal stops at once
-            os.kill(os.getpid(), signal.SIGINT)
-            for _ in range(100):
-                time.sleep(0.001)
-            counted.append("not reached")
-    assert counted == ["frame"]
-    assert signal.getsignal(signal.SIGTERM) is before  # the previous handlers are back
+        raise SystemExit("the deferred SIGTERM was lost")
+    except _Stop as stop:
+        assert "SIGTERM" in str(stop), stop
+    assert counted == ["frame"], counted
+    try:  # between frames a signal stops at once
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100):
+            time.sleep(0.001)
+        counted.append("not reached")
+    except _Stop as stop:
+        assert "SIGINT" in str(stop), stop
+assert counted == ["frame"], counted
+assert signal.getsignal(signal.SIGTERM) is before  # the previous handlers are back
+print("ok")
+"""
+
+
+def test_a_signal_while_a_frame_is_counted_waits_for_that_frame() -> None:
+    # In a fresh interpreter: a signal sent to the test process itself would reach whatever handlers
+    # the libraries loaded by earlier tests installed.
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_CHECK], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
