@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from facesdk.cli import run_guarded
+from facesdk.errors import run_guarded
 
 from .cli import main
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from .errors import DependencyError, FaceSdkError
+from .errors import EXIT_USAGE, DependencyError, run_guarded
 
 __all__ = ["main", "run_guarded", "COMMANDS", "EXIT_USAGE"]
 
@@ -36,15 +36,6 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
     "models": ("facesdk.models_cli", (), "", "locate or fetch the face detector model"),
     "serve": ("facesdk.serving.cli", (), "serving", "Triton model repository, loopback server, serving env"),
 }
-
-
-EXIT_USAGE = 2
-"""Exit code of every user error (bad option, bad or missing file, refused output) in every command."""
-
-
-def _one_line(exc: BaseException) -> str:
-    """The error's message on one line (a message never spans lines on the terminal)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _usage() -> str:
@@ -85,38 +76,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return module.main([*prefix, *args[1:]], prog=f"facesdk {name}")
 
     return run_guarded(f"facesdk {name}", run)
-
-
-def run_guarded(prog: str, call: Callable[[], int | None]) -> int:
-    """Run a command, turning the project's errors into one line on stderr and an exit code.
-
-    Every entry point goes through here: the ``facesdk`` subcommands and each ``python -m
-    facesdk...`` module, so none ends in a traceback for a user's mistake.
-
-    Args:
-        prog: The command's name as the user typed it (``facesdk analyze``,
-            ``python -m facesdk.backends.select``); each line starts with it.
-        call: Runs the command and returns its exit code (``None`` for 0).
-
-    Returns:
-        The command's exit code; :data:`EXIT_USAGE` for a :class:`FaceSdkError` or an
-        ``OSError`` on a path; 130 for Ctrl-C.
-    """
-    try:
-        return int(call() or 0)
-    except FaceSdkError as exc:
-        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:  # a path the user named cannot be read or written (permissions, disk full, ...)
-        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        print(
-            f"{prog}: error: {exc.strerror or exc}{where}; check the path, its permissions and free space",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

@@ -440,7 +440,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "facesdk eval") -> int:
 
 
 if __name__ == "__main__":
-    from facesdk.cli import run_guarded
+    from facesdk.errors import run_guarded
 
     prog = "python -m facesdk.training.evaluate"
     sys.exit(run_guarded(prog, lambda: main(sys.argv[1:], prog=prog)))

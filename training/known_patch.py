@@ -197,6 +197,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from facesdk.cli import run_guarded
+    from facesdk.errors import run_guarded
 
     raise SystemExit(run_guarded("python -m facesdk.training.known_patch", main))

@@ -543,6 +543,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from ..cli import run_guarded
+    from ..errors import run_guarded
 
     raise SystemExit(run_guarded("python -m facesdk.backends.select", main))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from ..cli import run_guarded
+from ..errors import run_guarded
 from .cli import main
 
 if __name__ == "__main__":

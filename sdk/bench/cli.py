@@ -352,7 +352,7 @@ def _run(args: argparse.Namespace, out: Path) -> int:
 
 
 if __name__ == "__main__":
-    from ..cli import run_guarded
+    from ..errors import run_guarded
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     sys.exit(run_guarded("python -m facesdk.bench.cli", lambda: main(prog="python -m facesdk.bench.cli")))

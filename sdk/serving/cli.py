@@ -120,7 +120,7 @@ def main(argv: Sequence[str], prog: str = "facesdk serve") -> int:
 if __name__ == "__main__":
     import sys
 
-    from ..cli import run_guarded
+    from ..errors import run_guarded
 
     logging.basicConfig(level=logging.INFO)
     sys.exit(
