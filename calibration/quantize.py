@@ -135,6 +135,7 @@ class _Settings:
     op_types: tuple[str, ...]
     activations: str
     cache: Path
+    reduce_range: bool = True
 
 
 class _PreprocessAdvice(logging.Filter):
@@ -183,6 +184,7 @@ def _run_quantizer(
             nodes_to_quantize=list(nodes),
             nodes_to_exclude=list(exclude),
             per_channel=True,
+            reduce_range=cfg.reduce_range,  # 7-bit weights: no saturation on CPUs without VNNI
             activation_type=q.QuantType.QInt8 if symmetric else q.QuantType.QUInt8,
             weight_type=q.QuantType.QInt8,
             calibrate_method=calib,
@@ -359,7 +361,9 @@ def _try_methods(
     tried: dict[str, dict[str, Any]] = {}
     best: str | None = None
     for candidate in METHODS if cfg.method == AUTO else (cfg.method,):
-        trial = _Settings(candidate, cfg.op_types, cfg.activations, tmp / f"ranges-{candidate}.json")
+        trial = _Settings(
+            candidate, cfg.op_types, cfg.activations, tmp / f"ranges-{candidate}.json", cfg.reduce_range
+        )
         start = time.monotonic()
         reader = _Reader(job.crops, job.rows, job.input_name)
         _run_quantizer(fp32_onnx, tmp / f"{candidate}.onnx", reader, job.nodes, job.kept, trial)
@@ -386,7 +390,7 @@ def _report(
         "format": "onnx-qdq",
         "method": best,
         "activations": "int8 symmetric, per tensor" if symmetric else "uint8 asymmetric, per tensor",
-        "weights": "int8 symmetric, per channel",
+        "weights": "int8 symmetric, per channel" + (", 7-bit range" if cfg.reduce_range else ""),
         "quantizer": f"onnxruntime.quantization {ort.__version__}",
         "op_types": list(cfg.op_types),
         "keep_float_patterns": job.patterns,

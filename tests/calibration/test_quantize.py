@@ -387,3 +387,26 @@ def test_a_second_also_keep_float_adds_to_the_first() -> None:
         ]
     )
     assert args.also_keep_float == ["a", "b"]
+
+
+def _int8_weights(path: Path) -> list:
+    """The int8 weight initialisers of a Q/DQ model (activations are computed, not stored)."""
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    return [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+
+
+@pytest.mark.parametrize("reduce_range", [True, False])
+def test_reduce_range_keeps_weights_in_seven_bits(tiny_onnx, calib_dir, tmp_path, spec, reduce_range):
+    out = tmp_path / "model.int8.onnx"
+    report = quantize_export(
+        tiny_onnx, calib_dir, out, spec, DEFAULT_TASKS, threshold=0.0, reduce_range=reduce_range
+    )
+    weights = [w for w in _int8_weights(out) if w.size > 1]
+    assert weights, "no int8 weights in the Q/DQ model"
+    largest = max(int(abs(w.astype(int)).max()) for w in weights)
+    assert (largest <= 64) == reduce_range, largest  # 7 bits: [-64, 63]; 8 bits reach 127
+    assert report["weights"].endswith("7-bit range") == reduce_range
+    with pytest.raises(ConfigError, match="reduce_range"):
+        quantize_export(tiny_onnx, calib_dir, out, spec, DEFAULT_TASKS, reduce_range="yes")
