@@ -3,7 +3,8 @@
 Stream workers (one per source) detect, track and schedule every frame, crop the faces the
 schedule says are due and :meth:`Classifier.submit` them, without waiting. The classifier's
 thread takes the waiting requests in schedule order (new tracks first, then the stalest, then
-better views; within a class the oldest request first), up to the backend's preferred batch,
+better views; within a class the oldest request first; a request waiting longer than
+:data:`OVERDUE_S` before all of them), up to the backend's preferred batch,
 runs them through the engine in one call and delivers every estimate to its stream's scheduler,
 which folds it into the track. A frame that must include its estimates (video files, by default)
 waits for its own requests (:meth:`Request.wait`); a live frame does not, and its faces carry
@@ -34,6 +35,9 @@ __all__ = ["Classifier", "Request"]
 
 logger = logging.getLogger(__name__)
 
+OVERDUE_S = 1.0
+"""A request that has waited this long goes before every newer one, whatever its class: new
+tracks appearing all the time (a crowd, several cameras) cannot starve a refresh."""
 JOIN_TIMEOUT_S = 10.0
 """How long closing waits for a backbone call in progress before giving up on the thread."""
 HISTORY = 1024
@@ -141,8 +145,10 @@ class Classifier:
             self._cond.notify()
 
     def _take(self) -> list[Request]:
-        """The next batch in schedule order; drops requests whose track has ended (under the lock)."""
-        self._waiting.sort(key=lambda r: (r.priority, r.seq))
+        """The next batch in schedule order, overdue requests first; drops requests whose track has
+        ended (under the lock)."""
+        now = time.perf_counter()
+        self._waiting.sort(key=lambda r: (now - r.submitted < OVERDUE_S, r.priority, r.seq))
         batch: list[Request] = []
         keep: list[Request] = []
         for request in self._waiting:

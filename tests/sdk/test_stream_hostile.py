@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -151,3 +152,26 @@ def test_a_refused_option_releases_the_sources_it_opened(tiny_export: Path) -> N
         with pytest.raises(ConfigError, match="batch_size"):
             a.streams([list(_frames(3))], batch_size=-1)
     assert all(s.closed for s in streams)  # released, not left open
+
+
+def test_an_overdue_refresh_goes_before_newer_tracks(tiny_export: Path) -> None:
+    from facesdk.streams.classifier import OVERDUE_S, Classifier, Request
+    from facesdk.streams.scheduling import StreamScheduler
+
+    with _analyzer(tiny_export) as a:
+        classifier = Classifier(a.engine, batch_size=2, threaded=False)
+        scheduler = StreamScheduler(None)
+        det = ScriptedDetector(lambda i: BOX).detect(index_frame(0))[0]
+        crop = np.zeros((32, 32, 3), np.uint8)
+        now = time.perf_counter()
+        refresh = Request(
+            scheduler, 0, None, det, crop, 0.0, (1.0, -0.9), seq=0, submitted=now - 2 * OVERDUE_S
+        )
+        new = [
+            Request(scheduler, i, None, det, crop, 0.0, (0.0, float(i)), seq=i, submitted=now)
+            for i in (1, 2, 3)
+        ]
+        classifier._waiting = [refresh, *new]  # noqa: SLF001 - the queue as the thread would see it
+        first = classifier._take()  # noqa: SLF001
+        assert refresh in first and new[0] in first  # overdue first, then the new tracks in order
+        assert classifier._take() == new[1:]  # noqa: SLF001
