@@ -194,6 +194,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _public(argv: list[str]) -> list[str]:
+    """The options as a user would type them: an export named ``EXPORT_DIR``, no output path."""
+    out, skip = [], False
+    for i, word in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if word in ("--model", "--out"):
+            skip = True
+            if word == "--model" and i + 1 < len(argv):
+                out += ["--model", "EXPORT_DIR"]
+            continue
+        if word.startswith(("--model=", "--out=")):
+            out += ["--model", "EXPORT_DIR"] if word.startswith("--model=") else []
+            continue
+        out.append(word)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
@@ -210,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         log.info("overhead: six faces live for %.0f s", args.seconds)
         over = overhead(model, detector, args.backend, args.seconds, args.warmup_seconds, args.fps)
     report = {
-        "command": command_line("python -m benchmarks.audience", sys.argv[1:] if argv is None else argv),
+        "command": command_line(
+            "python -m benchmarks.audience", _public(sys.argv[1:] if argv is None else argv)
+        ),
         "date": time.strftime("%Y-%m-%d"),
         "cpu": cpu_info(),
         "fps": args.fps,

@@ -131,7 +131,7 @@ def head_pose(landmarks: Sequence[Sequence[float]], iterations: int = 3) -> Head
     if len(landmarks) != 5:
         return None
     points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
-    centred = points - points.mean(axis=0)
+    centred = points - points.sum(axis=0) * 0.2  # the mean of five points (cheaper than .mean)
     # closed form: the affine projection M (2 x 3) in least squares, then the nearest scaled rotation
     affine = (_PINV @ centred).T
     u, sv, vt = np.linalg.svd(affine, full_matrices=False)
@@ -139,10 +139,11 @@ def head_pose(landmarks: Sequence[Sequence[float]], iterations: int = 3) -> Head
     scale = float(sv.mean())
     if scale <= 1e-12:
         return None
-    r3 = np.cross(rows[0], rows[1])
-    rotation = np.vstack([rows, r3])
-    if np.linalg.det(rotation) < 0:  # cannot happen with orthonormal rows; keep a proper rotation
-        rotation[2] = -rotation[2]
+    (a0, a1, a2), (b0, b1, b2) = rows.tolist()
+    # the third row is the cross product of the two orthonormal rows: a proper rotation (det +1)
+    rotation = np.array(
+        [[a0, a1, a2], [b0, b1, b2], [a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0]]
+    )
     shift = np.zeros(2)
     jac = np.zeros((5, 2, 6))
     jac[:, 0, 4] = jac[:, 1, 5] = 1.0
