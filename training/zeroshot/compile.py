@@ -204,7 +204,7 @@ def reference_logits(
     return out
 
 
-def _backbone_spec(bundle: ClipBundle) -> BackboneSpec:
+def backbone_spec(bundle: ClipBundle) -> BackboneSpec:
     """The timm model that equals open_clip's vision tower, projection included."""
     open_clip = _open_clip()
     visual = bundle.model.visual
@@ -252,7 +252,7 @@ def compile_zeroshot(
         The model (eval mode) and the keyword arguments :func:`save_checkpoint` needs
         besides the model (backbone, preprocess, tasks, method, heads).
     """
-    backbone = _backbone_spec(bundle)
+    backbone = backbone_spec(bundle)
     tasks = prompts.task_specs
     heads = {t.name: HeadSpec("linear") for t in tasks}
     method = MethodSpec(METHOD_NAME, _method_config(bundle, prompts, int(backbone.kwargs["num_classes"])))

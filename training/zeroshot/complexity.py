@@ -89,10 +89,10 @@ def _compiled_model(bundle: Any, prompts: PromptSet) -> nn.Module:
     from facesdk.checkpoint import HeadSpec, MethodSpec
 
     from ..checkpoint_io import build_model
-    from .compile import _backbone_spec
+    from .compile import backbone_spec
     from .method import METHOD_NAME
 
-    backbone = _backbone_spec(bundle)
+    backbone = backbone_spec(bundle)
     config = {
         "clip": bundle.name,
         "embed_dim": backbone.kwargs["num_classes"],
