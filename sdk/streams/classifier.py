@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..backends.threads import lower_priority
 from ..engine import Engine
 from ..errors import BackendError, ConfigError
 from ..results import Detection, FaceResult
@@ -56,6 +57,9 @@ class Request:
         crop: The aligned crop.
         timestamp: Stream time of the frame the crop comes from.
         priority: The schedule's sort key (lower goes first).
+        refresh: For asynchronous streams: called with the request just before its backbone call
+            (in the classifier's thread) to swap in a crop of the same track from the stream's
+            newest frame, so an estimate is as fresh as the call, not as old as the queue.
         result: The estimate (smoothed into the track) once answered.
         infer_ms: This request's share of its backbone call (ms), once answered.
     """
@@ -67,6 +71,7 @@ class Request:
     crop: np.ndarray
     timestamp: float
     priority: tuple[float, ...] = ()
+    refresh: Callable[[Request], None] | None = None
     seq: int = 0
     submitted: float = 0.0
     result: FaceResult | None = None
@@ -95,6 +100,8 @@ class Classifier:
         max_delay_ms: Once a request waits, how long to wait for more before a call that is not
             full (like Triton's ``max_queue_delay``; lets several sources share a call). ``0``
             takes what is there.
+        nice: Niceness the classifier's thread and the backend's worker threads run at
+            (:func:`~facesdk.backends.threads.lower_priority`; threaded only; 0: unchanged).
     """
 
     def __init__(
@@ -103,6 +110,7 @@ class Classifier:
         batch_size: int | None = None,
         threaded: bool = True,
         max_delay_ms: float = 0.0,
+        nice: int = 0,
     ) -> None:
         if batch_size is not None and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
@@ -115,6 +123,7 @@ class Classifier:
         self.engine = engine
         self.batch_size = batch_size or engine.batch_size
         self.max_delay = max_delay_ms / 1000.0
+        self.nice = nice
         self.batches: deque[int] = deque(maxlen=HISTORY)
         """Crops per backbone call, the most recent :data:`HISTORY`."""
         self.error: BaseException | None = None
@@ -163,6 +172,12 @@ class Classifier:
         return batch
 
     def _loop(self) -> None:
+        if self.nice > 0:
+            try:
+                workers = getattr(self.engine.backend, "worker_threads", ())
+            except BackendError:  # closed before this thread started: nothing will run
+                workers = ()
+            lower_priority(self.nice, [None, *workers])
         while not self._stop.is_set():
             with self._cond:
                 while not self._waiting and not self._stop.is_set():
@@ -178,6 +193,12 @@ class Classifier:
                 batch = self._take()
             if not batch:
                 continue
+            for request in batch:
+                if request.refresh is not None:
+                    try:
+                        request.refresh(request)
+                    except Exception:  # a refresh is an improvement: the queued crop still serves
+                        logger.debug("refreshing a crop failed; the queued one is used", exc_info=True)
             try:
                 self.run_now(batch)
             except BaseException as exc:  # handed to the streams through their requests

@@ -25,6 +25,7 @@ of the backbone ends the iteration. Stopping early (``break``, ``close()``) stop
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import queue
@@ -121,6 +122,8 @@ class _Lane:
     scheduler: StreamScheduler
     wait: bool
     thread: threading.Thread | None = None
+    latest: tuple[float, np.ndarray, FramePlan] | None = None
+    """The newest planned frame (asynchronous lanes): what a queued crop is refreshed from."""
 
 
 @dataclass(slots=True)
@@ -176,7 +179,10 @@ class StreamRun:
         if not overlap and (len(self.lanes) != 1 or not self.lanes[0].wait):
             raise ConfigError("overlap=False runs one source in waiting mode only (wait=True, one source)")
         self.errors: dict[str, BaseException] = {}
-        self.classifier = Classifier(engine, batch_size, threaded=overlap, max_delay_ms=max_delay_ms)
+        nices = {lane.scheduler.schedule.backbone_nice for lane in self.lanes}
+        self.classifier = Classifier(
+            engine, batch_size, threaded=overlap, max_delay_ms=max_delay_ms, nice=min(nices, default=0)
+        )
         self._queue: queue.Queue[_Planned | _Done] = queue.Queue(maxsize=max(1, 2 * len(self.lanes) - 1))
         self._stop = threading.Event()
         self._started = False
@@ -192,8 +198,12 @@ class StreamRun:
         qualities = assess_faces(image, detections)
         plan = lane.scheduler.plan(detections, timestamp, qualities)
         crops = crop_faces(image, plan.to_infer, self.engine.manifest.preprocess)
+        refresh = None
+        if not lane.wait and lane.scheduler.tracking:
+            lane.latest = (timestamp, image, plan)
+            refresh = functools.partial(self._refresh, lane)
         requests = [
-            Request(lane.scheduler, i, plan.track_ids[i], plan.detections[i], crop, timestamp, key)
+            Request(lane.scheduler, i, plan.track_ids[i], plan.detections[i], crop, timestamp, key, refresh)
             for i, crop, key in zip(plan.infer, crops, plan.priorities, strict=True)
         ]
         timings = {
@@ -203,6 +213,23 @@ class StreamRun:
         }
         self.classifier.submit(requests)
         return _Planned(lane, item.index, timestamp, image, plan, requests, timings)
+
+    def _refresh(self, lane: _Lane, request: Request) -> None:
+        """Swap a queued request's crop for its track's face in the lane's newest frame (if newer).
+
+        Runs in the classifier's thread just before the backbone call: a queue of requests then
+        costs no freshness (the estimate is as old as the call, not as old as the wait)."""
+        latest = lane.latest
+        if latest is None or latest[0] <= request.timestamp:
+            return
+        timestamp, image, plan = latest
+        try:
+            i = plan.track_ids.index(request.track_id)
+        except ValueError:
+            return  # not in the newest frame (occluded for a moment): the queued view serves
+        detection = plan.detections[i]
+        (crop,) = crop_faces(image, [detection], self.engine.manifest.preprocess)
+        request.detection, request.crop, request.timestamp = detection, crop, timestamp
 
     def _work(self, lane: _Lane) -> None:
         error: BaseException | None = None
@@ -228,7 +255,11 @@ class StreamRun:
             timings["wait"] = (time.perf_counter() - start) * 1000.0
         if self.classifier.error is not None:
             raise self.classifier.error
-        delivered = {r.index: r.result for r in planned.requests if r.result is not None}
+        delivered = {  # a refreshed request answers for a newer frame: its track carries it there
+            r.index: r.result
+            for r in planned.requests
+            if r.result is not None and r.timestamp == planned.timestamp
+        }
         if lane.wait:
             timings["infer"] = sum(r.infer_ms for r in planned.requests)
         start = time.perf_counter()

@@ -63,6 +63,10 @@ class ScheduleConfig:
         better_area_ratio: A box this many times the area of the last inferred view is a better view.
         better_score_margin: A detector score this much higher is a better view.
         better_quality_margin: A ``FaceResult.quality`` score this much higher is a better view.
+        backbone_nice: Niceness (Linux scheduling priority, 0-19) the backbone's threads run at
+            while a stream classifies in the background: when the frame path (capture, detect,
+            track) and the backbone want the same core, the frame path goes first, and the
+            backbone still takes every cycle left over. 0 leaves priorities alone.
     """
 
     enabled: bool = True
@@ -71,6 +75,7 @@ class ScheduleConfig:
     better_area_ratio: float = 1.5
     better_score_margin: float = 0.1
     better_quality_margin: float = 0.15
+    backbone_nice: int = 5
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.refresh_s) and self.refresh_s > 0):
@@ -86,6 +91,12 @@ class ScheduleConfig:
             raise ConfigError(
                 f"better_area_ratio must be > 1 (use inf to ignore box size), got {self.better_area_ratio}"
             )
+        if (
+            isinstance(self.backbone_nice, bool)
+            or not isinstance(self.backbone_nice, int)
+            or not 0 <= self.backbone_nice <= 19
+        ):
+            raise ConfigError(f"backbone_nice must be an integer in [0, 19], got {self.backbone_nice!r}")
         for name in ("better_score_margin", "better_quality_margin"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0 (use inf to ignore it), got {getattr(self, name)}")
@@ -268,6 +279,8 @@ class StreamScheduler:
                 return replace(face, track_id=track_id)
             if track.estimate_time is not None and timestamp < track.estimate_time:
                 return replace(face, track_id=track_id)  # an older view than the estimate: keep the newer
+            if track.inferred_at is None or timestamp > track.inferred_at:
+                track.inferred_at = timestamp  # a refreshed crop: its age counts from its own frame
             attributes = track.absorb(face.attributes, timestamp, self.tracker.config.smoothing)
             return replace(face, track_id=track_id, attributes=attributes, estimate_age_s=0.0)
 
@@ -331,7 +344,7 @@ class StreamScheduler:
                         landmarks=det.landmarks,
                         attributes=dict(attributes),
                         track_id=track_id,
-                        inferred=False,
+                        inferred=when is not None and when == plan.timestamp,  # a refreshed crop of it
                         estimate_age_s=age,
                         quality=quality,
                     )

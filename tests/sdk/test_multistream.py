@@ -27,7 +27,8 @@ def test_three_sources_one_failing(analyzer, astronaut_bgr) -> None:  # noqa: AN
         "b": _frames(astronaut_bgr, 6, delay=0.05),
         "bad": _frames(astronaut_bgr, 6, fail_after=2),
     }
-    multi = analyzer.streams(sources, max_delay_ms=200, schedule=ScheduleConfig(enabled=False))  # every face
+    # every face; batches of up to 8 (ONNX Runtime on the CPU would send one crop per call)
+    multi = analyzer.streams(sources, max_delay_ms=200, batch_size=8, schedule=ScheduleConfig(enabled=False))
     results = list(multi)
     counts = Counter(r.source for r in results)
     assert counts["a"] == 6 and counts["b"] == 6 and counts["bad"] == 2

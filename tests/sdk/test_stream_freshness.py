@@ -1,0 +1,125 @@
+"""An asynchronous stream's estimates are as fresh as the backbone allows, and the frame path goes first.
+
+- A crop that waited in the classifier's queue is swapped, just before its call, for the same
+  track's face in the stream's newest frame: the estimate is as old as the call, not the queue.
+- The backbone's threads (the classifier's and ONNX Runtime's pool) run at a lower priority than
+  the frame path (``ScheduleConfig.backbone_nice``).
+- ONNX Runtime on the CPU sends one crop per call (a batch costs its crops' sum there).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facesdk import Analyzer, FrameResult
+from facesdk.backends.onnxruntime import OnnxRuntimeBackend
+from facesdk.backends.threads import lower_priority, native_threads_started
+from facesdk.errors import ConfigError
+from facesdk.scheduling import ScheduleConfig
+from facesdk.testing import decode_face, index_frame
+from tests.helpers import guarded
+from tests.sdk.test_stream_mixups import analyzer, check_own_estimates, clock, frames, who
+
+
+def test_a_queued_crop_is_refreshed_from_the_newest_frame(tiny_export: Path) -> None:
+    gate = threading.Event()
+    with analyzer(tiny_export, gate=gate) as a:
+        # one crop per call: frame 0's first new track holds the backbone, the other two wait
+        schedule = ScheduleConfig(refresh_s=60.0, max_crops_per_frame=3)
+
+        def run() -> list[FrameResult]:
+            out = []
+            stream = a.stream(frames(0, 28), schedule=schedule, clock=clock(), wait=False, batch_size=1)
+            for result in stream:
+                out.append(result)
+                if len(out) == 12:
+                    gate.set()
+            return out
+
+        results = guarded(run)
+    check_own_estimates(results)
+    last = results[-1].faces
+    crops = [who(decode_face(face), 0) for face in last]
+    assert [slot for _, slot in crops] == [0, 1, 2]
+    held = [frame for frame, slot in crops if slot != 2]  # track 3 (the largest face) went first
+    assert crops[2][0] < 11, "the crop held in the backbone call must be one from before the gate opened"
+    assert all(frame >= 11 for frame in held), (
+        f"queued crops were not refreshed: they come from frames {held}, asked for at frame 0"
+    )
+
+
+def test_a_waiting_stream_keeps_the_crops_it_asked_for(tiny_export: Path) -> None:
+    with analyzer(tiny_export) as a:
+        schedule = ScheduleConfig(refresh_s=60.0, max_crops_per_frame=3)
+        results = guarded(
+            lambda: list(a.stream(frames(0, 8), schedule=schedule, clock=clock(), batch_size=1))
+        )
+    assert [f.inferred for f in results[0].faces] == [True, True, True]
+    assert [who(decode_face(f), 0) for f in results[0].faces] == [(0, 0), (0, 1), (0, 2)]
+
+
+def test_lower_priority_raises_a_threads_niceness_only() -> None:
+    seen: dict[str, object] = {}
+
+    def body() -> None:
+        start = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        seen["changed"] = lower_priority(start + 3)
+        seen["after"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        seen["again"] = lower_priority(start + 1)  # never back up
+        seen["start"] = start
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    assert seen["changed"] == [thread.native_id]
+    assert seen["after"] == seen["start"] + 3 and seen["again"] == []
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == seen["start"], "touched the caller"
+    assert lower_priority(5, [2**22 + 12345]) == []  # no such thread: nothing, no error
+
+
+def test_native_threads_started_sees_a_runtimes_pool_not_python_threads(tiny_export: Path) -> None:
+    a = Analyzer(tiny_export, backend="onnxruntime")
+    try:
+        release = threading.Event()
+        python = threading.Thread(target=release.wait)
+        with native_threads_started() as spawned:
+            python.start()  # alive when the block ends (an ended thread's id may be reused)
+            backend = OnnxRuntimeBackend(a.manifest, a.model_path, intra_op_threads=2)
+        release.set()
+        python.join()
+        assert backend.worker_threads and backend.worker_threads <= spawned
+        assert python.native_id not in spawned
+        backend.close()
+    finally:
+        a.close()
+
+
+def test_a_background_stream_lowers_the_backbones_threads(tiny_export: Path) -> None:
+    with Analyzer(tiny_export, backend="onnxruntime", intra_op_threads=2) as a:
+        (pool,) = a.backend.worker_threads
+        before = os.getpriority(os.PRIO_PROCESS, pool)
+        nice = min(19, before + 4)
+        schedule = ScheduleConfig(backbone_nice=nice)
+        images = [index_frame(i) for i in range(3)]
+        guarded(lambda: list(a.stream(iter(images), schedule=schedule, wait=False, clock=clock())))
+        assert os.getpriority(os.PRIO_PROCESS, pool) == nice
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < nice, "the caller was lowered"
+
+
+def test_backbone_nice_is_validated() -> None:
+    for bad in (-1, 20, 2.5, True):
+        with pytest.raises(ConfigError, match="backbone_nice"):
+            ScheduleConfig(backbone_nice=bad)
+
+
+def test_onnxruntime_on_the_cpu_streams_one_crop_per_call(tiny_export: Path) -> None:
+    with Analyzer(tiny_export, backend="onnxruntime") as a:
+        assert a.backend.preferred_batch == 1
+        assert a.engine.batch_size == 1
+        frame = np.zeros((240, 320, 3), np.uint8)
+        assert a.engine.batch_size == 1 and len(a.analyze(frame).faces) == 0
