@@ -339,6 +339,42 @@ def thread_split_rows(
     ]
 
 
+def priority_rows(
+    args: argparse.Namespace, export: Path, detector: Path, cases: Sequence[LiveCase]
+) -> list[dict[str, Any]]:
+    """ONNX Runtime FP32 on the six-face and many-camera live cases with the backbone's threads at
+    niceness 0 (the process's priority) and at the default ``backbone_nice``, rounds alternating.
+
+    Each niceness has an Analyzer of its own: a thread's niceness cannot be lowered again, so one
+    backend cannot serve both."""
+    levels = sorted({0, ScheduleConfig().backbone_nice})
+    jobs = list(itertools.product(range(len(levels)), cases))
+    raw: list[list[dict[str, Any]]] = [[] for _ in jobs]
+    with contextlib.ExitStack() as stack:
+        made = [
+            stack.enter_context(
+                Analyzer(
+                    export, backend="onnxruntime", detector=detector, schedule=ScheduleConfig(backbone_nice=n)
+                )
+            )
+            for n in levels
+        ]
+        for round_ in range(args.rounds):
+            for i in alternate(range(len(jobs)), round_):
+                level, case = jobs[i]
+                raw[i].append(run_live(made[level], case, args.warmup_seconds, args.live_seconds))
+                _progress(
+                    f"{case.name}, onnxruntime, backbone_nice {levels[level]}",
+                    round_,
+                    args.rounds,
+                    raw[i][-1],
+                )
+    return [
+        live_row(raw[i], case=case.name, backend="onnxruntime", backbone_nice=levels[level])
+        for i, (level, case) in enumerate(jobs)
+    ]
+
+
 # ------------------------------------------------------------------------------ entry point
 def doc_command(argv: Sequence[str]) -> str:
     """``python -m benchmarks.stream`` with the run's options, less those naming this machine's files."""
@@ -372,7 +408,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--cameras", type=int, default=4, help="cameras of the many-camera run")
     p.add_argument("--cameras-fps", type=float, default=15.0, help="their rate (six faces each)")
     p.add_argument("--thread-split", action="store_true",
-                   help="also run six faces live at each detector/backbone thread split (about 5 min more)")  # fmt: skip
+                   help="also run six faces live at each detector/backbone thread split, and the six-face and camera runs "
+                        "with the backbone at the process's priority (about 8 min more)")  # fmt: skip
     p.add_argument("--frames", type=int, default=100, help="frames per scheduled throughput run")
     p.add_argument("--frames-unscheduled", type=int, default=25, help="frames per throughput run, scheduling off")  # fmt: skip
     p.add_argument("--detector", type=Path, default=None, help="YuNet model (default: the SDK's lookup, see 'facesdk models')")  # fmt: skip
@@ -436,6 +473,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["live"] = live_rows(args, analyzers, cases)
         report["thread_split"] = (
             thread_split_rows(args, export, detector, cases[1], analyzers) if args.thread_split else None
+        )
+        report["priority"] = (
+            priority_rows(args, export, detector, [cases[1], cases[3]]) if args.thread_split else None
         )
         report["rows"] = throughput_rows(args, analyzers, videos)
         sizes = [int(s) for s in args.detector_sizes.split(",") if s]

@@ -244,6 +244,21 @@ def _split_section(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _priority_section(report: Mapping[str, Any]) -> list[str]:
+    rows = report.get("priority")
+    if not rows:
+        return []
+    return _table(
+        "The backbone below the frame path",
+        "ONNX Runtime FP32 with the backbone's threads (the classifier's and ONNX Runtime's pool) at niceness 0, "
+        "the process's own priority, and at `ScheduleConfig.backbone_nice`'s default, where the frame path "
+        "(capture, detect, track, label) goes first whenever both want a core. Same runs as above, rounds "
+        "alternating, each number the worst round's.",
+        ("case", "backbone_nice", *LIVE_COLUMNS[:4], LIVE_COLUMNS[-1]),
+        ([r["case"], str(r["backbone_nice"]), *_live_cells(r)[:4], _live_cells(r)[-1]] for r in rows),
+    )
+
+
 def _throughput_cells(r: Mapping[str, Any]) -> list[str]:
     age = r["estimate_age_s"]
     return [
@@ -309,6 +324,7 @@ def render(report: Mapping[str, Any]) -> str:
     lines += ["", _delivered(report)]
     lines += _verdict(report)
     lines += _split_section(report)
+    lines += _priority_section(report)
     lines += _table(
         "Throughput and freshness (video files read as fast as the pipeline takes them)",
         f"The one- and six-face videos (six as 3 x 2 tiles of 340 px), panned 2 px per frame, in waiting mode: "

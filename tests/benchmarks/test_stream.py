@@ -21,6 +21,7 @@ from benchmarks.stream_live import (
     write_video,
 )
 from benchmarks.stream_report import best_split, checks
+from facesdk.scheduling import ScheduleConfig
 
 
 def _centre(scene: ComeAndGo, slot: int, i: int) -> tuple[float, float]:
@@ -209,3 +210,8 @@ def test_stream_benchmark_tiny(
     split = {(r["runtime"], r["detector_threads"], r["backbone_threads"]) for r in report["thread_split"]}
     assert {("onnxruntime", d, b) for d in (1, 2) for b in (1, 2)} <= split
     assert "- Best for onnxruntime" in text
+    priority = {(r["case"], r["backbone_nice"]) for r in report["priority"]}
+    assert priority == {
+        (c, n) for c in ("six faces", "2 cameras") for n in (0, ScheduleConfig().backbone_nice)
+    }
+    assert "The backbone below the frame path" in text
