@@ -13,6 +13,11 @@ Network sources are opened with OpenCV's open and read timeouts
 :data:`DEFAULT_READ_TIMEOUT_S`), so a stalled camera cannot block a read for long. An iterable
 that yields ``None`` or something that is not a frame fails its source with an error that says
 which frame.
+
+Each frame is stamped with its capture time (``time.time()``), except a video file read as a
+file (not ``live``): there with the time the stream started plus the frame's time in the video
+(:func:`media_time`), so a stream's schedule and its estimate ages follow the video, not how fast
+this machine happens to decode and analyse it.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ __all__ = [
     "StreamFrame",
     "is_live_source",
     "is_reopenable",
+    "media_time",
     "open_capture",
 ]
 
@@ -154,6 +160,28 @@ def open_capture(
     return cap
 
 
+def media_time(cap: Any, index: int, previous: float | None) -> float | None:
+    """Seconds from a video's start to its frame just read (``None`` when the file cannot say).
+
+    The container's timestamp (``CAP_PROP_POS_MSEC``, right for variable frame rates) while it
+    moves forward, else ``index / CAP_PROP_FPS``; always later than ``previous``.
+    """
+    get = getattr(cap, "get", None)
+    if get is None:
+        return None
+    try:
+        ms, fps = float(get(cv2.CAP_PROP_POS_MSEC)), float(get(cv2.CAP_PROP_FPS))
+    except (TypeError, ValueError, cv2.error):
+        return None
+    step = 1.0 / fps if 0 < fps < 1000 else None
+    if ms >= 0 and ms < float("inf") and (previous is None or ms / 1000.0 > previous):
+        return ms / 1000.0
+    if step is None:
+        return None
+    seconds = index * step
+    return seconds if previous is None or seconds > previous else previous + step
+
+
 def _declared_frames(cap: Any) -> int:
     """The frame count a video container states (0 when the capture cannot say)."""
     get = getattr(cap, "get", None)
@@ -213,6 +241,7 @@ class FrameStream:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._epoch = 0.0
         self.dropped = 0
         self.reconnects = 0
         self.declared_frames = _declared_frames(self._cap) if not self.live else 0
@@ -254,15 +283,26 @@ class FrameStream:
                 delay = min(delay * 2, limit)
         return False
 
+    def _timestamp(self, index: int, previous: float | None) -> float:
+        """A frame's stream time: when it was captured, or for a video file read as a file (not
+        live) when the stream started plus the frame's time in the video."""
+        if self.live or not isinstance(self.source, (str, os.PathLike)) or self._cap is None:
+            return time.time()
+        seconds = media_time(self._cap, index, None if previous is None else previous - self._epoch)
+        return time.time() if seconds is None else self._epoch + seconds
+
     def _run(self) -> None:
         index = 0
+        self._epoch = time.time()
+        previous: float | None = None
         try:
             while not self._stop.is_set():
                 start = time.perf_counter()
                 ok, frame = self._cap.read() if self._cap is not None else (False, None)
                 decode_ms = (time.perf_counter() - start) * 1000.0
                 if ok and frame is not None:
-                    self._put(StreamFrame(index, time.time(), frame, decode_ms))
+                    previous = self._timestamp(index, previous)
+                    self._put(StreamFrame(index, previous, frame, decode_ms))
                     index += 1
                     self.frames_read = index
                     continue

@@ -5,14 +5,17 @@
 - The backbone's threads (the classifier's and ONNX Runtime's pool) run at a lower priority than
   the frame path (``ScheduleConfig.backbone_nice``).
 - ONNX Runtime on the CPU sends one crop per call (a batch costs its crops' sum there).
+- A video file's stream time is the video's own, so its schedule does not depend on the machine.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -21,6 +24,7 @@ from facesdk.backends.onnxruntime import OnnxRuntimeBackend
 from facesdk.backends.threads import lower_priority, native_threads_started
 from facesdk.errors import ConfigError
 from facesdk.scheduling import ScheduleConfig
+from facesdk.streams.sources import FrameStream, media_time
 from facesdk.testing import decode_face, index_frame
 from tests.helpers import guarded
 from tests.sdk.test_stream_mixups import analyzer, check_own_estimates, clock, frames, who
@@ -123,3 +127,36 @@ def test_onnxruntime_on_the_cpu_streams_one_crop_per_call(tiny_export: Path) -> 
         assert a.engine.batch_size == 1
         frame = np.zeros((240, 320, 3), np.uint8)
         assert a.engine.batch_size == 1 and len(a.analyze(frame).faces) == 0
+
+
+def test_a_video_files_stream_time_is_the_videos_own(tmp_path: Path) -> None:
+    path = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for i in range(6):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    stream = FrameStream(str(path))
+    with stream:
+        times = [frame.timestamp for frame in stream]
+    assert np.allclose(np.diff(times), 0.1), times  # 10 frames/s, however fast it was read
+    with FrameStream(str(path), live=True) as camera:
+        first = next(iter(camera))
+    assert abs(first.timestamp - time.time()) < 5  # live: capture time
+
+
+class _NoClock:
+    """A capture that says nothing about time (an iterable's wrapper does the same)."""
+
+    def get(self, prop: int) -> float:
+        return 0.0
+
+
+def test_media_time_falls_back_to_frame_rate_and_never_goes_back() -> None:
+    class Fps(_NoClock):
+        def get(self, prop: int) -> float:
+            return 20.0 if prop == cv2.CAP_PROP_FPS else 0.0  # no position: index / fps
+
+    assert media_time(Fps(), 0, None) == 0.0
+    assert media_time(Fps(), 3, 0.0) == pytest.approx(0.15)
+    assert media_time(Fps(), 2, 0.5) == pytest.approx(0.55)  # never earlier than the last
+    assert media_time(_NoClock(), 4, 0.0) is None
