@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, ManifestError, MissingFileError
+from ..errors import ConfigError, ManifestError, MissingFileError
+from ..preprocess import Preprocess
+from ..tasks import TaskSpec, tasks_from_json, tasks_to_json
 from .manifest_io import FileEntry, atomic_write_json, read_manifest_json
-from .manifest_schema import (
+from .schema import (
     FILE_ENTRY,
     PREPROCESS,
     TASKS,
@@ -30,9 +32,7 @@ from .manifest_schema import (
     member_path,
     validate,
 )
-from .preprocess import Preprocess
-from .tasks import TaskSpec, tasks_from_json, tasks_to_json
-from .temperature import TEMPERATURES_KEY, check_temperatures
+from .temperatures import TEMPERATURES_KEY, check_temperatures
 
 __all__ = [
     "EXPORT_MANIFEST",
@@ -160,7 +160,7 @@ EXPORT_SCHEMA = Obj(
     },
 )
 """``export.json`` (and the metadata of a lone ``.onnx``); optional top-level fields go into
-``EXPORT_SCHEMA.optional`` (see :mod:`facesdk.manifest_schema`)."""
+``EXPORT_SCHEMA.optional`` (see :mod:`facesdk.contract.schema`)."""
 
 _FIX = "Re-create the export with 'facesdk export build', or correct that field"
 
@@ -366,7 +366,7 @@ def manifest_from_onnx_metadata(
         )
     version = metadata.get(keys["schema_version"])
     if version != str(EXPORT_SCHEMA_VERSION):
-        from .errors import SchemaVersionError
+        from ..errors import SchemaVersionError
 
         raise SchemaVersionError(
             f"{source} has export schema version {version!r} in its metadata; this facesdk reads {EXPORT_SCHEMA_VERSION}"

@@ -23,9 +23,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ManifestError
+from ..errors import ManifestError
+from ..preprocess import CROP_KINDS, INTERPOLATIONS, SUPPORTED_ALIGN_VERSIONS
 from .manifest_io import check_plain_name
-from .preprocess import CROP_KINDS, INTERPOLATIONS, SUPPORTED_ALIGN_VERSIONS
 
 __all__ = [
     "Spec",
@@ -353,7 +353,7 @@ FILE_ENTRY = Obj(
         "size": Int(lo=0),
     }
 )
-"""A file entry with its hash (``facesdk.manifest_io.FileEntry``)."""
+"""A file entry with its hash (``facesdk.contract.manifest_io.FileEntry``)."""
 
 TASKS = Seq(TASK, min_len=1)
 

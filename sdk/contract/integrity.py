@@ -37,7 +37,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from .errors import IntegrityError, ManifestError, MissingFileError
+from ..errors import IntegrityError, ManifestError, MissingFileError
 from .fileio import atomic_write_bytes, sha256_file
 
 __all__ = [

@@ -4,9 +4,9 @@ A *path* is a runtime, one of the export's model files and a precision mode: ONN
 INT8 (the Q/DQ file), OpenVINO FP32, BF16 (an execution mode of the FP32 file, on CPUs with
 AVX-512 BF16 or AMX), INT8 (the Q/DQ file, float parts in FP32 or BF16).
 
-* **Approval** (:mod:`.cpu_approval`): a path other than FP32 arithmetic needs a record of its
+* **Approval** (:mod:`.approval`): a path other than FP32 arithmetic needs a record of its
   top-1 agreement with FP32 on face crops whose Wilson 95% lower bound is >= :data:`THRESHOLD` on
-  every task, written by the export or by ``python -m facesdk.backends.select approve``; ``auto``
+  every task, written by the export or by ``python -m facesdk.auto approve``; ``auto``
   never approves a path on its own.
 * **Timing** (``facesdk.bench``): every approved path runs batch 1 and 8 in its own child process,
   in two alternating rounds (:func:`facesdk.bench.alternate_rounds`); the score is milliseconds per
@@ -36,10 +36,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..backends.base import create_backend
+from ..contract.export_manifest import ExportManifest
 from ..errors import BackendError, ConfigError, FaceSdkError, MissingFileError
-from ..export_manifest import ExportManifest
-from .base import create_backend
-from .cpu_approval import (
+from .approval import (
     THRESHOLD,
     FaceCrops,
     approval_problem,
@@ -110,7 +110,7 @@ class CpuPath:
     def options(self) -> dict[str, Any]:
         """Backend options that select this path."""
         if self.runtime == "openvino":
-            from .openvino import LEAN_BUCKETS
+            from ..backends.openvino import LEAN_BUCKETS
 
             return {"precision_hint": self.hint, "batch_buckets": LEAN_BUCKETS}
         return {}
@@ -239,7 +239,7 @@ def _approvals(
             found = (approved_here[path.name], "approve command, recorded in the auto cache")
         if found is None:
             left_out[path.name] = (
-                "no agreement record (run 'python -m facesdk.backends.select approve --model EXPORT --crops DIR')"
+                "no agreement record (run 'python -m facesdk.auto approve --model EXPORT --crops DIR')"
             )
             continue
         problem = approval_problem(found[0])
@@ -492,7 +492,7 @@ def by_key(name: str, paths: Sequence[CpuPath]) -> str:
 
 
 def _load_export(path: Path) -> ExportManifest:
-    from ..export_manifest import load_export_manifest
+    from ..contract.export_manifest import load_export_manifest
 
     if path.is_file():
         raise ConfigError(
@@ -504,11 +504,10 @@ def _load_export(path: Path) -> ExportManifest:
     return load_export_manifest(path)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m facesdk.backends.select EXPORT`` prints what ``auto`` chooses here and why;
+def main(argv: Sequence[str] | None = None, prog: str = "python -m facesdk.auto") -> int:
+    """``python -m facesdk.auto EXPORT`` prints what ``auto`` chooses here and why;
     ``... approve --model EXPORT --crops DIR`` checks the paths the export could not."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    prog = "python -m facesdk.backends.select"
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         if argv[:1] == ["approve"]:
@@ -540,9 +539,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FaceSdkError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    from ..errors import run_guarded
-
-    raise SystemExit(run_guarded("python -m facesdk.backends.select", main))

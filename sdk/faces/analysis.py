@@ -13,15 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from .backends.base import Backend, run_batched
-from .errors import BackendError, ConfigError
-from .export_manifest import ExportManifest
-from .faces.align import crop_faces
-from .faces.quality import assess_faces
-from .preprocess import Preprocess, to_input_tensor
-from .results import Detection, FaceResult, Prediction, Quality
-from .tasks import TaskSpec
-from .temperature import apply_temperature
+from ..backends.base import Backend, run_batched
+from ..contract.export_manifest import ExportManifest
+from ..contract.temperatures import apply_temperature
+from ..errors import BackendError, ConfigError
+from ..preprocess import Preprocess, to_input_tensor
+from ..results import Detection, FaceResult, Prediction, Quality
+from ..tasks import TaskSpec
+from .align import crop_faces
+from .quality import assess_faces
 
 __all__ = [
     "PreparedFaces",
