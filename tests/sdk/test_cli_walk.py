@@ -47,6 +47,7 @@ CASES: list[tuple[str, str]] = [
     ("facesdk.auto nosuch", "nosuch"),
     ("facesdk.auto LONE", "is a file"),
     ("facesdk.auto DAMAGED", "corrupt"),
+    ("facesdk.backends.select nosuch", "nosuch"),  # the command docs named before facesdk.auto
     ("facesdk.export build --ckpt nosuch --out OUT", "nosuch"),
     ("facesdk.training train --config nosuch.yaml --out OUT", "nosuch.yaml"),
     ("facesdk.training.known_patch --out x.png --samples 0", "--samples"),
