@@ -1,7 +1,9 @@
 """The ``facesdk`` command: one console script whose subcommands live in their stages.
 
 Each subcommand's module is imported only when it runs, so ``facesdk analyze`` never
-imports torch and a missing extra is reported by name.
+imports torch and a missing extra is reported by name. The runtime's own subcommands are the
+modules of this package (:mod:`.analyze`, :mod:`.demo`, :mod:`.models`); the stages and the
+audience, bench and serving packages keep theirs.
 """
 
 from __future__ import annotations
