@@ -135,7 +135,7 @@ def fit(
     training images (cached in ``stats``), train ``args.steps`` steps of ``args.batch``."""
     import torch
 
-    from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec
+    from facesdk.contract.checkpoint import BackboneSpec, HeadSpec, MethodSpec
     from facesdk.training import build_model
     from facesdk.training.losses import MultiTaskLoss
     from facesdk.training.methods import get_method
@@ -254,7 +254,7 @@ def export_backbone(name: str, work: Path, args: Any) -> dict[str, Any]:
 
     from facesdk.calibration.calibset import load_calibration_set
     from facesdk.calibration.quantize import quantize_export
-    from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec
+    from facesdk.contract.checkpoint import BackboneSpec, HeadSpec, MethodSpec
     from facesdk.export.options import ExportOptions
     from facesdk.export.pipeline import run_export
     from facesdk.tasks import DEFAULT_TASKS
@@ -357,7 +357,7 @@ def openvino_latency(
     """
     from facesdk.backends.openvino import OpenVinoBackend
     from facesdk.calibration.calibset import load_calibration_set
-    from facesdk.export_manifest import load_export_manifest
+    from facesdk.contract.export_manifest import load_export_manifest
 
     runs: Runs = {}
     backends = {}

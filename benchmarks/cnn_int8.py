@@ -89,7 +89,7 @@ def train_export(name: str, work: Path, args: argparse.Namespace) -> dict[str, A
     import torch
 
     from facesdk.calibration.quantize import quantize_export
-    from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec
+    from facesdk.contract.checkpoint import BackboneSpec, HeadSpec, MethodSpec
     from facesdk.export.options import ExportOptions
     from facesdk.export.pipeline import run_export
     from facesdk.tasks import DEFAULT_TASKS
@@ -155,7 +155,7 @@ def backends(rec: dict[str, Any], threads: int) -> dict[str, Any]:
     """The SDK's backends for every entry of :data:`RUNS`."""
     from facesdk.backends.onnxruntime import OnnxRuntimeBackend
     from facesdk.backends.openvino import OpenVinoBackend
-    from facesdk.export_manifest import load_export_manifest
+    from facesdk.contract.export_manifest import load_export_manifest
 
     manifest = load_export_manifest(rec["export_dir"])
     out: dict[str, Any] = {}

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from facesdk.backends.onnxruntime import create_session
+from facesdk.contract.fileio import sha256_file
 from facesdk.faces.model_store import DETECTOR_SHA256, find_detector_model
-from facesdk.fileio import sha256_file
 
 __all__ = ["ROOT", "DOCS", "detector_path", "cpu_session", "child", "add_detector_option", "command_line"]
 

@@ -87,7 +87,7 @@ def build_standin(
     """Train the heads of a random-init PE-T on synthetic faces; return (checkpoint, held-out crops, preprocess)."""
     import torch
 
-    from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec
+    from facesdk.contract.checkpoint import BackboneSpec, HeadSpec, MethodSpec
     from facesdk.tasks import DEFAULT_TASKS
     from facesdk.training import build_model, save_checkpoint
 
@@ -223,7 +223,7 @@ def path_specs(graphs: dict[str, Any], work: Path, reps: tuple[int, int]) -> lis
 
 def _backend(spec: dict[str, Any], profile: bool = False) -> Any:
     from facesdk.backends import create_backend
-    from facesdk.export_manifest import load_export_manifest
+    from facesdk.contract.export_manifest import load_export_manifest
 
     manifest = load_export_manifest(spec["export"])
     if spec["runtime"] == "onnxruntime":

@@ -32,7 +32,7 @@ CKPT="$WORK/checkpoint"
 if [[ ! -f "$CKPT/checkpoint.json" ]]; then
   $PY - "$CKPT" <<'PY'
 import sys, torch
-from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec
+from facesdk.contract.checkpoint import BackboneSpec, HeadSpec, MethodSpec
 from facesdk.tasks import DEFAULT_TASKS
 from facesdk.training import build_model, save_checkpoint
 backbone = BackboneSpec("vit_pe_core_tiny_patch16_384", "random", {})
@@ -102,7 +102,7 @@ CNN_CKPT="$WORK/checkpoint-resnet50"
 if [[ ! -f "$CNN_CKPT/checkpoint.json" ]]; then
   $PY - "$CNN_CKPT" <<'PY'
 import sys, torch
-from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec
+from facesdk.contract.checkpoint import BackboneSpec, HeadSpec, MethodSpec
 from facesdk.tasks import DEFAULT_TASKS
 from facesdk.training import build_model, save_checkpoint
 from facesdk.training.backbones import estimate_batchnorm_stats

@@ -44,7 +44,7 @@ def time_call(
 def _runner(
     kind: str, export: Path, ckpt: Path, batch: int
 ) -> tuple[Callable[[], object], Callable[[], None]]:
-    from facesdk.export_manifest import load_export_manifest
+    from facesdk.contract.export_manifest import load_export_manifest
 
     manifest = load_export_manifest(export)
     h, w = manifest.preprocess.input_size
@@ -94,7 +94,7 @@ def _one(args: argparse.Namespace) -> int:
 
 
 def _available(export: Path) -> list[str]:
-    from facesdk.export_manifest import load_export_manifest
+    from facesdk.contract.export_manifest import load_export_manifest
 
     models = load_export_manifest(export, verify=False).models
     import onnxruntime as ort

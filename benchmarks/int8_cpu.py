@@ -90,7 +90,7 @@ def build(work: Path, detector: Path, kwargs: dict[str, Any]) -> tuple[Path, Any
     from skimage import data
 
     from facesdk.calibration.collect import Source, collect
-    from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec
+    from facesdk.contract.checkpoint import BackboneSpec, HeadSpec, MethodSpec
     from facesdk.export.onnx_export import export_onnx
     from facesdk.tasks import DEFAULT_TASKS
     from facesdk.training import build_model

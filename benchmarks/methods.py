@@ -257,7 +257,7 @@ def latency_child(paths: list[str], threads: int, iters: int, rounds: int = 25) 
 
 def full_size_child(args: argparse.Namespace) -> dict[str, Any]:
     """GFLOPs of the unreduced backbone (native input size and depth): merged plain vs merged MTLoRA."""
-    from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec
+    from facesdk.contract.checkpoint import BackboneSpec, HeadSpec, MethodSpec
     from facesdk.export.flops import count_params, torch_flops
     from facesdk.export.merge import merge_adapters
     from facesdk.tasks import DEFAULT_TASKS
@@ -376,7 +376,7 @@ def main() -> int:
         args.work = (args.work or Path(tmp)).resolve()
         results, full = run_all(args, labels)
     wall, args.load = time.perf_counter() - start, (load, os.getloadavg()[0])
-    from facesdk.manifest_io import atomic_write_bytes
+    from facesdk.contract.manifest_io import atomic_write_bytes
 
     (args.out.parent).mkdir(parents=True, exist_ok=True)
     plot(results, args.out.with_suffix(".png"))

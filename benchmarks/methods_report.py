@@ -180,7 +180,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from facesdk.manifest_io import atomic_write_bytes
+    from facesdk.contract.manifest_io import atomic_write_bytes
 
     labels = [r["label"] for r in results]
     y = np.arange(len(labels))

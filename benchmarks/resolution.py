@@ -37,7 +37,7 @@ def export_at(size: int, work: Path, kwargs: dict[str, Any]) -> Path:
     """A random-init PE-T checkpoint at ``size`` px, exported; returns the export directory."""
     import torch
 
-    from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec
+    from facesdk.contract.checkpoint import BackboneSpec, HeadSpec, MethodSpec
     from facesdk.export.options import ExportOptions
     from facesdk.export.pipeline import run_export
     from facesdk.tasks import DEFAULT_TASKS

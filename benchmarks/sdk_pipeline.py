@@ -24,8 +24,8 @@ import numpy as np
 
 from facesdk import Analyzer
 from facesdk.bench import cpu_info
+from facesdk.contract.export_manifest import load_export_manifest
 from facesdk.engine import CLASSIFY_STAGE
-from facesdk.export_manifest import load_export_manifest
 from facesdk.faces.detector import DetectorConfig
 from facesdk.scheduling import ScheduleConfig
 

@@ -76,7 +76,7 @@ def random_export(work: Path, size: int, depth: int | None) -> Path:
     """Edge export of ``vit_pe_core_tiny_patch16_384`` (random init, three heads) at ``size`` px, fp32 ONNX."""
     import torch
 
-    from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec
+    from facesdk.contract.checkpoint import BackboneSpec, HeadSpec, MethodSpec
     from facesdk.export.options import ExportOptions
     from facesdk.export.pipeline import run_export
     from facesdk.tasks import DEFAULT_TASKS

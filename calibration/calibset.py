@@ -24,9 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from facesdk.errors import ManifestError
-from facesdk.manifest_io import FileEntry, atomic_write_json, read_manifest_json
-from facesdk.manifest_schema import (
+from facesdk.contract.manifest_io import FileEntry, atomic_write_json, read_manifest_json
+from facesdk.contract.schema import (
     FILE_ENTRY,
     PREPROCESS,
     Bool,
@@ -38,6 +37,7 @@ from facesdk.manifest_schema import (
     field_error,
     validate,
 )
+from facesdk.errors import ManifestError
 from facesdk.preprocess import Preprocess
 
 __all__ = [

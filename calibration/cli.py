@@ -148,7 +148,7 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from facesdk.manifest_io import atomic_write_json
+    from facesdk.contract.manifest_io import atomic_write_json
 
     from .quantize import quantize_export
 

@@ -30,9 +30,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from facesdk.contract.manifest_io import FileEntry, atomic_write_bytes, sha256_file
 from facesdk.errors import ConfigError, InvalidFrameError, ManifestError, SourceError
 from facesdk.faces import FaceDetector, crop_face, crop_faces
-from facesdk.manifest_io import FileEntry, atomic_write_bytes, sha256_file
 from facesdk.preprocess import CropPolicy, Preprocess, to_input_tensor
 from facesdk.progress import progress_bar
 from facesdk.tasks import DEFAULT_TASKS, MISSING, TaskSpec

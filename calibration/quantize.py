@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from facesdk.contract.integrity import stamp_onnx_digest
+from facesdk.contract.manifest_io import sha256_file
 from facesdk.errors import ConfigError, ManifestError, require
-from facesdk.integrity import stamp_onnx_digest
-from facesdk.manifest_io import sha256_file
 from facesdk.outputs import check_output_file
 from facesdk.preprocess import Preprocess
 from facesdk.tasks import TaskSpec

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from facesdk.contract.manifest_io import atomic_write_bytes, atomic_write_json, sha256_file
 from facesdk.errors import IntegrityError, ManifestError, require
-from facesdk.manifest_io import atomic_write_bytes, atomic_write_json, sha256_file
 
 from .calibset import check_fingerprint, load_calibration_set
 

@@ -3,7 +3,7 @@
 The steps are separate modules so each can be used alone:
 
 - :mod:`.merge` - ``merge_adapters``, ``check_merge``
-- :mod:`.onnx_export` - ``export_onnx``, ``check_onnx``, ``compare_onnx_torch`` (metadata: ``facesdk.integrity.set_onnx_metadata``)
+- :mod:`.onnx_export` - ``export_onnx``, ``check_onnx``, ``compare_onnx_torch`` (metadata: ``facesdk.contract.integrity.set_onnx_metadata``)
 - :mod:`.fp16` - ``convert_to_fp16`` (fp32 I/O, LayerNorm/Softmax in fp32)
 - :mod:`.flops` - ``torch_flops``, ``onnx_macs``, ``complexity_record``
 - :mod:`.tensorrt_build` - ``EngineFromOnnx`` (TensorRT, lazily imported)

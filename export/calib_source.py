@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facesdk.manifest_io import sha256_file
+from facesdk.contract.manifest_io import sha256_file
 from facesdk.outputs import StagedDir
 from facesdk.preprocess import Preprocess
 from facesdk.tasks import TaskSpec

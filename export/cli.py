@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from facesdk.arguments import positive_int
-from facesdk.export_manifest import EXPORT_MANIFEST, PRECISIONS
+from facesdk.contract.export_manifest import EXPORT_MANIFEST, PRECISIONS
 
 from .onnx_export import DEFAULT_OPSET, EXPORTERS, SUPPORTED_OPSETS
 from .options import ENGINE_MODES

@@ -2,13 +2,13 @@
 
 ``backend="auto"`` may choose a path other than FP32 arithmetic only on a record of its top-1
 agreement with ONNX Runtime FP32 on face crops whose Wilson 95% lower bound is at least 0.98 on
-every task (``facesdk.backends.cpu_approval``). With OpenVINO installed, the export measures
+every task (``facesdk.auto.approval``). With OpenVINO installed, the export measures
 OpenVINO running ``model.int8.onnx`` (float parts in FP32) and, where the exporting CPU has AVX-512
 BF16 or AMX, OpenVINO BF16 on ``model.onnx`` and on ``model.int8.onnx``, on the checkpoint's
 validation crops or, failing those, the calibration set (up to :data:`MAX_CROPS`). Each record goes
 to ``models[key].extra["openvino_agreement"][hint]`` of ``export.json``. A path this CPU cannot run
 (BF16 on a CPU without it) is checked once on the device instead:
-``python -m facesdk.backends.select approve --model EXPORT --crops DIR``.
+``python -m facesdk.auto approve --model EXPORT --crops DIR``.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from facesdk.auto.approval import agreement_record
+from facesdk.auto.choice import candidate_paths, cpu_signature
 from facesdk.backends import create_backend, run_batched
-from facesdk.backends.cpu_approval import agreement_record
-from facesdk.backends.select import candidate_paths, cpu_signature
-from facesdk.export_manifest import ExportManifest, ModelEntry
+from facesdk.contract.export_manifest import ExportManifest, ModelEntry
 
 __all__ = ["openvino_agreement", "record_openvino_agreement", "export_face_crops", "MAX_CROPS"]
 
@@ -37,7 +37,7 @@ MAX_CROPS = 1024
 
 def export_face_crops(ckpt: Path, calib: Path | None) -> tuple[np.ndarray, str] | None:
     """The checkpoint's validation crops, else the calibration set's crops, else None."""
-    from facesdk.checkpoint import load_checkpoint_manifest
+    from facesdk.contract.checkpoint import load_checkpoint_manifest
 
     from .parity import load_validation_crops
 

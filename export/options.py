@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from facesdk.contract.export_manifest import EXPORT_MANIFEST, PRECISIONS
 from facesdk.errors import ConfigError, DependencyError, MissingFileError
-from facesdk.export_manifest import EXPORT_MANIFEST, PRECISIONS
 from facesdk.outputs import check_output_dir
 
 from .onnx_export import DEFAULT_OPSET, EXPORTERS, check_opset

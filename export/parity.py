@@ -23,7 +23,7 @@ import numpy as np
 
 from facesdk.backends.onnxruntime import OnnxFileBackend
 from facesdk.bench import compare_outputs, wilson_lower_bound
-from facesdk.checkpoint import CheckpointManifest
+from facesdk.contract.checkpoint import CheckpointManifest
 from facesdk.errors import DependencyError, ManifestError
 from facesdk.preprocess import Preprocess, to_input_tensor
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 
-from facesdk.checkpoint import CHECKPOINT_MANIFEST, CheckpointManifest, load_checkpoint_manifest
+from facesdk.contract.checkpoint import CHECKPOINT_MANIFEST, CheckpointManifest, load_checkpoint_manifest
+from facesdk.contract.export_manifest import ExportManifest, ModelEntry, TensorSpec
+from facesdk.contract.integrity import set_onnx_metadata, stamp_onnx_digest
+from facesdk.contract.manifest_io import FileEntry, sha256_file
 from facesdk.errors import ConfigError, FaceSdkError, ManifestError
-from facesdk.export_manifest import ExportManifest, ModelEntry, TensorSpec
-from facesdk.integrity import set_onnx_metadata, stamp_onnx_digest
-from facesdk.manifest_io import FileEntry, sha256_file
 from facesdk.outputs import StagedDir
 
 from .calib_source import CalibrationUse, calibration_set

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from facesdk.contract.manifest_io import atomic_write_bytes
 from facesdk.errors import BackendError, ConfigError, DependencyError
-from facesdk.manifest_io import atomic_write_bytes
 
 from .errors import ExportError
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from facesdk.backends.onnxruntime import OnnxFileBackend
 from facesdk.bench import compare_arrays
-from facesdk.export_manifest import ExportManifest
+from facesdk.contract.export_manifest import ExportManifest
 from facesdk.progress import progress_bar
 
 from .errors import ParityError

@@ -27,10 +27,10 @@ from .arguments import check_detections, check_model_arg
 from .backends.base import Backend, create_backend
 from .engine import Engine
 from .errors import ConfigError, SourceError
+from .faces.analysis import check_min_quality
 from .faces.detector import DetectorConfig, FaceDetector, stream_config
 from .frames import to_bgr_uint8
 from .model_loader import resolve_model
-from .pipeline import check_min_quality
 from .results import Detection, FrameResult
 from .streams.runner import Clock, MultiStream, StreamRun, source_labels
 from .streams.scheduling import ScheduleConfig, StreamScheduler

@@ -20,9 +20,9 @@ from collections.abc import Mapping, MutableMapping, Sequence
 import numpy as np
 
 from .backends.base import Backend
+from .contract.export_manifest import ExportManifest
 from .errors import BackendError
-from .export_manifest import ExportManifest
-from .pipeline import (
+from .faces.analysis import (
     SKIPPED_LOW_QUALITY,
     PreparedFaces,
     finish_faces,

@@ -113,7 +113,7 @@ def run_guarded(prog: str, call: Callable[[], int | None]) -> int:
 
     Args:
         prog: The command's name as the user typed it (``facesdk analyze``,
-            ``python -m facesdk.backends.select``); each line starts with it.
+            ``python -m facesdk.auto``); each line starts with it.
         call: Runs the command and returns its exit code (``None`` for 0).
 
     Returns:

@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import CHECKPOINT_MANIFEST, load_checkpoint_manifest
-from .errors import ConfigError, ManifestError, MissingFileError, require
-from .export_manifest import (
+from .contract.checkpoint import CHECKPOINT_MANIFEST, load_checkpoint_manifest
+from .contract.export_manifest import (
     EXPORT_MANIFEST,
     ExportManifest,
     TensorSpec,
     load_export_manifest,
     manifest_from_onnx_metadata,
 )
-from .integrity import ONNX_DIGEST_KEY, check_onnx_digest, read_onnx_metadata
+from .contract.integrity import ONNX_DIGEST_KEY, check_onnx_digest, read_onnx_metadata
+from .errors import ConfigError, ManifestError, MissingFileError, require
 
 __all__ = ["BACKEND_KINDS", "ResolvedModel", "gpu_available", "ort_cuda_available", "resolve_model"]
 
@@ -86,7 +86,7 @@ def _from_export_dir(
         backend = "tensorrt" if engine is not None and gpu_available() else "onnxruntime"
         cuda = backend == "onnxruntime" and ort_cuda_available()
         if backend == "onnxruntime" and not cuda and precision is None and auto_select and onnx is not None:
-            from .backends.select import choose_cpu_path  # the CPU's fastest checked path
+            from .auto.choice import choose_cpu_path  # the CPU's fastest checked path
 
             choice = choose_cpu_path(directory, manifest)
             return ResolvedModel(manifest, choice.backend, choice.file, choice.options, choice.reason)
@@ -106,7 +106,7 @@ def _from_onnx(path: Path, backend: str, verify: bool) -> ResolvedModel:
         raise ConfigError(
             f"a lone .onnx file runs on backend 'onnxruntime' or 'openvino' (or 'auto'), not {backend!r}"
         )
-    # Verified and described before any runtime parses the graph (facesdk.integrity).
+    # Verified and described before any runtime parses the graph (facesdk.contract.integrity).
     if verify and check_onnx_digest(path) is None:
         logger.warning(
             "%s carries no '%s' digest (not written by this facesdk's export): using it unverified",
@@ -151,7 +151,7 @@ def resolve_model(
             digest it carries).
         max_batch: Max batch for checkpoint directories (exports carry their own).
         auto_select: With ``backend="auto"``, no precision and no GPU, choose the CPU's fastest path
-            checked against FP32 (:mod:`facesdk.backends.select`); False keeps ONNX Runtime FP32.
+            checked against FP32 (:mod:`facesdk.auto.choice`); False keeps ONNX Runtime FP32.
     """
     if backend not in BACKEND_KINDS:
         raise ConfigError(f"backend must be one of {BACKEND_KINDS}, got {backend!r}")

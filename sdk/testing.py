@@ -3,7 +3,7 @@
 ``make_tiny_export(directory)`` writes ``model.onnx`` (input ``input`` float32
 [batch, 3, S, S] -> GlobalAveragePool -> Flatten -> one MatMul + Add per task) and a valid
 ``export.json``; the ONNX file also carries the manifest's metadata_props, so it works as a
-lone file, with its own digest (``facesdk.integrity``). Needs the ``onnx`` package (``[export]`` or ``[dev]`` extra).
+lone file, with its own digest (``facesdk.contract.integrity``). Needs the ``onnx`` package (``[export]`` or ``[dev]`` extra).
 
 :class:`CountingBackend` (records every batch, can fail on a given call) and
 :class:`ScriptedDetector` (boxes per frame index, the index read from the frame's pixels)
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .contract.export_manifest import ExportManifest, ModelEntry, TensorSpec
+from .contract.integrity import stamp_onnx_digest
+from .contract.manifest_io import FileEntry
 from .errors import BackendError, require
-from .export_manifest import ExportManifest, ModelEntry, TensorSpec
-from .integrity import stamp_onnx_digest
-from .manifest_io import FileEntry
 from .preprocess import CropPolicy, Preprocess
 from .results import Detection, FaceResult
 from .tasks import DEFAULT_TASKS, TaskSpec

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from facesdk.checkpoint import BackboneSpec, CheckpointManifest, HeadSpec, MethodSpec
-from facesdk.export_manifest import ExportManifest, ModelEntry, TensorSpec
-from facesdk.manifest_io import FileEntry
+from facesdk.contract.checkpoint import BackboneSpec, CheckpointManifest, HeadSpec, MethodSpec
+from facesdk.contract.export_manifest import ExportManifest, ModelEntry, TensorSpec
+from facesdk.contract.manifest_io import FileEntry
 from facesdk.preprocess import Preprocess
 from facesdk.tasks import DEFAULT_TASKS
 

@@ -36,7 +36,7 @@ class TorchRows:
         """A call of the row's torch model on a random batch (run inside the worker)."""
         import torch
 
-        from facesdk.checkpoint import MethodSpec
+        from facesdk.contract.checkpoint import MethodSpec
 
         from .checkpoint_io import build_model, load_checkpoint_with_manifest
         from .merging import merge_adapters

@@ -135,8 +135,8 @@ def write_calibrated(source: Path, temperatures: Mapping[str, float], dest: Path
     Raises:
         ConfigError: ``source`` is a lone model file, or ``dest`` overlaps it or holds something else.
     """
-    from facesdk.checkpoint import CHECKPOINT_MANIFEST, load_checkpoint_manifest
-    from facesdk.export_manifest import EXPORT_MANIFEST, load_export_manifest
+    from facesdk.contract.checkpoint import CHECKPOINT_MANIFEST, load_checkpoint_manifest
+    from facesdk.contract.export_manifest import EXPORT_MANIFEST, load_export_manifest
 
     if not source.is_dir():
         raise ConfigError(
@@ -161,8 +161,8 @@ def write_calibrated(source: Path, temperatures: Mapping[str, float], dest: Path
 def _restamp_onnx(stage: Path, manifest: Any) -> Any:
     """Write ``manifest``'s metadata (its temperatures included) into every ONNX file, as the export
     does; return the manifest with the files' new hashes."""
-    from facesdk.integrity import set_onnx_metadata
-    from facesdk.manifest_io import FileEntry
+    from facesdk.contract.integrity import set_onnx_metadata
+    from facesdk.contract.manifest_io import FileEntry
 
     models = dict(manifest.models)
     for key, entry in manifest.models.items():

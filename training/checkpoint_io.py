@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from facesdk.checkpoint import (
+from facesdk.contract.checkpoint import (
     WEIGHTS_FILE,
     BackboneSpec,
     CheckpointManifest,
@@ -22,8 +22,8 @@ from facesdk.checkpoint import (
     MethodSpec,
     load_checkpoint_manifest,
 )
+from facesdk.contract.manifest_io import FileEntry
 from facesdk.errors import ManifestError
-from facesdk.manifest_io import FileEntry
 from facesdk.outputs import StagedDir
 from facesdk.preprocess import CropPolicy, Preprocess
 from facesdk.tasks import TaskSpec
@@ -109,7 +109,7 @@ def save_checkpoint(
 ) -> CheckpointManifest:
     """Write ``model.safetensors`` and ``checkpoint.json``; the directory appears whole or not at all.
 
-    ``temperatures`` (task -> softmax temperature, see ``facesdk.temperature``) go into the manifest.
+    ``temperatures`` (task -> softmax temperature, see ``facesdk.contract.temperatures``) go into the manifest.
     """
     staged = StagedDir(directory, force=True)
     with staged as tmp:  # removed on an error, SIGINT or SIGTERM; a killed run's is cleaned next time

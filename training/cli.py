@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 
 from facesdk.arguments import non_negative_int, positive_int
+from facesdk.contract.manifest_io import atomic_write_bytes
 from facesdk.errors import ConfigError
-from facesdk.manifest_io import atomic_write_bytes
 from facesdk.outputs import check_output_dir
 
 __all__ = ["main", "train_main", "data_main"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec
+from facesdk.contract.checkpoint import BackboneSpec, HeadSpec, MethodSpec
 from facesdk.errors import ConfigError
 from facesdk.tasks import DEFAULT_TASKS, TaskSpec
 

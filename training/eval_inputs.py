@@ -95,7 +95,7 @@ class DataArg:
 
 def baseline_label(arg: ModelArg) -> str:
     """The table label of a baseline: ``NAME (zero-shot baseline)`` for a zero-shot model."""
-    from facesdk.checkpoint import CHECKPOINT_MANIFEST, load_checkpoint_manifest
+    from facesdk.contract.checkpoint import CHECKPOINT_MANIFEST, load_checkpoint_manifest
     from facesdk.model_loader import resolve_model
 
     if (arg.path / CHECKPOINT_MANIFEST).is_file():
@@ -112,7 +112,7 @@ def baseline_label(arg: ModelArg) -> str:
 def open_model(arg: ModelArg, device: str = "cpu") -> tuple[Any, Preprocess, tuple[TaskSpec, ...]]:
     """A backend for a checkpoint (torch) or an export / ``.onnx`` (ONNX Runtime)."""
     from facesdk.backends import create_backend
-    from facesdk.checkpoint import CHECKPOINT_MANIFEST
+    from facesdk.contract.checkpoint import CHECKPOINT_MANIFEST
     from facesdk.model_loader import resolve_model
 
     is_checkpoint = (arg.path / CHECKPOINT_MANIFEST).is_file()
@@ -170,7 +170,7 @@ def predict(
 
 def model_temperatures(arg: ModelArg) -> dict[str, float]:
     """The temperatures a checkpoint or export carries (``{}``: every task 1.0)."""
-    from facesdk.checkpoint import CHECKPOINT_MANIFEST, load_checkpoint_manifest
+    from facesdk.contract.checkpoint import CHECKPOINT_MANIFEST, load_checkpoint_manifest
     from facesdk.model_loader import resolve_model
 
     if (arg.path / CHECKPOINT_MANIFEST).is_file():

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from facesdk.arguments import positive_int
+from facesdk.contract.manifest_io import atomic_write_bytes, atomic_write_json
 from facesdk.errors import ConfigError
-from facesdk.manifest_io import atomic_write_bytes, atomic_write_json
 from facesdk.outputs import StagedDir, check_output_dir, merge_into
 from facesdk.preprocess import Preprocess
 from facesdk.tasks import DEFAULT_TASKS, MISSING, TaskSpec

@@ -35,9 +35,9 @@ import torch
 from torch import nn
 
 from facesdk.arguments import positive_int
+from facesdk.contract.manifest_io import atomic_write_json
 from facesdk.errors import ConfigError, FaceSdkError, SourceError
 from facesdk.faces import FaceDetector, crop_face
-from facesdk.manifest_io import atomic_write_json
 from facesdk.outputs import StagedDir, check_output_dir
 from facesdk.preprocess import to_input_tensor
 

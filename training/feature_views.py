@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from facesdk.contract.manifest_io import atomic_write_bytes
 from facesdk.errors import DependencyError
-from facesdk.manifest_io import atomic_write_bytes
 from facesdk.preprocess import Preprocess, to_input_tensor
 from facesdk.tasks import MISSING, TaskSpec
 
@@ -153,7 +153,7 @@ def write_feature_views(
     Returns:
         What was written, for ``metrics.json``: ``{"tasks": [...], "datasets": {name: {...}}}``.
     """
-    from facesdk.checkpoint import CHECKPOINT_MANIFEST
+    from facesdk.contract.checkpoint import CHECKPOINT_MANIFEST
 
     if not (model.path / CHECKPOINT_MANIFEST).is_file():
         log.info("%s: feature views need backbone features, which only checkpoints give; skipped", model.name)

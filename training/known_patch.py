@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from facesdk.arguments import positive_int
-from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec
+from facesdk.contract.checkpoint import BackboneSpec, HeadSpec, MethodSpec
+from facesdk.contract.manifest_io import atomic_write_bytes
 from facesdk.errors import ConfigError
-from facesdk.manifest_io import atomic_write_bytes
 from facesdk.preprocess import Preprocess
 from facesdk.tasks import TaskSpec
 

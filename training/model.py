@@ -11,7 +11,7 @@ import timm
 import torch
 from torch import nn
 
-from facesdk.checkpoint import BackboneSpec, HeadSpec
+from facesdk.contract.checkpoint import BackboneSpec, HeadSpec
 from facesdk.errors import ConfigError
 from facesdk.preprocess import CropPolicy, Preprocess
 from facesdk.tasks import TaskSpec

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from facesdk.manifest_io import atomic_write_bytes
+from facesdk.contract.manifest_io import atomic_write_bytes
 from facesdk.progress import progress_bar
 
 __all__ = ["Reporter", "accuracy_metrics", "confusion_metrics", "save_figure"]

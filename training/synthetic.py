@@ -23,8 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facesdk.contract.manifest_io import atomic_write_bytes, atomic_write_json
 from facesdk.errors import ConfigError
-from facesdk.manifest_io import atomic_write_bytes, atomic_write_json
 from facesdk.progress import progress_bar
 from facesdk.tasks import AGE, EMOTION, GENDER, MISSING
 

@@ -5,7 +5,7 @@ single ``T > 0`` before the softmax keeps every arg-max (accuracy is unchanged) 
 to minimise the negative log-likelihood on held-out labels, makes the confidences match how
 often the model is right. The training run fits ``T`` on its validation split and writes it
 into ``checkpoint.json``; ``facesdk eval --calibrate`` refits it on any labelled manifest.
-Post-processing applies it (:mod:`facesdk.temperature`). Everything here is numpy and scipy
+Post-processing applies it (:mod:`facesdk.contract.temperatures`). Everything here is numpy and scipy
 except :func:`fit_on_dataset`, which runs a torch model.
 
 Metrics:
@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 from scipy import optimize, special
 
+from facesdk.contract.temperatures import TEMPERATURE_RANGE
 from facesdk.errors import ConfigError
 from facesdk.tasks import MISSING
-from facesdk.temperature import TEMPERATURE_RANGE
 
 __all__ = [
     "ECE_BINS",
@@ -48,7 +48,7 @@ ECE_BINS = 15
 """Equal-width confidence bins of the ECE and the reliability diagrams."""
 
 T_RANGE = TEMPERATURE_RANGE
-"""The temperatures the fit searches: those a manifest may carry (:mod:`facesdk.temperature`)."""
+"""The temperatures the fit searches: those a manifest may carry (:mod:`facesdk.contract.temperatures`)."""
 
 
 def log_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

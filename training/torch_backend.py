@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from facesdk.backends.base import ClosingBackend
+from facesdk.contract.export_manifest import ExportManifest
 from facesdk.errors import BackendError, require
-from facesdk.export_manifest import ExportManifest
 
 __all__ = ["TorchBackend"]
 

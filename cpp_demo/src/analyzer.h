@@ -1,4 +1,4 @@
-// Detect -> crop -> one batched inference -> softmax: the C++ twin of sdk/pipeline.py and FrameResult.
+// Detect -> crop -> one batched inference -> softmax: the C++ twin of sdk/faces/analysis.py and FrameResult.
 #pragma once
 
 #include <memory>

@@ -37,7 +37,7 @@ static Preprocess parse_preprocess(const json& p) {
   return out;
 }
 
-// The optional "temperatures" {task: T > 0}; a task not listed keeps 1.0 (sdk/temperature.py).
+// The optional "temperatures" {task: T > 0}; a task not listed keeps 1.0 (sdk/contract/temperatures.py).
 static void read_temperatures(const json& t, std::vector<Task>& tasks, const std::string& file) {
   if (t.is_null()) return;
   if (!t.is_object())

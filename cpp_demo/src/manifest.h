@@ -1,4 +1,4 @@
-// The export directory contract (export.json, schema version 1), read the way sdk/export_manifest.py reads it.
+// The export directory contract (export.json, schema version 1), read the way sdk/contract/export_manifest.py reads it.
 #pragma once
 
 #include <array>
@@ -21,7 +21,7 @@ struct Task {
   std::string name;
   std::vector<std::string> labels;
   // Softmax temperature from export.json's optional "temperatures" {task: T} (1.0 when absent):
-  // probabilities are softmax(logits / T), as in sdk/pipeline.py::postprocess.
+  // probabilities are softmax(logits / T), as in sdk/faces/analysis.py::postprocess.
   double temperature = 1.0;
 };
 

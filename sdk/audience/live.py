@@ -177,7 +177,7 @@ def _results(analyzer: Any, args: argparse.Namespace, preview: Any) -> Iterator[
         return
     import cv2
 
-    from ..demo import draw_results
+    from ..cli.demo import draw_results
 
     stream = analyzer.stream_frames(args.source[0])
     encoded = 0.0

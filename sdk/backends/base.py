@@ -16,8 +16,8 @@ from typing import Any, Protocol, Self, runtime_checkable
 import numpy as np
 
 from ..arguments import check_options
+from ..contract.export_manifest import ExportManifest
 from ..errors import BackendError, ConfigError, ModelMismatchError
-from ..export_manifest import ExportManifest
 from ..plugins import load_plugin, plugin_names
 
 __all__ = [

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ..contract.export_manifest import ExportManifest
 from ..errors import BackendError, ConfigError, require
-from ..export_manifest import ExportManifest
 from .base import ClosingBackend, check_io
 
 __all__ = [

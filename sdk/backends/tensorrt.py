@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..contract.export_manifest import ExportManifest, ModelEntry
 from ..errors import BackendError, ManifestError, require
-from ..export_manifest import ExportManifest, ModelEntry
 from .base import ClosingBackend, check_io
 
 __all__ = ["TensorRTBackend", "check_engine_compat", "engine_entry", "parse_compute_capability"]

@@ -30,8 +30,8 @@ import numpy as np
 
 from ..arguments import positive_int
 from ..backends import create_backend
+from ..contract.export_manifest import load_export_manifest
 from ..errors import ConfigError, FaceSdkError
-from ..export_manifest import load_export_manifest
 from ..outputs import StagedDir, check_output_dir, merge_into
 from ..plugins import load_plugin
 from .machine import cpu_info, describe_cpu, machine_info
@@ -168,7 +168,7 @@ def _zeroshot_lines(zs: dict[str, Any]) -> list[str]:
 
 def auto_choice(export_dir: Path, manifest: Any) -> dict[str, Any]:
     """What ``Analyzer(model, backend="auto")`` runs on this machine, and why (its cache included)."""
-    from ..backends.select import choose_cpu_path
+    from ..auto.choice import choose_cpu_path
 
     try:
         choice = choose_cpu_path(export_dir, manifest)

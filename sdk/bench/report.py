@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..manifest_io import atomic_write_bytes, atomic_write_json
+from ..contract.manifest_io import atomic_write_bytes, atomic_write_json
 
 __all__ = ["fmt", "markdown_table", "bar_chart", "write_report"]
 

@@ -1,4 +1,8 @@
-"""Face detection (YuNet), detector model lookup and face crops (alignment)."""
+"""Face detection (YuNet), detector model lookup and face crops (alignment).
+
+Quality, head pose and the per-face analysis (:mod:`.analysis`: crops -> one batched inference ->
+results) are modules of this package, imported where they are used.
+"""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ SDK finds faces on an offline machine right after ``pip install``. Lookup order 
 The store (2 and 3) comes before the packaged copy, so a copy that ``facesdk models fetch``
 installed wins. A file found in 2, 3 or 4 (or an explicit path that points there) is checked
 against :data:`DETECTOR_SHA256` on every load (hashed once per process, see
-:func:`facesdk.integrity.cached_sha256`); a mismatch is an :class:`IntegrityError` naming the fix.
+:func:`facesdk.contract.integrity.cached_sha256`); a mismatch is an :class:`IntegrityError` naming the fix.
 An explicit path elsewhere whose hash the store does not know is used as given, with a logged
 warning.
 
@@ -30,9 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..contract.fileio import sha256_file
+from ..contract.integrity import cached_sha256, verify_file
 from ..errors import ConfigError, DetectorNotFoundError, IntegrityError, SourceError
-from ..fileio import sha256_file
-from ..integrity import cached_sha256, verify_file
 
 __all__ = [
     "DETECTOR_FILENAME",

@@ -19,8 +19,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..contract.export_manifest import EXPORT_MANIFEST, ExportManifest, load_export_manifest
 from ..errors import ConfigError, MissingFileError
-from ..export_manifest import EXPORT_MANIFEST, ExportManifest, load_export_manifest
 from ..faces.model_store import find_detector_model
 
 __all__ = [

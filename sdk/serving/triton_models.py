@@ -3,7 +3,7 @@
 Runs inside Triton's Python backend stub, in the serving environment (numpy<2). The
 backbone model concatenates the requests the dynamic batcher hands it into one batch for
 facesdk's ONNX Runtime backend; the pipeline model runs the Analyzer's own functions
-(:func:`facesdk.pipeline.analyze_faces`, :class:`facesdk.faces.FaceDetector`) and calls the
+(:func:`facesdk.faces.analysis.analyze_faces`, :class:`facesdk.faces.FaceDetector`) and calls the
 backbone model through BLS.
 """
 
@@ -18,12 +18,17 @@ from typing import Any
 import numpy as np
 
 from ..backends.base import create_backend, run_batched
+from ..contract.export_manifest import (
+    EXPORT_MANIFEST,
+    EXPORT_SCHEMA_VERSION,
+    ExportManifest,
+    load_export_manifest,
+)
+from ..contract.manifest_io import read_manifest_json
 from ..errors import BackendError, FaceSdkError, InvalidFrameError
-from ..export_manifest import EXPORT_MANIFEST, EXPORT_SCHEMA_VERSION, ExportManifest, load_export_manifest
+from ..faces.analysis import analyze_faces
 from ..faces.detector import FaceDetector
 from ..frames import to_bgr_uint8
-from ..manifest_io import read_manifest_json
-from ..pipeline import analyze_faces
 from ..results import FrameResult
 
 __all__ = ["BackboneModel", "PipelineModel", "BlsBackend", "decode_image"]

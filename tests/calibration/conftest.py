@@ -23,7 +23,7 @@ def spec() -> Preprocess:
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real model family (vit_pe_core_tiny, random init) at 64 px with 2 blocks, exported to ONNX."""
     torch = pytest.importorskip("torch")
-    from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec
+    from facesdk.contract.checkpoint import BackboneSpec, HeadSpec, MethodSpec
     from facesdk.export.onnx_export import export_onnx
     from facesdk.tasks import DEFAULT_TASKS
     from facesdk.training import build_model

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from facesdk.calibration.calibset import CALIB_MANIFEST, CalibrationSet, Shard, load_calibration_set
+from facesdk.contract.manifest_io import FileEntry
 from facesdk.errors import IntegrityError, ManifestError, MissingFileError, SchemaVersionError
-from facesdk.manifest_io import FileEntry
 from facesdk.preprocess import Preprocess
 from tests.manifests import Case, Damage, assert_refused, change_bytes, remove, set_field
 

@@ -11,7 +11,7 @@ import pytest
 from facesdk.calibration.calibset import CalibrationSet
 from facesdk.calibration.collect import Source, collect
 from facesdk.cli import main
-from facesdk.export_manifest import load_export_manifest
+from facesdk.contract.export_manifest import load_export_manifest
 from facesdk.testing import make_tiny_export
 from tests.helpers import one_error
 

@@ -295,7 +295,7 @@ def test_cli_quantize_with_auto_method(tiny_onnx, tmp_path, images, capsys):
 
 def test_int8_model_carries_its_own_digest(quantized, tiny_onnx):
     """The quantizer copies the FP32 file's metadata; the INT8 file is stamped with its own digest."""
-    from facesdk.integrity import check_onnx_digest, stamp_onnx_digest
+    from facesdk.contract.integrity import check_onnx_digest, stamp_onnx_digest
 
     path, _ = quantized
     fp32 = tiny_onnx.parent / "stamped-fp32.onnx"

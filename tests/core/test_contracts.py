@@ -8,10 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facesdk.checkpoint import (
+from facesdk.contract.checkpoint import (
     CHECKPOINT_MANIFEST,
     MethodSpec,
     load_checkpoint_manifest,
+)
+from facesdk.contract.export_manifest import (
+    ExportManifest,
+    load_export_manifest,
+    manifest_from_onnx_metadata,
 )
 from facesdk.errors import (
     ConfigError,
@@ -20,11 +25,6 @@ from facesdk.errors import (
     ManifestError,
     MissingFileError,
     SchemaVersionError,
-)
-from facesdk.export_manifest import (
-    ExportManifest,
-    load_export_manifest,
-    manifest_from_onnx_metadata,
 )
 from facesdk.preprocess import CropPolicy, Preprocess, to_input_tensor
 from facesdk.results import FaceResult, FrameResult, Prediction

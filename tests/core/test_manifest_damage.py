@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 from facesdk.backends import create_backend
-from facesdk.checkpoint import (
+from facesdk.contract.checkpoint import (
     CHECKPOINT_MANIFEST,
     load_checkpoint_manifest,
 )
+from facesdk.contract.export_manifest import EXPORT_MANIFEST
 from facesdk.errors import (
     IntegrityError,
     ManifestError,
@@ -25,7 +26,6 @@ from facesdk.errors import (
     ModelMismatchError,
     SchemaVersionError,
 )
-from facesdk.export_manifest import EXPORT_MANIFEST
 from facesdk.model_loader import resolve_model
 from facesdk.preprocess import CropPolicy, Preprocess
 from facesdk.tasks import DEFAULT_TASKS

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from facesdk.checkpoint import (
+from facesdk.contract.checkpoint import (
     CHECKPOINT_MANIFEST,
     load_checkpoint_manifest,
 )
-from facesdk.errors import ManifestError
-from facesdk.export_manifest import (
+from facesdk.contract.export_manifest import (
     EXPORT_MANIFEST,
     load_export_manifest,
     manifest_from_onnx_metadata,
 )
-from facesdk.manifest_io import FileEntry
+from facesdk.contract.manifest_io import FileEntry
+from facesdk.errors import ManifestError
 from facesdk.preprocess import Preprocess
 from facesdk.tasks import DEFAULT_TASKS
 from tests.manifests import checkpoint_manifest, export_manifest

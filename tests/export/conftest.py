@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the export tests need the [export] extra (torch)")
 pytest.importorskip("onnx", reason="the export tests need the [export] extra (onnx)")
 
-from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec  # noqa: E402
+from facesdk.contract.checkpoint import BackboneSpec, HeadSpec, MethodSpec  # noqa: E402
 from facesdk.tasks import DEFAULT_TASKS  # noqa: E402
 
 METHODS = ("lora", "dora")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from facesdk.cli import main
+from facesdk.contract.export_manifest import load_export_manifest
 from facesdk.export import options as export_options
-from facesdk.export_manifest import load_export_manifest
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:

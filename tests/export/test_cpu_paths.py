@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("openvino", reason="the [openvino] extra measures the OpenVINO paths")
 
-from facesdk.export_manifest import ModelEntry, load_export_manifest  # noqa: E402
+from facesdk.contract.export_manifest import ModelEntry, load_export_manifest  # noqa: E402
 
 cpu_paths = pytest.importorskip("facesdk.export.cpu_paths")
 

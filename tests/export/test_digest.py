@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from facesdk.contract.export_manifest import load_export_manifest
+from facesdk.contract.integrity import ONNX_DIGEST_KEY, check_onnx_digest, read_onnx_metadata
 from facesdk.errors import IntegrityError
-from facesdk.export_manifest import load_export_manifest
-from facesdk.integrity import ONNX_DIGEST_KEY, check_onnx_digest, read_onnx_metadata
 from facesdk.model_loader import resolve_model
 
 

@@ -14,7 +14,7 @@ def test_export_smoke_run(request: pytest.FixtureRequest, tmp_path: Path) -> Non
     except pytest.FixtureLookupError:
         pytest.skip("the training stage's 'smoke_run' fixture (tests/conftest.py) does not exist yet")
     from facesdk.cli import main
-    from facesdk.export_manifest import load_export_manifest
+    from facesdk.contract.export_manifest import load_export_manifest
 
     out = tmp_path / "export"
     code = main(

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from facesdk.contract.export_manifest import load_export_manifest
 from facesdk.errors import ConfigError
 from facesdk.export.merge import MERGE_TOLERANCE
 from facesdk.export.onnx_export import ONNX_TOLERANCE
 from facesdk.export.options import ExportOptions
 from facesdk.export.pipeline import run_export
-from facesdk.export_manifest import load_export_manifest
 from facesdk.training import load_checkpoint
 from facesdk.training.methods import get_method
 

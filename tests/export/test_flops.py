@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from facesdk.contract.export_manifest import load_export_manifest
 from facesdk.export.flops import FLOPS_REL_TOLERANCE, count_params, onnx_macs, torch_flops
 from facesdk.export.merge import merge_adapters
 from facesdk.export.pipeline import load_for_export
-from facesdk.export_manifest import load_export_manifest
 
 
 def test_merged_counts_less(checkpoints: dict[str, Path], method: str) -> None:
@@ -36,7 +36,7 @@ def test_onnx_macs_scale_with_batch(exports: dict[str, Path]) -> None:
 
 def test_flops_of_a_trainable_model() -> None:
     """A full fine-tune checkpoint loads with trainable parameters; counting must still work (and restore them)."""
-    from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec
+    from facesdk.contract.checkpoint import BackboneSpec, HeadSpec, MethodSpec
     from facesdk.tasks import DEFAULT_TASKS
     from facesdk.training import build_model
 

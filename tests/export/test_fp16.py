@@ -9,9 +9,9 @@ import onnx
 import pytest
 
 from facesdk.bench import wilson_lower_bound
+from facesdk.contract.export_manifest import load_export_manifest
 from facesdk.export.fp16 import check_fp16_graph, fp32_kept_ops
 from facesdk.export.onnx_export import ort_session
-from facesdk.export_manifest import load_export_manifest
 
 
 def test_fp16_graph_types(exports: dict[str, Path]) -> None:

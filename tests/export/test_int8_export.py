@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from facesdk.cli import main
+from facesdk.contract.export_manifest import load_export_manifest
+from facesdk.contract.manifest_io import sha256_file
 from facesdk.export import pipeline
-from facesdk.export_manifest import load_export_manifest
 from facesdk.faces.model_store import PACKAGED_DETECTOR
-from facesdk.manifest_io import sha256_file
 
 YUNET = PACKAGED_DETECTOR
 
@@ -138,7 +138,7 @@ def test_an_existing_calib_set_still_works_and_is_recorded(
     checkpoints: dict[str, Path], tmp_path: Path, sources: dict[str, Path]
 ) -> None:
     from facesdk.calibration.collect import Source, collect
-    from facesdk.checkpoint import load_checkpoint_manifest
+    from facesdk.contract.checkpoint import load_checkpoint_manifest
     from facesdk.export.calib_source import set_record
 
     preprocess = load_checkpoint_manifest(checkpoints["lora"]).preprocess

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from facesdk.contract.export_manifest import load_export_manifest, manifest_from_onnx_metadata
 from facesdk.errors import ConfigError
 from facesdk.export.merge import merge_adapters
 from facesdk.export.onnx_export import (
@@ -19,7 +20,6 @@ from facesdk.export.onnx_export import (
     read_metadata,
 )
 from facesdk.export.pipeline import load_for_export
-from facesdk.export_manifest import load_export_manifest, manifest_from_onnx_metadata
 
 MAX_BATCH = 8  # the max batch of the `exports` fixture (conftest.py)
 

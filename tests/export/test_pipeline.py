@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from facesdk.contract.export_manifest import EXPORT_MANIFEST, load_export_manifest
+from facesdk.contract.manifest_io import sha256_file
 from facesdk.errors import ConfigError, IntegrityError
 from facesdk.export import pipeline
 from facesdk.export.options import ExportOptions
 from facesdk.export.pipeline import run_export
-from facesdk.export_manifest import EXPORT_MANIFEST, load_export_manifest
-from facesdk.manifest_io import sha256_file
 
 
 def test_manifest_lists_every_file_with_its_hash(exports: dict[str, Path], method: str) -> None:
@@ -143,7 +143,7 @@ def test_int8_with_the_calibration_stage(checkpoints: dict[str, Path], tmp_path:
     import onnx
 
     from facesdk.calibration.collect import Source, collect
-    from facesdk.checkpoint import load_checkpoint_manifest
+    from facesdk.contract.checkpoint import load_checkpoint_manifest
 
     crops = tmp_path / "lfw"
     crops.mkdir()
@@ -184,7 +184,7 @@ def test_extra_task_becomes_an_output(tmp_path: Path) -> None:
     """Output names and order come from the checkpoint's tasks, so a fourth task just works."""
     import torch
 
-    from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec
+    from facesdk.contract.checkpoint import BackboneSpec, HeadSpec, MethodSpec
     from facesdk.export.onnx_export import ort_session
     from facesdk.tasks import DEFAULT_TASKS, TaskSpec
     from facesdk.training import build_model, save_checkpoint

@@ -21,9 +21,9 @@ def test_loader_stores_arguments_and_validates(tmp_path: Path) -> None:
 
 @pytest.mark.gpu
 def test_fp16_engine(checkpoints: dict[str, Path], tmp_path: Path, tensorrt_gpu: None) -> None:
+    from facesdk.contract.export_manifest import load_export_manifest
     from facesdk.export.options import ExportOptions
     from facesdk.export.pipeline import run_export
-    from facesdk.export_manifest import load_export_manifest
 
     out = tmp_path / "out"
     run_export(

@@ -10,9 +10,9 @@ import pytest
 
 import facesdk.backends.tensorrt as trt_backend
 from facesdk.backends.onnxruntime import OnnxFileBackend
+from facesdk.contract.export_manifest import load_export_manifest
 from facesdk.export.errors import ParityError
 from facesdk.export.tensorrt_check import compare_engine_with_onnx
-from facesdk.export_manifest import load_export_manifest
 from facesdk.testing import make_tiny_export
 
 

@@ -164,10 +164,10 @@ def test_engine_io_check(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_pipeline_records_engine(
     checkpoints: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from facesdk.contract.export_manifest import load_export_manifest
     from facesdk.export import options as export_options
     from facesdk.export import pipeline, tensorrt_check
     from facesdk.export.options import ExportOptions
-    from facesdk.export_manifest import load_export_manifest
 
     log: list[tuple[str, Any]] = []
     trt = fake_trt("11.4.0", False, log)

@@ -18,7 +18,7 @@ from facesdk.errors import (
     MissingFileError,
 )
 from facesdk.faces import model_store
-from facesdk.pipeline import postprocess, softmax
+from facesdk.faces.analysis import postprocess, softmax
 from facesdk.tasks import DEFAULT_TASKS
 from facesdk.testing import make_tiny_export
 from facesdk.tracking import iou

@@ -9,9 +9,9 @@ import pytest
 from facesdk.backends import Backend, create_backend, register_backend, run_batched
 from facesdk.backends.base import check_io
 from facesdk.backends.tensorrt import check_engine_compat, engine_entry, parse_compute_capability
+from facesdk.contract.export_manifest import ModelEntry, load_export_manifest
+from facesdk.contract.manifest_io import FileEntry
 from facesdk.errors import BackendError, ConfigError, ManifestError
-from facesdk.export_manifest import ModelEntry, load_export_manifest
-from facesdk.manifest_io import FileEntry
 from facesdk.testing import tiny_manifest
 
 

@@ -166,8 +166,8 @@ def test_facesdk_bench_says_what_auto_chooses(
     tiny_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The report names auto's choice and reason; the second run reads the choice from auto's cache."""
-    from facesdk.backends.select import candidate_paths, cpu_signature
-    from facesdk.export_manifest import load_export_manifest
+    from facesdk.auto.choice import candidate_paths, cpu_signature
+    from facesdk.contract.export_manifest import load_export_manifest
 
     monkeypatch.setenv("FACESDK_HOME", str(tmp_path / "home"))
     args = ["--model", str(tiny_export), "--batches", "1", "--threads", "1", "--repeats", "2"]

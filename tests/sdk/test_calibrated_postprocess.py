@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facesdk.pipeline import postprocess, softmax
+from facesdk.faces.analysis import postprocess, softmax
 from facesdk.results import Detection, expected_age
 from facesdk.tasks import DEFAULT_TASKS
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from facesdk.cli import main
+from facesdk.contract.manifest_io import sha256_file
 from facesdk.faces import DETECTOR_FILENAME
-from facesdk.manifest_io import sha256_file
 
 
 def _lines(path: Path) -> list[dict]:
@@ -61,7 +61,7 @@ def test_demo_headless_saves_video(
 
 def test_demo_draws_labels(tiny_export: Path, yunet_path: Path, astronaut_bgr: np.ndarray) -> None:
     from facesdk import Analyzer
-    from facesdk.demo import draw_results
+    from facesdk.cli.demo import draw_results
 
     with Analyzer(tiny_export, detector=yunet_path) as analyzer:
         result = next(iter(analyzer.stream([astronaut_bgr])))

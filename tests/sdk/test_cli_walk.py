@@ -44,9 +44,10 @@ CASES: list[tuple[str, str]] = [
     ("facesdk audience --source nosuch.avi --model EXPORT --detector YUNET", "nosuch.avi"),
     ("facesdk audience --source a.avi --model EXPORT --k 0", "k must be"),
     ("facesdk serve run --model nosuch --http-port 70000", "--http-port"),
-    ("facesdk.backends.select nosuch", "nosuch"),
-    ("facesdk.backends.select LONE", "is a file"),
-    ("facesdk.backends.select DAMAGED", "corrupt"),
+    ("facesdk.auto nosuch", "nosuch"),
+    ("facesdk.auto LONE", "is a file"),
+    ("facesdk.auto DAMAGED", "corrupt"),
+    ("facesdk.backends.select nosuch", "nosuch"),  # the command docs named before facesdk.auto
     ("facesdk.export build --ckpt nosuch --out OUT", "nosuch"),
     ("facesdk.training train --config nosuch.yaml --out OUT", "nosuch.yaml"),
     ("facesdk.training.known_patch --out x.png --samples 0", "--samples"),

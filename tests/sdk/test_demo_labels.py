@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facesdk import demo
-from facesdk.demo import draw_label, draw_results, label_box
+from facesdk.cli import demo
+from facesdk.cli.demo import draw_label, draw_results, label_box
 from facesdk.results import FaceResult, FrameResult, Prediction
 
 GREY = (40, 90, 200)  # a colour no black-and-white label pixel can have

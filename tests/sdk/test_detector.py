@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from facesdk.cli import main as cli_main
+from facesdk.contract.manifest_io import sha256_file
 from facesdk.errors import ConfigError, DetectorNotFoundError, IntegrityError
 from facesdk.faces import (
     DETECTOR_FILENAME,
@@ -18,7 +19,6 @@ from facesdk.faces import (
     model_store,
 )
 from facesdk.faces.model_store import cache_dir, default_fetch_dir
-from facesdk.manifest_io import sha256_file
 from facesdk.tracking import iou
 
 

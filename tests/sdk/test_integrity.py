@@ -11,10 +11,7 @@ import numpy as np
 import pytest
 
 from facesdk import Analyzer
-from facesdk.errors import IntegrityError, ManifestError
-from facesdk.faces import DETECTOR_FILENAME, find_detector_model
-from facesdk.faces.model_store import cache_dir
-from facesdk.integrity import (
+from facesdk.contract.integrity import (
     ONNX_DIGEST_KEY,
     cached_sha256,
     check_onnx_digest,
@@ -24,7 +21,10 @@ from facesdk.integrity import (
     stamp_onnx_digest,
     verify_file,
 )
-from facesdk.manifest_io import sha256_file
+from facesdk.contract.manifest_io import sha256_file
+from facesdk.errors import IntegrityError, ManifestError
+from facesdk.faces import DETECTOR_FILENAME, find_detector_model
+from facesdk.faces.model_store import cache_dir
 from facesdk.model_loader import resolve_model
 from facesdk.testing import make_tiny_export
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from facesdk.backends import create_backend
+from facesdk.contract.export_manifest import load_export_manifest
 from facesdk.errors import BackendError, ConfigError, DependencyError
-from facesdk.export_manifest import load_export_manifest
 
 FP32_TOLERANCE = 1e-4
 

@@ -15,6 +15,7 @@ import pytest
 import tomllib
 
 from facesdk.cli import main
+from facesdk.contract.fileio import sha256_file
 from facesdk.errors import IntegrityError
 from facesdk.faces import model_store
 from facesdk.faces.model_store import (
@@ -24,7 +25,6 @@ from facesdk.faces.model_store import (
     cache_dir,
     find_detector_model,
 )
-from facesdk.fileio import sha256_file
 
 ROOT = Path(__file__).resolve().parents[2]
 

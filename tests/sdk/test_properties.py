@@ -22,8 +22,8 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
 from facesdk import Analyzer  # noqa: E402
+from facesdk.contract.export_manifest import EXPORT_MANIFEST, ExportManifest, load_export_manifest  # noqa: E402
 from facesdk.errors import FaceSdkError, ManifestError  # noqa: E402
-from facesdk.export_manifest import EXPORT_MANIFEST, ExportManifest, load_export_manifest  # noqa: E402
 from facesdk.results import FrameResult  # noqa: E402
 from facesdk.testing import make_tiny_export  # noqa: E402
 

@@ -15,6 +15,7 @@ import pytest
 from facesdk import Analyzer
 from facesdk.errors import ConfigError
 from facesdk.faces import FaceDetector, umeyama_similarity
+from facesdk.faces.analysis import SKIPPED_LOW_QUALITY
 from facesdk.faces.quality import (
     combine,
     estimate_yaw,
@@ -23,7 +24,6 @@ from facesdk.faces.quality import (
     similarity_transform,
     size_score,
 )
-from facesdk.pipeline import SKIPPED_LOW_QUALITY
 from facesdk.results import FaceResult, Quality
 
 # A head as five 3-D points (x right, y down, z towards the camera), eyes half a unit apart

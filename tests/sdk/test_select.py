@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from facesdk.backends import select
-from facesdk.backends.select import CpuPath, approve_paths, candidate_paths, choose_cpu_path
+from facesdk.auto import choice as auto_choice
+from facesdk.auto.choice import CpuPath, approve_paths, candidate_paths, choose_cpu_path
+from facesdk.contract.export_manifest import ModelEntry, load_export_manifest
 from facesdk.errors import ConfigError
-from facesdk.export_manifest import ModelEntry, load_export_manifest
 from facesdk.model_loader import resolve_model
 
 CPU = {
@@ -59,7 +59,7 @@ def _fakes(ms: dict[str, float]) -> tuple[Any, list[str]]:
 MS = {"onnxruntime fp32": 10.0, "openvino fp32": 9.5, "openvino bf16": 2.0}
 
 
-def _choose(export: Path, tmp_path: Path, timer: Any, **kw: Any) -> select.Choice:
+def _choose(export: Path, tmp_path: Path, timer: Any, **kw: Any) -> auto_choice.Choice:
     manifest = kw.pop("manifest", None) or _with_records(load_export_manifest(export), bf16=_record(400))
     kw.setdefault("cpu", CPU)
     return choose_cpu_path(export, manifest, cache_dir=tmp_path, timer=timer, **kw)
@@ -86,7 +86,7 @@ def test_picks_the_fastest_approved_path(tiny_export: Path, tmp_path: Path) -> N
 
 def test_a_path_must_win_by_the_margin(tiny_export: Path, tmp_path: Path) -> None:
     """A 5% win is noise: ONNX Runtime FP32 stays (OpenVINO FP32 at 0.95x, BF16 at 0.93x of it)."""
-    assert select.MARGIN == 0.10
+    assert auto_choice.MARGIN == 0.10
     timer, _ = _fakes({"onnxruntime fp32": 10.0, "openvino fp32": 9.5, "openvino bf16": 9.3})
     assert _choose(tiny_export, tmp_path / "a", timer).path.name == "onnxruntime fp32"
     # OpenVINO FP32 12% faster replaces ORT; BF16 then has to beat OpenVINO FP32 by 10%, not ORT
@@ -174,7 +174,7 @@ def test_concurrent_first_runs_time_once(tiny_export: Path, tmp_path: Path) -> N
         return {p.name: {"1": MS[p.name], "8": 8 * MS[p.name]} for p in paths}
 
     start = threading.Barrier(2)
-    results: dict[str, select.Choice] = {}
+    results: dict[str, auto_choice.Choice] = {}
 
     def run(name: str) -> None:
         start.wait(timeout=10)
@@ -214,7 +214,7 @@ def _crop_folder(root: Path, count: int) -> Path:
 
 def test_approve_records_a_path_the_export_could_not_check(tiny_export: Path, tmp_path: Path) -> None:
     """BF16 without an export record: not chosen until approve checks it on >= 378 crops."""
-    from facesdk.backends.cpu_approval import FaceCrops
+    from facesdk.auto.approval import FaceCrops
     from facesdk.backends.onnxruntime import OnnxRuntimeBackend
 
     manifest = load_export_manifest(tiny_export)
@@ -256,11 +256,12 @@ def test_select_cli_says_what_is_wrong_in_one_line(
                                   "is not a folder"),
     }  # fmt: skip
     for name, (argv, words) in cases.items():
-        assert select.main(argv) == 2, name
+        assert auto_choice.main(argv) == 2, name
         err = capsys.readouterr().err.strip()
-        assert (
-            err.startswith("python -m facesdk.backends.select: error: ") and words in err and "\n" not in err
-        ), (name, err)
+        assert err.startswith("python -m facesdk.auto: error: ") and words in err and "\n" not in err, (
+            name,
+            err,
+        )
 
 
 def test_damaged_or_foreign_cache_is_ignored_with_a_warning(
@@ -280,7 +281,7 @@ def test_damaged_or_foreign_cache_is_ignored_with_a_warning(
     # the same edit with a recomputed digest: still only paths approved here can be chosen
     body = {k: v for k, v in json.loads(cache.read_text()).items() if k != "digest"}
     body["choice"] = "openvino bf16"
-    cache.write_text(json.dumps({**body, "digest": select.digest(body)}))
+    cache.write_text(json.dumps({**body, "digest": auto_choice.digest(body)}))
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="facesdk"):
         assert _choose(tiny_export, tmp_path, timer, manifest=manifest).path.name == "onnxruntime fp32"
@@ -298,7 +299,7 @@ def test_explicit_backend_precision_or_options_win(
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("auto selection ran although the user chose")
 
-    monkeypatch.setattr(select, "choose_cpu_path", refuse)
+    monkeypatch.setattr(auto_choice, "choose_cpu_path", refuse)
     assert resolve_model(tiny_export, "onnxruntime").backend == "onnxruntime"
     assert resolve_model(tiny_export, "openvino").options == {}
     assert resolve_model(tiny_export, "auto", precision="fp32").backend == "onnxruntime"
@@ -352,7 +353,7 @@ def test_a_path_that_cannot_run_is_left_out(tiny_export: Path, tmp_path: Path) -
 def test_reading_the_cpu_signature_does_not_import_openvino() -> None:
     """Importing OpenVINO costs ~20 MiB resident, paid even where auto then runs ONNX Runtime."""
     code = (
-        "import sys; from facesdk.backends.select import cpu_signature; sig = cpu_signature(); "
+        "import sys; from facesdk.auto.choice import cpu_signature; sig = cpu_signature(); "
         "print(sig['runtimes']['openvino'] is not None, 'openvino' in sys.modules)"
     )
     out = subprocess.run(
@@ -363,9 +364,9 @@ def test_reading_the_cpu_signature_does_not_import_openvino() -> None:
 
 def test_approve_reads_the_exports_calibration_set(tiny_export: Path, tmp_path: Path) -> None:
     """A calibration set's shards are read in chunks, hash-verified; another preprocessing is refused."""
-    from facesdk.backends.cpu_approval import FaceCrops
+    from facesdk.auto.approval import FaceCrops
+    from facesdk.contract.manifest_io import FileEntry
     from facesdk.errors import IntegrityError, ManifestError
-    from facesdk.manifest_io import FileEntry
 
     manifest = load_export_manifest(tiny_export)
     h, w = manifest.preprocess.input_size

@@ -16,9 +16,9 @@ import pytest
 
 from facesdk.backends import create_backend, run_batched
 from facesdk.backends.tensorrt import _check
+from facesdk.contract.export_manifest import ModelEntry
+from facesdk.contract.manifest_io import FileEntry
 from facesdk.errors import BackendError
-from facesdk.export_manifest import ModelEntry
-from facesdk.manifest_io import FileEntry
 from facesdk.testing import tiny_manifest
 
 OUTPUTS = {"age": 9, "gender": 2, "emotion": 7}

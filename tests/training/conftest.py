@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("torch", reason="the training tests need the [train] extra")
 
-from facesdk.checkpoint import BackboneSpec  # noqa: E402
+from facesdk.contract.checkpoint import BackboneSpec  # noqa: E402
 
 TINY = BackboneSpec(
     "vit_pe_core_tiny_patch16_384",

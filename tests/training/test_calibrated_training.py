@@ -28,7 +28,7 @@ def tiny_run(tiny_synth, tiny_config, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def test_training_stores_validation_temperatures(tiny_run: Path, tiny_synth) -> None:  # noqa: ANN001
-    from facesdk.checkpoint import load_checkpoint_manifest
+    from facesdk.contract.checkpoint import load_checkpoint_manifest
     from facesdk.tasks import DEFAULT_TASKS
     from facesdk.training import load_checkpoint
     from facesdk.training.data import FaceDataset
@@ -70,8 +70,8 @@ def test_eval_tsne_pca_and_calibrate_on_a_checkpoint(
     import facesdk.training.calibration_report as calibration_report
 
     monkeypatch.setattr(calibration_report, "MIN_FIT_ROWS", 1)  # this split has 6 to 12 labels per task
-    from facesdk.checkpoint import load_checkpoint_manifest
     from facesdk.cli import main as facesdk_main
+    from facesdk.contract.checkpoint import load_checkpoint_manifest
     from facesdk.training import load_checkpoint
     from facesdk.training.datasets.manifest import read_manifest
 
@@ -101,9 +101,9 @@ def test_eval_tsne_pca_and_calibrate_on_a_checkpoint(
 
 def test_export_and_sdk_carry_the_checkpoints_temperatures(tiny_run: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnx")
-    from facesdk.checkpoint import load_checkpoint_manifest
     from facesdk.cli import main as facesdk_main
-    from facesdk.export_manifest import load_export_manifest
+    from facesdk.contract.checkpoint import load_checkpoint_manifest
+    from facesdk.contract.export_manifest import load_export_manifest
     from facesdk.model_loader import resolve_model
 
     ckpt = tiny_run / "checkpoint"

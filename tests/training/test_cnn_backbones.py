@@ -22,7 +22,7 @@ onnx = pytest.importorskip("onnx", reason="the CNN export tests need the [export
 
 from torch import nn  # noqa: E402
 
-from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec  # noqa: E402
+from facesdk.contract.checkpoint import BackboneSpec, HeadSpec, MethodSpec  # noqa: E402
 from facesdk.errors import ConfigError  # noqa: E402
 from facesdk.faces.model_store import PACKAGED_DETECTOR  # noqa: E402
 from facesdk.tasks import DEFAULT_TASKS  # noqa: E402
@@ -187,10 +187,10 @@ def test_export_folds_batchnorm_and_matches_torch(exported, backbone: str) -> No
 def test_tensorrt_engines_of_a_cnn(trained, tmp_path: Path, tensorrt_gpu: None) -> None:
     """The CNN path through TensorRT: FP32 and FP16 engines from a ResNet's folded ONNX, each
     checked against ONNX Runtime by the export's own parity step."""
+    from facesdk.contract.export_manifest import load_export_manifest
     from facesdk.export.options import ExportOptions
     from facesdk.export.pipeline import run_export
     from facesdk.export.tensorrt_check import AGREEMENT_MIN
-    from facesdk.export_manifest import load_export_manifest
 
     _, ckpt = trained("resnet50", EXPORTED["resnet50"])
     out = tmp_path / "engines"
@@ -234,7 +234,7 @@ def test_int8_of_a_cnn_passes_the_agreement_gate(exported, tmp_path: Path) -> No
 
     from facesdk.calibration.collect import Source, collect
     from facesdk.calibration.quantize import quantize_export
-    from facesdk.export_manifest import load_export_manifest
+    from facesdk.contract.export_manifest import load_export_manifest
 
     out = exported("efficientnet_b0")
     manifest = load_export_manifest(out)
@@ -265,7 +265,7 @@ def test_int8_of_a_cnn_passes_the_agreement_gate(exported, tmp_path: Path) -> No
 
 def test_smoke_cnn_config_trains(tmp_path: Path) -> None:
     """configs/smoke_cnn.yaml, shortened, through the real Trainer."""
-    from facesdk.checkpoint import load_checkpoint_manifest
+    from facesdk.contract.checkpoint import load_checkpoint_manifest
     from facesdk.training.config import load_config
     from facesdk.training.trainer import Trainer
 

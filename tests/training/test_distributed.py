@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from facesdk.checkpoint import HeadSpec, MethodSpec
+from facesdk.contract.checkpoint import HeadSpec, MethodSpec
 from facesdk.errors import ConfigError
 from facesdk.tasks import DEFAULT_TASKS
 from facesdk.training import build_model

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from facesdk.export_manifest import load_export_manifest, manifest_from_onnx_metadata
-from facesdk.integrity import check_onnx_digest, read_onnx_metadata
-from facesdk.manifest_io import FileEntry
+from facesdk.contract.export_manifest import load_export_manifest, manifest_from_onnx_metadata
+from facesdk.contract.integrity import check_onnx_digest, read_onnx_metadata
+from facesdk.contract.manifest_io import FileEntry
 from facesdk.tasks import DEFAULT_TASKS, MISSING
 from facesdk.training.datasets import write_manifest
 from facesdk.training.temperature import log_softmax
@@ -39,7 +39,7 @@ def _scale_export(export: Path, factor: float) -> None:
 def overconfident(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """An export whose labels follow softmax(logits / 5): right often, not always, and sure of itself."""
     from facesdk.backends import create_backend
-    from facesdk.export_manifest import load_export_manifest
+    from facesdk.contract.export_manifest import load_export_manifest
     from facesdk.preprocess import to_input_tensor
     from facesdk.testing import make_tiny_export
 

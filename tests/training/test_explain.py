@@ -13,8 +13,8 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="explain needs the [train] extra")
 
-from facesdk.checkpoint import HeadSpec  # noqa: E402
 from facesdk.cli import main as facesdk_main  # noqa: E402
+from facesdk.contract.checkpoint import HeadSpec  # noqa: E402
 from facesdk.errors import ConfigError  # noqa: E402
 from facesdk.training.checkpoint_io import save_checkpoint  # noqa: E402
 from facesdk.training.explain import ALL_TASKS, explain_model, overlay  # noqa: E402

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec
+from facesdk.contract.checkpoint import BackboneSpec, HeadSpec, MethodSpec
 from facesdk.tasks import DEFAULT_TASKS
 from facesdk.training import build_model, load_checkpoint, save_checkpoint
 from facesdk.training.methods import DEFAULT_TARGET, get_method

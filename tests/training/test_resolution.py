@@ -10,7 +10,7 @@ import yaml
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 
-from facesdk.checkpoint import BackboneSpec  # noqa: E402
+from facesdk.contract.checkpoint import BackboneSpec  # noqa: E402
 from facesdk.training.config import config_from_mapping  # noqa: E402
 from facesdk.training.model import create_backbone, preprocess_from_backbone  # noqa: E402
 

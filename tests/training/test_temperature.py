@@ -87,7 +87,7 @@ def test_fit_sharpens_an_underconfident_model_and_ignores_missing_labels() -> No
     ],
 )
 def test_a_fit_at_an_end_is_a_temperature_manifests_accept(logits: np.ndarray, labels: np.ndarray) -> None:
-    from facesdk.temperature import TEMPERATURE_RANGE, check_temperatures
+    from facesdk.contract.temperatures import TEMPERATURE_RANGE, check_temperatures
 
     fitted = fit_temperature(logits, labels)
     assert TEMPERATURE_RANGE[0] <= fitted <= TEMPERATURE_RANGE[1]

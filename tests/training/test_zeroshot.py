@@ -324,7 +324,7 @@ def test_auto_feature_norm_gives_the_zero_shot_predictions(
     zeroshot_ckpt: Path, vision_tower_file: Path
 ) -> None:
     """Same vision tower + zero-shot heads = the compiled model's logits up to a factor per image."""
-    from facesdk.checkpoint import BackboneSpec, HeadSpec, MethodSpec
+    from facesdk.contract.checkpoint import BackboneSpec, HeadSpec, MethodSpec
     from facesdk.training import build_model, load_checkpoint
     from facesdk.training.zeroshot.heads_init import start_from_zeroshot
 

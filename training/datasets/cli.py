@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from facesdk.arguments import non_negative_int, positive_int
+from facesdk.contract.manifest_io import atomic_write_json
 from facesdk.errors import ConfigError
-from facesdk.manifest_io import atomic_write_json
 from facesdk.outputs import check_output_dir, check_output_file
 
 from .manifest import PREPARE_FILE

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from facesdk.contract.manifest_io import atomic_write_bytes
 from facesdk.errors import ConfigError, MissingFileError
-from facesdk.manifest_io import atomic_write_bytes
 from facesdk.preprocess import CropPolicy
 from facesdk.tasks import AGE, EMOTION, GENDER, MISSING
 

@@ -23,8 +23,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from facesdk.contract.manifest_io import atomic_write_bytes, atomic_write_json, sha256_file
 from facesdk.errors import ConfigError
-from facesdk.manifest_io import atomic_write_bytes, atomic_write_json, sha256_file
 from facesdk.preprocess import CropPolicy, Preprocess
 from facesdk.progress import progress_bar
 from facesdk.results import Detection

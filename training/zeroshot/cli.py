@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from facesdk.checkpoint import CHECKPOINT_MANIFEST
+from facesdk.contract.checkpoint import CHECKPOINT_MANIFEST
 from facesdk.outputs import check_output_dir
 
 __all__ = ["main", "build_parser"]

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facesdk.checkpoint import BackboneSpec, CheckpointManifest, HeadSpec, MethodSpec
+from facesdk.contract.checkpoint import BackboneSpec, CheckpointManifest, HeadSpec, MethodSpec
 from facesdk.errors import ConfigError, DependencyError
 from facesdk.preprocess import Preprocess
 

@@ -86,7 +86,7 @@ def _params(module: nn.Module) -> int:
 
 def _compiled_model(bundle: Any, prompts: PromptSet) -> nn.Module:
     """The compiled checkpoint's module tree on the meta device (shapes only, no text tower run)."""
-    from facesdk.checkpoint import HeadSpec, MethodSpec
+    from facesdk.contract.checkpoint import HeadSpec, MethodSpec
 
     from ..checkpoint_io import build_model
     from .compile import backbone_spec

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from facesdk.checkpoint import (
+from facesdk.contract.checkpoint import (
     CHECKPOINT_MANIFEST,
     WEIGHTS_FILE,
     BackboneSpec,

@@ -1,7 +1,7 @@
 """Rotating JSON Lines files: one record a line, each file moved into place when complete.
 
 The file being filled lives under a hidden temporary name beside its final name (the project's
-rule for every output, as :func:`facesdk.manifest_io.atomic_write_bytes`): readers of the folder
+rule for every output, as :func:`facesdk.contract.manifest_io.atomic_write_bytes`): readers of the folder
 see only complete files. A file is complete after ``max_records`` window records or
 ``max_bytes`` bytes, and at :meth:`JsonLinesSink.close`. A temporary file left by a killed run
 is completed by the next sink opened on the folder (its whole lines kept, a cut last line dropped).
@@ -18,8 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from ...contract.manifest_io import atomic_write_bytes
 from ...errors import ConfigError
-from ...manifest_io import atomic_write_bytes
 
 __all__ = ["JsonLinesSink"]
 

@@ -17,7 +17,7 @@ import pytest
 
 from facesdk import Analyzer
 from facesdk.backends.base import create_backend
-from facesdk.export_manifest import load_export_manifest
+from facesdk.contract.export_manifest import load_export_manifest
 from facesdk.faces.pose import head_pose
 from facesdk.serving import BACKBONE_PYTHON, PIPELINE
 from facesdk.serving.client import decode_result

@@ -33,7 +33,7 @@ def test_pipeline_applies_the_exports_temperatures(
     import shutil
 
     from facesdk import Analyzer
-    from facesdk.pipeline import softmax
+    from facesdk.faces.analysis import softmax
 
     plain = Path(str(tiny_export) + "_plain")
     shutil.copytree(tiny_export, plain, dirs_exist_ok=True)
@@ -58,8 +58,8 @@ def test_pipeline_applies_the_exports_temperatures(
 
 def test_backbone_matches_in_process_backend_and_batches(server, tiny_export: Path) -> None:  # noqa: ANN001
     from facesdk.backends.base import create_backend
-    from facesdk.export_manifest import load_export_manifest
-    from facesdk.pipeline import softmax
+    from facesdk.contract.export_manifest import load_export_manifest
+    from facesdk.faces.analysis import softmax
 
     manifest = load_export_manifest(tiny_export)
     backend = create_backend("onnxruntime", manifest, tiny_export / "model.onnx")

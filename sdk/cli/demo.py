@@ -30,11 +30,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .arguments import positive_int
-from .errors import ConfigError, SourceError
-from .outputs import StagedFile, check_output_file
-from .results import FrameResult
-from .scheduling import ScheduleConfig
+from ..arguments import positive_int
+from ..errors import ConfigError, SourceError
+from ..outputs import StagedFile, check_output_file
+from ..results import FrameResult
+from ..streams.scheduling import ScheduleConfig
 
 __all__ = ["draw_label", "draw_results", "highgui_available", "label_box", "main", "open_writer"]
 
@@ -206,7 +206,7 @@ def _schedule(args: argparse.Namespace) -> ScheduleConfig:
 
 def _multi(args: argparse.Namespace, sources: list[str]) -> int:
     """Several sources on one Analyzer (``Analyzer.streams``): one log line per frame (no window yet)."""
-    from .analyzer import Analyzer
+    from ..analyzer import Analyzer
 
     frames = 0
     with Analyzer(args.model, args.backend, args.detector) as analyzer:
@@ -252,7 +252,7 @@ def main(argv: Sequence[str], prog: str = "facesdk demo") -> int:
 
 def _single(args: argparse.Namespace, source: str, schedule: ScheduleConfig, window: bool) -> int:
     """One source: draw, show and save each frame; returns the number of frames processed."""
-    from .analyzer import Analyzer
+    from ..analyzer import Analyzer
 
     inputs = [source, args.model, args.detector]
     writer, frames, fps, last = None, 0, None, time.perf_counter()

@@ -8,15 +8,15 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import ConfigError
-from .faces.model_store import (
+from ..errors import ConfigError
+from ..faces.model_store import (
     DETECTOR_SHA256,
     DETECTOR_URL,
     default_fetch_dir,
     fetch_detector_model,
     find_detector_model,
 )
-from .outputs import created_dir
+from ..outputs import created_dir
 
 __all__ = ["main"]
 

@@ -1,6 +1,6 @@
 """Reading and writing the JSON manifests that join the stages: file entries, versions.
 
-``sha256_file``, ``atomic_write_bytes`` and ``atomic_write_json`` live in :mod:`facesdk.fileio` and are
+``sha256_file``, ``atomic_write_bytes`` and ``atomic_write_json`` live in :mod:`facesdk.contract.fileio` and are
 re-exported here.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import IntegrityError, ManifestError, MissingFileError, SchemaVersionError
+from ..errors import IntegrityError, ManifestError, MissingFileError, SchemaVersionError
 from .fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from .integrity import cached_sha256
 

@@ -1,7 +1,9 @@
 """The ``facesdk`` command: one console script whose subcommands live in their stages.
 
 Each subcommand's module is imported only when it runs, so ``facesdk analyze`` never
-imports torch and a missing extra is reported by name.
+imports torch and a missing extra is reported by name. The runtime's own subcommands are the
+modules of this package (:mod:`.analyze`, :mod:`.demo`, :mod:`.models`); the stages and the
+audience, bench and serving packages keep theirs.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .errors import EXIT_USAGE, DependencyError, run_guarded
+from ..errors import EXIT_USAGE, DependencyError, run_guarded
 
 __all__ = ["main", "run_guarded", "COMMANDS", "EXIT_USAGE"]
 
@@ -29,11 +31,11 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
     ),
     "export": ("facesdk.export.cli", (), "export", "merge adapters, export ONNX and TensorRT engines"),
     "calibrate": ("facesdk.calibration.cli", (), "", "collect INT8 calibration crops"),
-    "analyze": ("facesdk.analyze_cli", (), "", "analyse images and videos, print JSON lines"),
-    "demo": ("facesdk.demo", (), "", "webcam/video demo: boxes, labels, track ids, FPS"),
+    "analyze": ("facesdk.cli.analyze", (), "", "analyse images and videos, print JSON lines"),
+    "demo": ("facesdk.cli.demo", (), "", "webcam/video demo: boxes, labels, track ids, FPS"),
     "audience": ("facesdk.audience.cli", (), "", "audience measurement from cameras; reports from records"),
     "bench": ("facesdk.bench", (), "", "parameters, GFLOPs and latency report"),
-    "models": ("facesdk.models_cli", (), "", "locate or fetch the face detector model"),
+    "models": ("facesdk.cli.models", (), "", "locate or fetch the face detector model"),
     "serve": ("facesdk.serving.cli", (), "serving", "Triton model repository, loopback server, serving env"),
 }
 
@@ -54,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_usage())
         return 0 if args else 2
     if args[0] in ("-V", "--version"):
-        from . import __version__
+        from .. import __version__
 
         print(f"facesdk {__version__}")
         return 0

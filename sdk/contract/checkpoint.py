@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, ManifestError
+from ..errors import ConfigError, ManifestError
+from ..preprocess import Preprocess
+from ..tasks import TaskSpec, tasks_from_json, tasks_to_json
 from .manifest_io import FileEntry, atomic_write_json, read_manifest_json
-from .manifest_schema import (
+from .schema import (
     FILE_ENTRY,
     PREPROCESS,
     TASKS,
@@ -31,9 +33,7 @@ from .manifest_schema import (
     member_path,
     validate,
 )
-from .preprocess import Preprocess
-from .tasks import TaskSpec, tasks_from_json, tasks_to_json
-from .temperature import TEMPERATURES_KEY, check_temperatures
+from .temperatures import TEMPERATURES_KEY, check_temperatures
 
 __all__ = [
     "CHECKPOINT_MANIFEST",
@@ -198,7 +198,7 @@ class CheckpointManifest:
         params: ``{"total": n, "trainable": n}``.
         versions: Library versions used to train.
         created: ISO 8601 time of writing.
-        temperatures: Optional softmax temperature per task (``facesdk.temperature``); a task
+        temperatures: Optional softmax temperature per task (``facesdk.contract.temperatures``); a task
             not listed, and every task of a checkpoint written before temperatures, has 1.0.
     """
 
@@ -317,7 +317,7 @@ def load_checkpoint_manifest(directory: str | os.PathLike[str], verify: bool = T
     """
     directory = Path(directory)
     if not directory.is_dir():
-        from .errors import MissingFileError
+        from ..errors import MissingFileError
 
         raise MissingFileError(f"checkpoint directory {directory} does not exist")
     data = read_manifest_json(directory / CHECKPOINT_MANIFEST, "checkpoint", (CHECKPOINT_SCHEMA_VERSION,))

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ManifestError
+from ..errors import ManifestError
 
 __all__ = ["TEMPERATURES_KEY", "TEMPERATURE_RANGE", "apply_temperature", "check_temperatures"]
 

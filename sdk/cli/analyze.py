@@ -22,10 +22,10 @@ from typing import IO
 
 import cv2
 
-from .arguments import positive_int
-from .errors import InvalidFrameError, SourceError
-from .outputs import StagedFile, check_output_file
-from .streams import is_live_source
+from ..arguments import positive_int
+from ..errors import InvalidFrameError, SourceError
+from ..outputs import StagedFile, check_output_file
+from ..streams import is_live_source
 
 __all__ = ["main", "IMAGE_SUFFIXES"]
 
@@ -84,8 +84,8 @@ def _stream(analyzer: object, source: str, max_frames: int | None) -> Iterator[o
 def main(argv: Sequence[str], prog: str = "facesdk analyze") -> int:
     """Run ``facesdk analyze``; returns the exit code."""
     args = _parser(prog).parse_args(list(argv))
-    from .analyzer import Analyzer
-    from .faces.detector import DetectorConfig
+    from ..analyzer import Analyzer
+    from ..faces.detector import DetectorConfig
 
     inputs = [*args.paths, args.model, args.detector]
     if args.json:

@@ -8,7 +8,7 @@ The records come from two places, never from ``auto`` itself:
 * the export (``export.json``): ONNX Runtime INT8 from the calibration gate (``extra.calibration``),
   OpenVINO paths from ``extra.openvino_agreement`` (``{hint: record}`` of ``onnx-fp32`` and
   ``onnx-int8``), written for every OpenVINO path the exporting CPU can run;
-* :func:`approve` (``python -m facesdk.backends.select approve --model EXPORT --crops DIR``), run
+* :func:`approve` (``python -m facesdk.auto approve --model EXPORT --crops DIR``), run
   once on the device for a path the export could not check (BF16 exported on a CPU without it), on
   the export's calibration set or at least :data:`MIN_APPROVE_CROPS` face crop images. Its records
   live beside the auto cache (``approved-<file sha256>.json``), verified by digest like the cache.
@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from ..backends.base import Backend, run_batched
+from ..contract.export_manifest import ExportManifest
+from ..contract.manifest_io import FileEntry, atomic_write_json
 from ..errors import ConfigError, FaceSdkError, ManifestError, MissingFileError
-from ..export_manifest import ExportManifest
-from ..manifest_io import FileEntry, atomic_write_json
-from .base import Backend, run_batched
 
 __all__ = [
     "THRESHOLD",

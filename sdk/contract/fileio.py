@@ -1,7 +1,7 @@
 """Atomic writes and file hashing: the leaf every manifest, cache and integrity check builds on.
 
-It imports nothing of facesdk, so any module may use it (``facesdk.integrity`` for its cached
-hashes, ``facesdk.manifest_io`` for the manifests' file entries) without an import cycle.
+It imports nothing of facesdk, so any module may use it (``facesdk.contract.integrity`` for its cached
+hashes, ``facesdk.contract.manifest_io`` for the manifests' file entries) without an import cycle.
 """
 
 from __future__ import annotations
