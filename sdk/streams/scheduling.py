@@ -187,15 +187,18 @@ class StreamScheduler:
         if track.inferred_at is None:
             return (0.0, float(track.first_seen), -_area(det.box))
         age = now - track.inferred_at
+        # stalest first, by when the estimate's crop was taken: a key that stays true while the
+        # request waits (an age taken at planning would rank a later request's younger age first)
+        since = track.estimate_time if track.estimate_time is not None else track.inferred_at
         if age + lead >= cfg.refresh_s:
-            return (1.0, -age)
+            return (1.0, since)
         area, score, last_quality = track.inferred_view or (0.0, 0.0, None)
         better = (
             _area(det.box) >= area * cfg.better_area_ratio or det.score >= score + cfg.better_score_margin
         )
         if quality is not None and last_quality is not None:
             better = better or quality >= last_quality + cfg.better_quality_margin
-        return (2.0, -age) if better else ()
+        return (2.0, since) if better else ()
 
     def plan(
         self,

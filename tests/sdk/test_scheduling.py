@@ -205,3 +205,27 @@ def test_streams_detect_at_the_stream_size_and_single_images_at_full_size(
 def _frames(count: int | None) -> Iterator[np.ndarray]:
     for i in itertools.count() if count is None else range(count):
         yield index_frame(i % 60000)
+
+
+def test_waiting_refreshes_rank_by_how_old_their_estimate_is_not_when_they_were_asked() -> None:
+    """Track 1's estimate (crop at 0.0 s) is older than track 2's (crop at 0.5 s, landed late), so
+    track 1's refresh must go first even though track 2 was asked later, at a larger age."""
+    scheduler = StreamScheduler(TrackerConfig(smoothing=0.0), ScheduleConfig(refresh_s=0.9))
+    dets = [_face(0, 0.5).detection, _face(200, 0.5).detection]
+    keys: dict[int | None, tuple[float, ...]] = {}
+
+    def plan(t: float) -> None:
+        p = scheduler.plan(dets, t)
+        for i, key in zip(p.infer, p.priorities, strict=True):
+            keys.setdefault(p.track_ids[i], key)
+
+    first = scheduler.plan(dets, 0.0)
+    one, two = first.track_ids
+    assert first.infer == (0, 1)
+    scheduler.deliver(one, _face(0, 0.9), 0.0)  # track 1 answered at once
+    for k in range(1, 40):  # 25 frames/s; track 1 comes due again near 0.86 s, track 2 still waits
+        plan(k / FPS)
+    scheduler.deliver(two, _face(200, 0.9), 0.5)  # track 2's crop of 0.5 s lands at 1.6 s
+    plan(1.64)
+    assert set(keys) == {one, two}
+    assert keys[one] < keys[two], f"track 1 (estimate of 0.0 s) ranks after track 2 (0.5 s): {keys}"
