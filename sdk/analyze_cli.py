@@ -24,6 +24,7 @@ import cv2
 
 from .arguments import positive_int
 from .errors import InvalidFrameError, SourceError
+from .memory import pin_mmap_threshold
 from .outputs import StagedFile, check_output_file
 from .streams import is_live_source
 
@@ -84,6 +85,7 @@ def _stream(analyzer: object, source: str, max_frames: int | None) -> Iterator[o
 def main(argv: Sequence[str], prog: str = "facesdk analyze") -> int:
     """Run ``facesdk analyze``; returns the exit code."""
     args = _parser(prog).parse_args(list(argv))
+    pin_mmap_threshold()  # before the frames: freed frame buffers go back (facesdk.memory)
     from .analyzer import Analyzer
     from .faces.detector import DetectorConfig
 
