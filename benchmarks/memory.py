@@ -278,7 +278,7 @@ def render(report: dict[str, Any]) -> str:
             peaks = ", ".join(f"{run['mib']:.0f}" for run in row["runs"])
             lines.append(
                 f"| {row['label']} | {row['mib']:.0f} | {peaks} | {row['wall_s']:.1f} | {row['user_s']:.1f} | "
-                f"{row['sys_s']:.2f} | {row['faults']:,} |"
+                f"{row['sys_s']:.2f} | {row['faults']:,.0f} |"
             )
     t = report["pattern_ms_per_crop"]
     lines += [
@@ -355,13 +355,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         args.work = args.work or Path(tmp)
         args.work.mkdir(parents=True, exist_ok=True)
-        report["model"] = (
-            "your export" if args.model else "vit_pe_core_tiny_patch16_384 at 384 px, random init, FP32"
-        )
         if args.model is None:
             from .stream import random_export
 
             args.model = random_export(args.work, 384, None)
+        report["model"] = describe_export(args.model, built=args.model.parent == args.work)
         video = args.video or build_video(args.work / "six.avi", args.frames)
         detector = str(detector_path(args.detector))
         rows = plan_rows(args, str(video), detector)
@@ -382,6 +380,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.write_text(render(report))
     log.info("wrote %s (%.1f min)", out, report["minutes"])
     return 0
+
+
+def describe_export(directory: Path, built: bool) -> str:
+    """What the export is: built here (random init) or given, its input size and FP32 file size."""
+    from facesdk.export_manifest import load_export_manifest
+
+    manifest = load_export_manifest(directory)
+    onnx = directory / manifest.models["onnx-fp32"].file.path
+    h, w = manifest.input.shape[2:]
+    origin = "vit_pe_core_tiny_patch16_384, random init, built here" if built else "the export given"
+    return f"{origin}, {h} x {w} input, FP32 ONNX {onnx.stat().st_size / 1e6:.0f} MB"
 
 
 def build_video(path: Path, frames: int) -> Path:

@@ -7,6 +7,9 @@ by frame with tracking.
 ``--json FILE`` is written to a partial file beside it and moved into place when the run ends
 (:class:`facesdk.outputs.StagedFile`): a failed run leaves an existing FILE as it was. With a
 live source (camera, URL) the lines written so far are also kept on Ctrl-C or SIGTERM.
+
+The command pins glibc's mmap threshold before it reads a frame
+(:func:`facesdk.memory.pin_mmap_threshold`; docs/sdk.md, Memory).
 """
 
 from __future__ import annotations
