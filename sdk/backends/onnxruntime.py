@@ -88,6 +88,11 @@ def create_session(
     # detector and the alignment on the same cores, and spinning threads took them away: on
     # 2 CPU threads detection of a 512 px frame went from 9 to 16 ms (docs/benchmarks/sdk.md).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # A memory pattern is one planned block per input shape, kept in the arena beside the blocks
+    # of the other batch sizes a stream sends: on the edge export (384 px ViT) it raised the peak
+    # resident memory of batches 6, 2, 1, 3, 8, 5 from 246 to 356 MiB at the same speed
+    # (docs/benchmarks/memory.md). Without it the arena serves each tensor and reuses freed ones.
+    options.enable_mem_pattern = False
     if intra_op_threads is not None:
         if intra_op_threads < 1:
             raise ConfigError(f"intra_op_threads must be >= 1, got {intra_op_threads}")

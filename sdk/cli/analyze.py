@@ -7,6 +7,9 @@ by frame with tracking.
 ``--json FILE`` is written to a partial file beside it and moved into place when the run ends
 (:class:`facesdk.outputs.StagedFile`): a failed run leaves an existing FILE as it was. With a
 live source (camera, URL) the lines written so far are also kept on Ctrl-C or SIGTERM.
+
+The command pins glibc's mmap threshold before it reads a frame
+(:func:`facesdk.memory.pin_mmap_threshold`; docs/sdk.md, Memory).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import cv2
 
 from ..arguments import positive_int
 from ..errors import InvalidFrameError, SourceError
+from ..memory import pin_mmap_threshold
 from ..outputs import StagedFile, check_output_file
 from ..streams import is_live_source
 
@@ -84,6 +88,7 @@ def _stream(analyzer: object, source: str, max_frames: int | None) -> Iterator[o
 def main(argv: Sequence[str], prog: str = "facesdk analyze") -> int:
     """Run ``facesdk analyze``; returns the exit code."""
     args = _parser(prog).parse_args(list(argv))
+    pin_mmap_threshold()  # before the frames: freed frame buffers go back (facesdk.memory)
     from ..analyzer import Analyzer
     from ..faces.detector import DetectorConfig
 

@@ -20,7 +20,7 @@ from facesdk.faces.model_store import PACKAGED_DETECTOR
 ROOT = Path(__file__).resolve().parents[2]
 YUNET = PACKAGED_DETECTOR
 SCRIPTS = ("audience", "backbones", "backbones_report", "cnn_int8", "fast_path", "gpu_timing", "graph_variants", "int8_cpu",
-           "methods", "resolution", "scale", "sdk_pipeline", "stream", "train_methods")  # fmt: skip
+           "memory", "methods", "resolution", "scale", "sdk_pipeline", "stream", "train_methods")  # fmt: skip
 
 
 def _run(module: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:

@@ -60,6 +60,23 @@ def test_onnxruntime_sessions_do_not_spin_between_calls(tiny_export: Path) -> No
     assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
+def test_onnxruntime_sessions_plan_no_memory_pattern(tiny_export: Path) -> None:
+    """A memory pattern per batch size kept ~110 MiB more resident on the edge export
+    (docs/benchmarks/memory.md): the backend's session and create_session's leave it off, and
+    an explicit option still turns it on."""
+    from facesdk.backends.onnxruntime import create_session
+
+    manifest = load_export_manifest(tiny_export)
+    with create_backend("onnxruntime", manifest, tiny_export / "model.onnx", intra_op_threads=1) as backend:
+        assert backend._session.get_session_options().enable_mem_pattern is False
+    session = create_session(tiny_export / "model.onnx", ["CPUExecutionProvider"])
+    assert session.get_session_options().enable_mem_pattern is False
+    session = create_session(
+        tiny_export / "model.onnx", ["CPUExecutionProvider"], extra_options={"enable_mem_pattern": True}
+    )
+    assert session.get_session_options().enable_mem_pattern is True
+
+
 def test_onnxruntime_backend_refuses_a_model_that_does_not_match(tiny_export: Path) -> None:
     wrong = tiny_manifest(size=64)
     with pytest.raises(BackendError, match="shape"):
