@@ -28,6 +28,7 @@ import numpy as np
 from ..contract.export_manifest import ExportManifest
 from ..errors import BackendError, ConfigError, require
 from .base import ClosingBackend, check_io
+from .threads import native_threads_started
 
 __all__ = [
     "OpenVinoBackend",
@@ -171,6 +172,10 @@ class OpenVinoBackend(ClosingBackend):
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
             raise BackendError(f"OpenVINO could not read {self.path}: {exc}") from exc
         self._buckets: dict[int | None, tuple[Any, Any]] = {}
+        self._ran: set[int | None] = set()
+        self.worker_threads: set[int] = set()
+        """Native threads the CPU plugin started while compiling and first running each batch size
+        (a stream's classifier lowers their priority)."""
         wanted = {manifest.input.name, *(o.name for o in manifest.outputs)}
         self._outputs = [_port_name(p, wanted) for p in self._model.outputs]
         check_io(  # the graph as read: a static reshape to the manifest's size would hide a mismatch
@@ -194,7 +199,9 @@ class OpenVinoBackend(ClosingBackend):
             if batch is not None:
                 model = model.clone()
                 model.reshape({model.inputs[0].get_any_name(): [batch, 3, int(h), int(w)]})
-            compiled = self._core.compile_model(model, self.device, self._config)
+            with native_threads_started() as spawned:
+                compiled = self._core.compile_model(model, self.device, self._config)
+            self.worker_threads |= spawned
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own (shape checks too)
             shape = "a dynamic batch" if batch is None else f"batch {batch}"
             raise BackendError(
@@ -239,7 +246,13 @@ class OpenVinoBackend(ClosingBackend):
         compiled = self._compile(bucket)
         request = self._buckets[bucket][1]
         try:
-            values = request.infer({0: batch})
+            if bucket in self._ran:
+                values = request.infer({0: batch})
+            else:  # the CPU plugin may start its threads at a shape's first inference
+                with native_threads_started() as spawned:
+                    values = request.infer({0: batch})
+                self.worker_threads |= spawned
+                self._ran.add(bucket)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own (shape checks too)
             raise BackendError(
                 f"OpenVINO could not run {self.path} on a batch of shape {list(batch.shape)}; the model "

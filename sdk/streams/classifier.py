@@ -124,6 +124,7 @@ class Classifier:
         self.batch_size = batch_size or engine.batch_size
         self.max_delay = max_delay_ms / 1000.0
         self.nice = nice
+        self._lowered: set[int] = set()
         self.batches: deque[int] = deque(maxlen=HISTORY)
         """Crops per backbone call, the most recent :data:`HISTORY`."""
         self.error: BaseException | None = None
@@ -171,13 +172,21 @@ class Classifier:
         self._waiting = keep
         return batch
 
+    def _lower_priority(self) -> None:
+        """Lower this thread and the backend's worker threads not lowered yet (a runtime may start
+        its threads at its first inference of a batch size: checked after every call)."""
+        try:
+            workers = set(getattr(self.engine.backend, "worker_threads", ()))
+        except BackendError:  # closed: nothing more will run
+            return
+        fresh = workers - self._lowered
+        if fresh or not self._lowered:
+            lower_priority(self.nice, [None, *fresh])
+            self._lowered |= fresh | {threading.get_native_id()}
+
     def _loop(self) -> None:
         if self.nice > 0:
-            try:
-                workers = getattr(self.engine.backend, "worker_threads", ())
-            except BackendError:  # closed before this thread started: nothing will run
-                workers = ()
-            lower_priority(self.nice, [None, *workers])
+            self._lower_priority()
         while not self._stop.is_set():
             with self._cond:
                 while not self._waiting and not self._stop.is_set():
@@ -201,6 +210,8 @@ class Classifier:
                         logger.debug("refreshing a crop failed; the queued one is used", exc_info=True)
             try:
                 self.run_now(batch)
+                if self.nice > 0:
+                    self._lower_priority()
             except BaseException as exc:  # handed to the streams through their requests
                 with self._cond:
                     self.error = exc

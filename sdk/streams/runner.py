@@ -179,7 +179,8 @@ class StreamRun:
         if not overlap and (len(self.lanes) != 1 or not self.lanes[0].wait):
             raise ConfigError("overlap=False runs one source in waiting mode only (wait=True, one source)")
         self.errors: dict[str, BaseException] = {}
-        nices = {lane.scheduler.schedule.backbone_nice for lane in self.lanes}
+        # the frame path goes first only where it does not wait for the backbone anyway
+        nices = {lane.scheduler.schedule.backbone_nice for lane in self.lanes if not lane.wait}
         self.classifier = Classifier(
             engine, batch_size, threaded=overlap, max_delay_ms=max_delay_ms, nice=min(nices, default=0)
         )

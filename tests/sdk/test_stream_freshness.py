@@ -25,7 +25,7 @@ from facesdk.backends.threads import lower_priority, native_threads_started
 from facesdk.errors import ConfigError
 from facesdk.scheduling import ScheduleConfig
 from facesdk.streams.sources import FrameStream, media_time
-from facesdk.testing import decode_face, index_frame
+from facesdk.testing import ScriptedDetector, decode_face, index_frame
 from tests.helpers import guarded
 from tests.sdk.test_stream_mixups import analyzer, check_own_estimates, clock, frames, who
 
@@ -160,3 +160,28 @@ def test_media_time_falls_back_to_frame_rate_and_never_goes_back() -> None:
     assert media_time(Fps(), 3, 0.0) == pytest.approx(0.15)
     assert media_time(Fps(), 2, 0.5) == pytest.approx(0.55)  # never earlier than the last
     assert media_time(_NoClock(), 4, 0.0) is None
+
+
+def test_a_waiting_stream_leaves_priorities_alone(tiny_export: Path) -> None:
+    """A video file waits for its estimates: putting the backbone last would only slow it down."""
+    with Analyzer(tiny_export, backend="onnxruntime", intra_op_threads=2) as a:
+        (pool,) = a.backend.worker_threads
+        before = os.getpriority(os.PRIO_PROCESS, pool)
+        images = [index_frame(i) for i in range(3)]
+        guarded(lambda: list(a.stream(iter(images), schedule=ScheduleConfig(backbone_nice=9), wait=True)))
+        assert os.getpriority(os.PRIO_PROCESS, pool) == before
+
+
+def test_openvino_threads_started_at_a_first_inference_are_lowered_too(tiny_export: Path) -> None:
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'facesdk[openvino]')")
+    face = ScriptedDetector(lambda i: [(40.0, 40.0, 80.0, 80.0)])
+    with Analyzer(tiny_export, backend="openvino", detector=face) as a:
+        nice = min(19, os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + 6)
+        images = [index_frame(i) for i in range(4)]
+        schedule = ScheduleConfig(backbone_nice=nice)
+        a.analyze(images[0])  # the plugin's threads start here, in a thread at the process's priority
+        guarded(lambda: list(a.stream(iter(images), schedule=schedule, wait=False, clock=clock())))
+        workers = a.backend.worker_threads
+        assert workers, "OpenVINO's threads were not seen"
+        alive = [t for t in workers if os.path.exists(f"/proc/self/task/{t}")]
+        assert alive and all(os.getpriority(os.PRIO_PROCESS, t) == nice for t in alive)
