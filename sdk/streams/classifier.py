@@ -10,6 +10,12 @@ which folds it into the track. A frame that must include its estimates (video fi
 waits for its own requests (:meth:`Request.wait`); a live frame does not, and its faces carry
 their tracks' latest estimates.
 
+A request of an asynchronous stream is refreshed just before its call (:attr:`Request.refresh`):
+its crop is swapped for the same track's face in the stream's newest frame, so when crops queue up
+(many faces, a slow CPU) an estimate is still as old as one call when it lands. In asynchronous
+streams the thread and the backend's worker threads run below the frame path
+(:attr:`~facesdk.streams.scheduling.ScheduleConfig.backbone_nice`).
+
 Requests for tracks that ended while waiting are dropped unanswered. An error in the backend
 fails every waiting request and is raised to the stream's caller.
 """

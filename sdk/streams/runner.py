@@ -228,6 +228,9 @@ class StreamRun:
             i = plan.track_ids.index(request.track_id)
         except ValueError:
             return  # not in the newest frame (occluded for a moment): the queued view serves
+        quality = plan.quality(i)
+        if quality is not None and quality.score < lane.scheduler.min_quality:
+            return  # a view the schedule would not send (blurred, turned away): the queued one serves
         detection = plan.detections[i]
         (crop,) = crop_faces(image, [detection], self.engine.manifest.preprocess)
         request.detection, request.crop, request.timestamp = detection, crop, timestamp

@@ -23,11 +23,13 @@ from facesdk import Analyzer, FrameResult
 from facesdk.backends.onnxruntime import OnnxRuntimeBackend
 from facesdk.backends.threads import lower_priority, native_threads_started
 from facesdk.errors import ConfigError
+from facesdk.faces.quality import assess_faces
 from facesdk.scheduling import ScheduleConfig
 from facesdk.streams.sources import FrameStream, media_time
-from facesdk.testing import ScriptedDetector, decode_face, index_frame
+from facesdk.testing import EncodingBackend, ScriptedDetector, decode_face, index_frame, painted_frame
+from facesdk.tracking import TrackerConfig
 from tests.helpers import guarded
-from tests.sdk.test_stream_mixups import analyzer, check_own_estimates, clock, frames, who
+from tests.sdk.test_stream_mixups import BOXES, analyzer, check_own_estimates, clock, frames, who
 
 
 def test_a_queued_crop_is_refreshed_from_the_newest_frame(tiny_export: Path) -> None:
@@ -185,3 +187,39 @@ def test_openvino_threads_started_at_a_first_inference_are_lowered_too(tiny_expo
         assert workers, "OpenVINO's threads were not seen"
         alive = [t for t in workers if os.path.exists(f"/proc/self/task/{t}")]
         assert alive and all(os.getpriority(os.PRIO_PROCESS, t) == nice for t in alive)
+
+
+def test_a_queued_crop_is_not_swapped_for_a_view_below_min_quality(tiny_export: Path) -> None:
+    """From frame 1 on the detector is unsure of every face (score 0.05): those views fall below
+    ``min_quality``, so the queued crops of frame 0 are the ones inferred."""
+    sure = [(*box, 0.9) for box in BOXES]
+    unsure = [(*box, 0.05) for box in BOXES]
+    detector = ScriptedDetector(lambda i: sure if i == 0 else unsure)
+    frame = painted_frame(0, BOXES, [1, 2, 3])
+    good = assess_faces(frame, detector.detect(frame))[0].score
+    bad = assess_faces(frame, ScriptedDetector(lambda i: unsure).detect(frame))[0].score
+    assert bad < good
+    gate = threading.Event()
+    a = Analyzer(
+        tiny_export,
+        backend="onnxruntime",
+        detector=detector,
+        tracker=TrackerConfig(smoothing=0.0),
+        min_quality=(good + bad) / 2,
+    )
+    a.backend = EncodingBackend(a.manifest.tasks, a.manifest.preprocess, a.manifest.max_batch, gate=gate)
+    with a:
+        schedule = ScheduleConfig(refresh_s=60.0, max_crops_per_frame=3)
+
+        def run() -> list[FrameResult]:
+            out = []
+            stream = a.stream(frames(0, 20), schedule=schedule, clock=clock(), wait=False, batch_size=1)
+            for result in stream:
+                out.append(result)
+                if len(out) == 12:
+                    gate.set()
+            return out
+
+        results = guarded(run)
+    crops = [who(decode_face(face), 0) for face in results[-1].faces]
+    assert [frame for frame, _ in crops] == [0, 0, 0], f"a low-quality view replaced a queued crop: {crops}"
