@@ -32,22 +32,28 @@ from tests.helpers import guarded
 from tests.sdk.test_stream_mixups import BOXES, analyzer, check_own_estimates, clock, frames, who
 
 
+def gated_run(a: Analyzer, gate: threading.Event, count: int, open_after: int = 12) -> list[FrameResult]:
+    """An asynchronous stream of ``count`` painted frames, one crop per call, new tracks all asked
+    for at once and never refreshed by age; the backbone is held until ``open_after`` results."""
+    schedule = ScheduleConfig(refresh_s=60.0, max_crops_per_frame=3)
+
+    def run() -> list[FrameResult]:
+        out = []
+        stream = a.stream(frames(0, count), schedule=schedule, clock=clock(), wait=False, batch_size=1)
+        for result in stream:
+            out.append(result)
+            if len(out) == open_after:
+                gate.set()
+        return out
+
+    return guarded(run)
+
+
 def test_a_queued_crop_is_refreshed_from_the_newest_frame(tiny_export: Path) -> None:
     gate = threading.Event()
     with analyzer(tiny_export, gate=gate) as a:
         # one crop per call: frame 0's first new track holds the backbone, the other two wait
-        schedule = ScheduleConfig(refresh_s=60.0, max_crops_per_frame=3)
-
-        def run() -> list[FrameResult]:
-            out = []
-            stream = a.stream(frames(0, 28), schedule=schedule, clock=clock(), wait=False, batch_size=1)
-            for result in stream:
-                out.append(result)
-                if len(out) == 12:
-                    gate.set()
-            return out
-
-        results = guarded(run)
+        results = gated_run(a, gate, 28)
     check_own_estimates(results)
     last = results[-1].faces
     crops = [who(decode_face(face), 0) for face in last]
@@ -209,17 +215,6 @@ def test_a_queued_crop_is_not_swapped_for_a_view_below_min_quality(tiny_export: 
     )
     a.backend = EncodingBackend(a.manifest.tasks, a.manifest.preprocess, a.manifest.max_batch, gate=gate)
     with a:
-        schedule = ScheduleConfig(refresh_s=60.0, max_crops_per_frame=3)
-
-        def run() -> list[FrameResult]:
-            out = []
-            stream = a.stream(frames(0, 20), schedule=schedule, clock=clock(), wait=False, batch_size=1)
-            for result in stream:
-                out.append(result)
-                if len(out) == 12:
-                    gate.set()
-            return out
-
-        results = guarded(run)
+        results = gated_run(a, gate, 20)
     crops = [who(decode_face(face), 0) for face in results[-1].faces]
     assert [frame for frame, _ in crops] == [0, 0, 0], f"a low-quality view replaced a queued crop: {crops}"
