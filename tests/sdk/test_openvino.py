@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -63,6 +64,30 @@ def test_missing_device_lists_available(ov: object, tiny_export: Path) -> None:
     absent = next(d for d in ("NPU", "GPU", "FPGA") if not any(a.startswith(d) for a in available_devices()))
     with pytest.raises(BackendError, match=f"'{absent}' is not present.*available: CPU"):
         _backends(tiny_export, device=absent)
+
+
+def test_cpu_device_loads_only_the_cpu_plugin(
+    ov: Any, tiny_export: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listing every device loads the GPU and NPU plugins (~35 MiB resident on a CPU-only machine):
+    a CPU backend must not list them; a missing device still lists them to say what is there."""
+    listed: list[str] = []
+
+    class Core(ov.Core):  # type: ignore[misc, name-defined]
+        @property
+        def available_devices(self) -> list[str]:
+            listed.append("listed")
+            return list(super().available_devices)
+
+    monkeypatch.setattr(ov, "Core", Core)
+    manifest = load_export_manifest(tiny_export)
+    backend = create_backend("openvino", manifest, tiny_export / manifest.models["onnx-fp32"].file.path)
+    with backend:
+        assert backend.run(np.zeros((1, 3, 32, 32), np.float32))["age"].shape == (1, 9)
+    assert listed == []
+    with pytest.raises(BackendError, match="is not present.*available: CPU"):
+        create_backend("openvino", manifest, tiny_export / "model.onnx", device="NOSUCH")
+    assert listed == ["listed"]
 
 
 def test_bad_precision_hint_is_refused(ov: object, tiny_export: Path) -> None:
