@@ -19,7 +19,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 
 import numpy as np
 
-from .backends.base import Backend
+from .backends.base import DEFAULT_CLASSIFIER_BATCH, Backend, stream_batch
 from .contract.export_manifest import ExportManifest
 from .errors import BackendError
 from .faces.analysis import (
@@ -33,16 +33,12 @@ from .faces.analysis import (
 from .results import Detection, FaceResult, Quality
 from .stats import StageStats
 
-__all__ = ["CLASSIFIED_FACES", "CLASSIFY_STAGE", "DEFAULT_CLASSIFIER_BATCH", "Engine"]
+__all__ = ["CLASSIFIED_FACES", "CLASSIFY_STAGE", "DEFAULT_CLASSIFIER_BATCH", "Engine", "stream_batch"]
 
 CLASSIFY_STAGE = "classify"
 """The statistics stage of a stream classifier's backbone calls (ms per call, not per frame)."""
 CLASSIFIED_FACES = "classified_faces"
 """The statistics counter of faces a stream classifier has run through the backbone."""
-
-DEFAULT_CLASSIFIER_BATCH = 8
-"""Crops per backbone call in streams when the backend names no batch it runs best
-(OpenVINO's largest compiled bucket, when it has buckets)."""
 
 
 class Engine:
@@ -76,14 +72,7 @@ class Engine:
     @property
     def batch_size(self) -> int:
         """Crops per backbone call that the backend runs well (streams batch up to this)."""
-        backend = self.backend
-        preferred = getattr(backend, "preferred_batch", None)
-        buckets = getattr(backend, "batch_buckets", None)  # OpenVINO's static compiled batches
-        if preferred is None and buckets:
-            preferred = max(buckets)
-        if isinstance(preferred, int) and preferred >= 1:
-            return min(preferred, backend.max_batch)
-        return max(1, min(DEFAULT_CLASSIFIER_BATCH, backend.max_batch))
+        return stream_batch(self.backend)
 
     def prepare(
         self, image: np.ndarray, detections: Sequence[Detection], qualities: Sequence[Quality] | None = None

@@ -1,4 +1,5 @@
-"""``backend="auto"`` on a CPU: the fastest path this machine has among those checked against FP32.
+"""``backend="auto"`` on a CPU: the fastest path this machine has among those checked against FP32,
+weighed against the memory it holds.
 
 A *path* is a runtime, one of the export's model files and a precision mode: ONNX Runtime FP32 or
 INT8 (the Q/DQ file), OpenVINO FP32, BF16 (an execution mode of the FP32 file, on CPUs with
@@ -11,7 +12,9 @@ AVX-512 BF16 or AMX), INT8 (the Q/DQ file, float parts in FP32 or BF16).
 * **Timing** (``facesdk.bench``): every approved path runs batch 1 and 8 in its own child process,
   in two alternating rounds (:func:`facesdk.bench.alternate_rounds`); the score is milliseconds per
   face averaged over the two batches. A path replaces the exact FP32 path only when it is at least
-  :data:`MARGIN` faster (OpenVINO FP32 must beat ONNX Runtime FP32 by as much to replace it).
+  :data:`MARGIN` faster (OpenVINO FP32 must beat ONNX Runtime FP32 by as much to replace it), and
+  :data:`MEMORY_MARGIN_PER_100_MIB` faster again per 100 MiB of peak resident memory it holds
+  above that path (each timing process's peak, as ``facesdk bench`` reports it).
 * **Cache**: ``$FACESDK_HOME/auto`` (else ``~/.cache/facesdk/auto``), keyed by every selectable
   file's sha256, the CPU (model, ISA flags, cores this process may use) and the thread settings
   (intra-op threads, ``OMP_NUM_THREADS`` and the like). A file lock makes concurrent first runs
@@ -53,6 +56,7 @@ from .approval import (
 
 __all__ = [
     "MARGIN",
+    "MEMORY_MARGIN_PER_100_MIB",
     "THRESHOLD",
     "CpuPath",
     "Choice",
@@ -71,8 +75,19 @@ logger = logging.getLogger(__name__)
 MARGIN = 0.10
 """A path must be this much faster (ms per face) than the exact FP32 path it replaces."""
 
+MEMORY_MARGIN_PER_100_MIB = 0.20
+"""What memory costs in speed: for every 100 MiB a path's peak resident memory exceeds that of the
+path it replaces, it must be this much faster on top of :data:`MARGIN`.
+
+Measured on the 2-core AMD EPYC (docs/benchmarks/memory.md): OpenVINO FP32 holds ~85 MiB more
+than ONNX Runtime FP32 in its timing processes and ran at 0.85-1.0x of its time, so it would have
+to run at 0.73x to replace it; on the AMX Xeon OpenVINO BF16 ran at 0.2-0.3x (FINDINGS), which
+pays for its memory many times over. Edge boards have 1-2 GB, and a faster path that holds
+a third more memory for a few percent of speed is not the better path there."""
+
 CACHE_KIND = "facesdk-auto-choice"
-CACHE_SCHEMA = 2
+CACHE_SCHEMA = 3
+"""3: timings carry each path's peak memory, which the choice weighs."""
 TIMED_BATCHES = (1, 8)
 WARMUP, REPEATS, ROUNDS = 1, 3, 2
 LOCK_TIMEOUT_S = 900.0
@@ -256,7 +271,9 @@ Timer = Callable[[Path, ExportManifest, Sequence[CpuPath], "int | None"], dict[s
 def time_paths(
     directory: Path, manifest: ExportManifest, paths: Sequence[CpuPath], threads: int | None
 ) -> dict[str, dict[str, Any]]:
-    """Per path, median ms per call at batch 1 and 8 (``{"1": ms, "8": ms}``) or ``{"error": why}``.
+    """Per path, median ms per call at batch 1 and 8, the batch a stream sends it and its peak
+    resident memory there (:func:`peak_in_use`): ``{"1": ms, "8": ms, "stream_batch": n,
+    "peak_mib": MiB}``, or ``{"error": why}``.
 
     Every (path, batch) is a row of ``facesdk bench``'s worker, run in its own child process, in
     :data:`ROUNDS` alternating rounds: the same harness as ``facesdk bench``.
@@ -272,12 +289,20 @@ def time_paths(
     ]  # fmt: skip
     results = timing.alternate_rounds(rows, functools.partial(timing.run_in_child, "facesdk.bench"), ROUNDS)
     out: dict[str, dict[str, Any]] = {}
+    peaks: dict[str, dict[int, float]] = {}
     for row in timing.summarise(results):
         entry = out.setdefault(row["label"], {})
         if row["error"] or row["p50_ms"] is None:
             entry["error"] = row["error"] or "no timings"
-        else:
-            entry[str(row["batch"])] = row["p50_ms"]
+            continue
+        entry[str(row["batch"])] = row["p50_ms"]
+        if row.get("peak_rss_mib") is not None:
+            peaks.setdefault(row["label"], {})[int(row["batch"])] = float(row["peak_rss_mib"])
+        if row.get("stream_batch"):
+            entry["stream_batch"] = int(row["stream_batch"])
+    for label, by_batch in peaks.items():
+        if "error" not in out[label]:
+            out[label]["peak_mib"] = peak_in_use(by_batch, out[label].get("stream_batch"))
     return out
 
 
@@ -287,16 +312,46 @@ def score(timings: Mapping[str, Any]) -> float:
     return sum(per_face) / len(per_face)
 
 
+def peak_in_use(by_batch: Mapping[int, float], stream_batch: int | None) -> float:
+    """A path's peak memory as a stream uses it: the peak of its smallest timed batch that covers
+    the batch it is sent (``stream_batch``: 1 for ONNX Runtime on a CPU, the largest compiled
+    bucket for OpenVINO); the largest timed batch's where none covers it or it is unknown.
+
+    ONNX Runtime's batch-8 row holds eight crops' activations that a stream never sends it, while
+    OpenVINO's compiles the batch-4 bucket that a stream does: comparing like for like needs this.
+    """
+    covering = [b for b in sorted(by_batch) if stream_batch is not None and b >= stream_batch]
+    return by_batch[covering[0] if covering else max(by_batch)]
+
+
+def required_ratio(path: Mapping[str, Any], kept: Mapping[str, Any]) -> float:
+    """The share of ``kept``'s time (ms per face) that ``path`` must reach to replace it:
+    ``1 - MARGIN``, less :data:`MEMORY_MARGIN_PER_100_MIB` per 100 MiB of peak memory it holds
+    above ``kept`` (no memory term where either peak is unknown)."""
+    extra = 0.0
+    if path.get("peak_mib") is not None and kept.get("peak_mib") is not None:
+        extra = max(0.0, float(path["peak_mib"]) - float(kept["peak_mib"]))
+    return 1.0 - MARGIN - MEMORY_MARGIN_PER_100_MIB * extra / 100.0
+
+
 def pick(timed: Sequence[CpuPath], timings: Mapping[str, Mapping[str, Any]]) -> CpuPath:
-    """The exact FP32 path (OpenVINO FP32 only if :data:`MARGIN` faster than ONNX Runtime FP32),
-    replaced by the fastest other path only if that is :data:`MARGIN` faster than it."""
+    """The exact FP32 path (OpenVINO FP32 only if it beats ONNX Runtime FP32 by the margin),
+    replaced by the fastest other path only if that beats it by the margin; the margin grows
+    with the memory a path holds above the one it would replace (:func:`required_ratio`)."""
     kept = REFERENCE
     for group in ([p for p in timed if p.exact], [p for p in timed if not p.exact]):
-        if group:
-            fastest = min(group, key=lambda p: score(timings[p.name]))
-            if score(timings[fastest.name]) <= (1.0 - MARGIN) * score(timings[kept.name]):
-                kept = fastest
+        base = timings[kept.name]
+        fits = [
+            p for p in group if score(timings[p.name]) <= required_ratio(timings[p.name], base) * score(base)
+        ]
+        if fits:
+            kept = min(fits, key=lambda p: score(timings[p.name]))
     return kept
+
+
+def _memory_note(timings: Mapping[str, Mapping[str, Any]], best: CpuPath) -> str:
+    peak = timings[best.name].get("peak_mib")
+    return f", peak {float(peak):.0f} MiB while timed" if peak is not None else ""
 
 
 def _cache_path(directory: Path, key: Mapping[str, Any]) -> Path:
@@ -387,7 +442,7 @@ def choose_cpu_path(
     cpu: Mapping[str, Any] | None = None,
     threads: int | None = None,
 ) -> Choice:
-    """Choose (or recall) the fastest approved CPU path for the export in ``directory``.
+    """Choose (or recall) the approved CPU path for the export in ``directory`` (:func:`pick`).
 
     Args:
         directory: The export directory.
@@ -438,10 +493,17 @@ def choose_cpu_path(
         best = pick(timed, timings)
         ratio = score(timings[best.name]) / score(timings[REFERENCE.name])
         skipped = "; ".join(f"{n}: {why}" for n, why in left_out.items())
+        others = "; ".join(
+            f"{p.name} {score(timings[p.name]) / score(timings[REFERENCE.name]):.2f}x{_memory_note(timings, p)}"
+            for p in timed if p != best
+        )  # fmt: skip
         reason = (
-            f"fastest of {len(timed)} paths checked against FP32 ({score(timings[best.name]):.2f} ms/face, "
-            f"{ratio:.2f}x of onnxruntime fp32; a path must be {MARGIN:.0%} faster than the exact one "
-            f"it replaces)" + (f"; not considered: {skipped}" if skipped else "")
+            f"the pick of {len(timed)} paths checked against FP32 ({score(timings[best.name]):.2f} ms/face, "
+            f"{ratio:.2f}x of onnxruntime fp32{_memory_note(timings, best)}"
+            + (f"; {others}" if others else "")
+            + f"; a path must be {MARGIN:.0%} faster than the exact one it replaces, "
+            f"{MEMORY_MARGIN_PER_100_MIB:.0%} more per 100 MiB more memory)"
+            + (f"; not considered: {skipped}" if skipped else "")
         )
         _write_cache(cache, key, [p.name for p in approved], best.name, reason, timings)
     logger.info("backend auto: chose %s, %s", best.name, reason)

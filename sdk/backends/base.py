@@ -22,6 +22,8 @@ from ..plugins import load_plugin, plugin_names
 
 __all__ = [
     "Backend",
+    "DEFAULT_CLASSIFIER_BATCH",
+    "stream_batch",
     "BACKENDS",
     "ClosingBackend",
     "check_io",
@@ -205,3 +207,22 @@ def run_batched(backend: Backend, batch: np.ndarray) -> dict[str, np.ndarray]:
     step = max(1, int(backend.max_batch))
     parts = [backend.run(np.ascontiguousarray(batch[i : i + step])) for i in range(0, len(batch), step)]
     return {name: np.concatenate([p[name] for p in parts], axis=0) for name in parts[0]}
+
+
+DEFAULT_CLASSIFIER_BATCH = 8
+"""Crops per backbone call in streams when the backend names no batch it runs best
+(OpenVINO's largest compiled bucket, when it has buckets)."""
+
+
+def stream_batch(backend: Backend) -> int:
+    """Crops per backbone call that ``backend`` runs well: its ``preferred_batch`` (1 for ONNX
+    Runtime on a CPU), else its largest compiled batch (OpenVINO's buckets), else
+    :data:`DEFAULT_CLASSIFIER_BATCH`; never above its max batch. Streams batch up to this, and
+    ``auto`` weighs a path's memory at it."""
+    preferred = getattr(backend, "preferred_batch", None)
+    buckets = getattr(backend, "batch_buckets", None)  # OpenVINO's static compiled batches
+    if preferred is None and buckets:
+        preferred = max(buckets)
+    if isinstance(preferred, int) and preferred >= 1:
+        return min(preferred, backend.max_batch)
+    return max(1, min(DEFAULT_CLASSIFIER_BATCH, backend.max_batch))

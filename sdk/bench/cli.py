@@ -30,6 +30,7 @@ import numpy as np
 
 from ..arguments import positive_int
 from ..backends import create_backend
+from ..backends.base import stream_batch
 from ..contract.export_manifest import load_export_manifest
 from ..errors import ConfigError, FaceSdkError
 from ..outputs import StagedDir, check_output_dir, merge_into
@@ -70,6 +71,7 @@ def _backend_runner(row: dict[str, Any]) -> Callable[[], Any]:
     backend = create_backend(row["runtime"], manifest, row["onnx"], **opts)
     if getattr(backend, "inference_precision", None):
         row["inference_precision"] = backend.inference_precision  # reported, not set
+    row["stream_batch"] = stream_batch(backend)  # crops per call a stream sends it (auto weighs memory there)
     h, w = manifest.preprocess.input_size
     x = np.random.default_rng(0).standard_normal((row["batch"], 3, h, w)).astype(np.float32)
     return lambda: backend.run(x)

@@ -140,7 +140,7 @@ def summarise(results: Sequence[Mapping[str, Any]], reference: str | None = None
         if res.get("error"):
             entry["errors"].append(res["error"])
         entry["extra"].update(
-            {k: v for k, v in res.items() if k in ("inference_precision", "describe") and v}
+            {k: v for k, v in res.items() if k in ("inference_precision", "describe", "stream_batch") and v}
         )
     table = []
     for (label, batch), entry in merged.items():

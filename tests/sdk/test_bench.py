@@ -136,6 +136,14 @@ def test_bench_rows_run_the_sdk_backend(tiny_export: Path, monkeypatch: pytest.M
     assert len(result["times_ms"]) == 3
     assert [type(b) for b in made] == [OnnxRuntimeBackend]
     assert result["peak_rss_mib"] >= 20  # this process's own peak: Python, numpy and ORT at least
+    assert result["stream_batch"] == 1  # ONNX Runtime on a CPU: one crop per call in a stream
+
+
+def test_openvino_rows_record_the_bucket_a_stream_sends(tiny_export: Path) -> None:
+    pytest.importorskip("openvino", reason="openvino is not installed (pip install 'facesdk[openvino]')")
+    row = {"runtime": "openvino", "model": str(tiny_export), "onnx": str(tiny_export / "model.onnx"),
+           "batch": 1, "threads": 1, "repeats": 1, "label": "openvino fp32", "batch_buckets": [1, 4]}  # fmt: skip
+    assert bench_cli.measure_row(row)["stream_batch"] == 4
 
 
 def test_facesdk_bench_writes_its_report(tiny_export: Path, tmp_path: Path) -> None:
@@ -160,6 +168,8 @@ def test_summarise_reports_the_largest_peak_rss_of_a_row() -> None:
     ]
     rows = {r["label"]: r for r in summarise(results)}
     assert rows["a"]["peak_rss_mib"] == 310.0 and rows["b"]["peak_rss_mib"] == 120.0
+    carried = summarise([{"label": "a", "batch": 8, "round": 0, "times_ms": [1.0], "stream_batch": 4}])
+    assert carried[0]["stream_batch"] == 4
 
 
 def test_facesdk_bench_says_what_auto_chooses(
@@ -175,7 +185,7 @@ def test_facesdk_bench_says_what_auto_chooses(
     first = json.loads((tmp_path / "one" / "bench.json").read_text())["auto"]
     names = [p.name for p in candidate_paths(load_export_manifest(tiny_export), cpu_signature())]
     assert first["choice"] in names and not first["cached"]
-    assert "fastest of" in first["reason"]
+    assert "paths checked against FP32" in first["reason"]
     assert f'`backend="auto"` runs **{first["choice"]}** here' in (tmp_path / "one" / "bench.md").read_text()
     assert list((tmp_path / "home" / "auto").iterdir())  # the choice the Analyzer will read
     assert bench_cli.main([*args, "--out", str(tmp_path / "two")]) == 0

@@ -96,6 +96,74 @@ def test_a_path_must_win_by_the_margin(tiny_export: Path, tmp_path: Path) -> Non
     assert _choose(tiny_export, tmp_path / "c", timer).path.name == "openvino bf16"
 
 
+def test_memory_raises_the_margin(tiny_export: Path, tmp_path: Path) -> None:
+    """A path holding 85 MiB more than the one it replaces needs 27% of speed, not 10%: OpenVINO FP32
+    at 0.85x stays out (as on the AVX2 EPYC), BF16 at 0.30x comes in; with equal memory 0.85x is kept;
+    a slower path that holds less memory is still not chosen."""
+    assert auto_choice.MEMORY_MARGIN_PER_100_MIB == 0.20
+
+    def timer_with(ms: dict[str, float], peaks: dict[str, float]) -> Any:
+        def timer(directory: Path, manifest: object, paths: list[CpuPath], threads: object) -> dict[str, Any]:
+            return {p.name: {"1": ms[p.name], "8": 8 * ms[p.name], "peak_mib": peaks[p.name]} for p in paths}
+
+        return timer
+
+    peaks = {"onnxruntime fp32": 130.0, "openvino fp32": 215.0, "openvino bf16": 215.0}
+    ms = {"onnxruntime fp32": 10.0, "openvino fp32": 8.5, "openvino bf16": 9.0}
+
+    def chosen(sub: str, times: dict[str, float], held: dict[str, float]) -> str:
+        return _choose(tiny_export, tmp_path / sub, timer_with(times, held)).path.name
+
+    choice = _choose(tiny_export, tmp_path / "a", timer_with(ms, peaks))
+    assert choice.path.name == "onnxruntime fp32"
+    assert "20% more per 100 MiB more memory" in choice.reason and "peak 130 MiB while timed" in choice.reason
+    assert "openvino fp32 0.85x, peak 215 MiB while timed" in choice.reason
+    assert chosen("b", {**ms, "openvino bf16": 3.0}, peaks) == "openvino bf16"
+    assert chosen("c", ms, dict.fromkeys(peaks, 130.0)) == "openvino fp32"
+    # +85 MiB needs 0.73x: 0.74x stays out, 0.72x comes in
+    assert chosen("d", {**ms, "openvino fp32": 7.4}, peaks) == "onnxruntime fp32"
+    assert chosen("e", {**ms, "openvino fp32": 7.2}, peaks) == "openvino fp32"
+    assert chosen("f", {**ms, "openvino fp32": 10.5}, {**peaks, "openvino fp32": 100.0}) == "onnxruntime fp32"
+
+
+def test_memory_is_weighed_at_the_batch_a_stream_sends() -> None:
+    """ONNX Runtime (one crop per call) at its batch-1 row, OpenVINO (bucket 4) at its batch-8 row,
+    which compiles bucket 4; the largest row where the batch is unknown or above every row."""
+    assert auto_choice.peak_in_use({1: 130.0, 8: 250.0}, 1) == 130.0
+    assert auto_choice.peak_in_use({1: 216.0, 8: 313.0}, 4) == 313.0
+    assert auto_choice.peak_in_use({1: 130.0, 8: 250.0}, None) == 250.0
+    assert auto_choice.peak_in_use({1: 130.0}, 4) == 130.0
+
+
+def test_time_paths_weighs_each_path_where_it_runs(
+    tiny_export: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real timer's bookkeeping, the child processes replaced by rows with known peaks."""
+    from facesdk.bench import timing
+
+    peaks = {("onnxruntime fp32", 1): 130.0, ("onnxruntime fp32", 8): 250.0,
+             ("openvino fp32", 1): 216.0, ("openvino fp32", 8): 313.0}  # fmt: skip
+    streams = {"onnxruntime fp32": 1, "openvino fp32": 4}
+
+    def rounds(rows: list[dict[str, Any]], run: Any, n: int) -> list[dict[str, Any]]:
+        return [{**r, "round": i, "times_ms": [float(r["batch"])], "peak_rss_mib": peaks[(r["label"], r["batch"])],
+                 "stream_batch": streams[r["label"]]} for i in range(n) for r in rows]  # fmt: skip
+
+    monkeypatch.setattr(timing, "alternate_rounds", rounds)
+    manifest = load_export_manifest(tiny_export)
+    paths = [CpuPath("onnxruntime", "onnx-fp32"), CpuPath("openvino", "onnx-fp32", "f32")]
+    got = auto_choice.time_paths(tiny_export, manifest, paths, 1)
+    assert got["onnxruntime fp32"]["peak_mib"] == 130.0 and got["openvino fp32"]["peak_mib"] == 313.0
+    assert got["openvino fp32"]["stream_batch"] == 4 and got["onnxruntime fp32"]["1"] == 1.0
+
+
+def test_required_ratio() -> None:
+    assert auto_choice.required_ratio({}, {}) == pytest.approx(0.90)
+    assert auto_choice.required_ratio({"peak_mib": 300.0}, {"peak_mib": 200.0}) == pytest.approx(0.70)
+    assert auto_choice.required_ratio({"peak_mib": 100.0}, {"peak_mib": 200.0}) == pytest.approx(0.90)
+    assert auto_choice.required_ratio({"peak_mib": 300.0}, {}) == pytest.approx(0.90)
+
+
 def test_approval_needs_a_wilson_bound_of_098(tiny_export: Path, tmp_path: Path) -> None:
     """390 of 400 agree (0.975) or 198 of 200 (0.99 point, bound 0.964): not approved; 399 of 400 is."""
     manifest = load_export_manifest(tiny_export)
