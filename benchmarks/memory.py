@@ -10,6 +10,9 @@ size"), ``--repeats`` times, rows alternating:
   imports and the stream detector on the frames (decode and YuNet at the stream size); the imports
   and the ONNX Runtime backend loaded; and one backbone call of each ``--batches`` size;
 - the stream with each classifier batch size (``Analyzer.stream(batch_size=B)``, ONNX Runtime);
+- OpenVINO (where installed) with the batch buckets ``auto`` compiles (1 and 4), with bucket 1
+  only, and with bucket 1 and every device listed at load (how the backend checked its device
+  before; listing loads the GPU and NPU plugins);
 - each knob undone once: ``analyze`` without the pinned mmap threshold, and with ONNX Runtime's
   memory pattern;
 - the backbone's time per crop with and without the memory pattern, alternating in one process.
@@ -94,6 +97,25 @@ def child_main(spec: dict[str, Any]) -> None:
 
         if spec.get("no_pin"):
             analyze_cli.pin_mmap_threshold = lambda: False  # type: ignore[assignment]
+        if spec.get("ov_buckets") is not None or spec.get("list_devices"):
+            import facesdk.backends.openvino as ov_backend
+
+            if spec.get("ov_buckets") is not None:  # as auto passes them: a keyword the loader does not set
+                init = ov_backend.OpenVinoBackend.__init__
+
+                def with_buckets(self: Any, *a: Any, **k: Any) -> None:
+                    k.setdefault("batch_buckets", tuple(spec["ov_buckets"]))
+                    init(self, *a, **k)
+
+                ov_backend.OpenVinoBackend.__init__ = with_buckets  # type: ignore[method-assign]
+            if spec.get("list_devices"):  # the check as it was: every plugin loaded to list devices
+                check = ov_backend.check_device
+
+                def listing(core: Any, device: str) -> None:
+                    list(core.available_devices)
+                    check(core, device)
+
+                ov_backend.check_device = listing  # type: ignore[assignment]
         if spec.get("mem_pattern"):
             import facesdk.backends.onnxruntime as ort_backend
 
@@ -187,6 +209,21 @@ def plan_rows(args: argparse.Namespace, video: str, detector: str) -> list[dict[
         }
         for b in args.batches
     ]
+    if "openvino" in backends:
+        argv = [*analyze, "--backend", "openvino", "--json", out]
+        for label, knob in (
+            ("buckets 1 and 4 (what auto's OpenVINO paths compile)", {"ov_buckets": [1, 4]}),
+            ("bucket 1 only", {"ov_buckets": [1]}),
+            ("bucket 1 only, every OpenVINO device listed at load (the check before)",
+             {"ov_buckets": [1], "list_devices": True}),
+        ):  # fmt: skip
+            rows.append(
+                {
+                    "group": "openvino",
+                    "label": f"facesdk analyze --backend openvino, {label}",
+                    "cmd": child_cmd({"step": "analyze", "argv": argv, **knob}),
+                }
+            )
     argv = [*analyze, "--backend", "onnxruntime", "--json", out]
     for label, knob in (
         ("without the pinned mmap threshold", "no_pin"),
@@ -260,11 +297,14 @@ def render(report: dict[str, Any]) -> str:
         "```",
         "",
         f"Paths: {report['paths']}",
+        "",
+        f"Why `auto` chose it: {report.get('auto_reason', 'not recorded')}",
     ]
     for group, title in (
         ("analyze", "The measurement: each backend path"),
         ("parts", "Where it goes (each part in a process of its own)"),
         ("stream batch", "The stream's classifier batch size (whole pipeline, no CLI)"),
+        ("openvino", "OpenVINO's batch buckets and device check"),
         ("knob undone", "Each knob undone once"),
     ):
         lines += [
@@ -369,6 +409,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         with Analyzer(args.model, "auto", detector) as warm:  # caches auto's choice before the rows
             report["paths"] = {"auto": describe(warm)}
+        from facesdk.auto.choice import choose_cpu_path
+        from facesdk.contract.export_manifest import load_export_manifest
+
+        report["auto_reason"] = choose_cpu_path(args.model, load_export_manifest(args.model)).reason  # cached
         measure(rows, args.repeats)
         report["rows"] = rows
         report["pattern_ms_per_crop"] = pattern_timing(args.model, args.timing_repeats)
