@@ -2,8 +2,10 @@
 
 Each subcommand's module is imported only when it runs, so ``facesdk analyze`` never
 imports torch and a missing extra is reported by name. The runtime's own subcommands are the
-modules of this package (:mod:`.analyze`, :mod:`.demo`, :mod:`.models`); the stages and the
-audience, bench and serving packages keep theirs.
+modules of this package (:mod:`.analyze`, :mod:`.demo`, :mod:`.models`) and of the audience,
+bench and serving packages; the stages (training, export, calibration) register theirs under the
+entry-point group ``facesdk.commands`` in ``pyproject.toml``, as they register backends and
+bench rows, so the runtime never names a stage module.
 """
 
 from __future__ import annotations
@@ -11,26 +13,27 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from typing import Any
 
 from ..errors import EXIT_USAGE, DependencyError, run_guarded
 
-__all__ = ["main", "run_guarded", "COMMANDS", "EXIT_USAGE"]
+__all__ = ["main", "run_guarded", "COMMANDS", "COMMAND_GROUP", "EXIT_USAGE"]
 
-# name -> (module with main(argv, prog), argv prefix, extra it needs, one-line help)
-COMMANDS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
-    "train": ("facesdk.training.cli", ("train",), "train", "train a model from a YAML config"),
-    "data": ("facesdk.training.cli", ("data",), "train", "prepare datasets into facesdk manifests"),
-    "eval": ("facesdk.training.evaluate", (), "train", "evaluate a checkpoint or export on manifests"),
-    "explain": ("facesdk.training.explain", (), "train", "attention maps / Grad-CAM of checkpoints on faces"),
-    "zeroshot": (
-        "facesdk.training.zeroshot.cli",
-        (),
-        "zeroshot",
-        "compile a CLIP text tower into heads: a model with no training",
-    ),
-    "export": ("facesdk.export.cli", (), "export", "merge adapters, export ONNX and TensorRT engines"),
-    "calibrate": ("facesdk.calibration.cli", (), "", "collect INT8 calibration crops"),
+COMMAND_GROUP = "facesdk.commands"
+"""Entry-point group of the stages' subcommands: ``name = "module:main"``."""
+
+# name -> (runtime module with main(argv, prog), or None for a stage's entry point; argv prefix;
+# extra it needs; one-line help)
+COMMANDS: dict[str, tuple[str | None, tuple[str, ...], str, str]] = {
+    "train": (None, ("train",), "train", "train a model from a YAML config"),
+    "data": (None, ("data",), "train", "prepare datasets into facesdk manifests"),
+    "eval": (None, (), "train", "evaluate a checkpoint or export on manifests"),
+    "explain": (None, (), "train", "attention maps / Grad-CAM of checkpoints on faces"),
+    "zeroshot": (None, (), "zeroshot", "compile a CLIP text tower into heads: a model with no training"),
+    "export": (None, (), "export", "merge adapters, export ONNX and TensorRT engines"),
+    "calibrate": (None, (), "", "collect INT8 calibration crops"),
     "analyze": ("facesdk.cli.analyze", (), "", "analyse images and videos, print JSON lines"),
     "demo": ("facesdk.cli.demo", (), "", "webcam/video demo: boxes, labels, track ids, FPS"),
     "audience": ("facesdk.audience.cli", (), "", "audience measurement from cameras; reports from records"),
@@ -40,10 +43,28 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
 }
 
 
+def _stage_command(name: str, extra: str) -> Callable[..., Any]:
+    """The ``main`` a stage registered for ``name`` (imports its module).
+
+    Raises:
+        DependencyError: Nothing is registered (facesdk installed without its metadata, e.g. run
+            from a source tree that was never ``pip install``-ed).
+        ImportError: The module could not be imported (the caller names the extra).
+    """
+    found = [ep for ep in entry_points(group=COMMAND_GROUP) if ep.name == name]
+    if not found:
+        where = f"pip install 'facesdk[{extra}]'" if extra else "pip install facesdk"
+        raise DependencyError(
+            f"'facesdk {name}' is not registered in this installation (entry-point group {COMMAND_GROUP}); "
+            f"install the package, e.g. {where} (pip install -e . from a checkout)"
+        )
+    return found[0].load()
+
+
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: facesdk <command> [options]", "", "commands:"]
-    lines += [f"  {name.ljust(width)}  {help_}" for name, (_, _, _, help_) in COMMANDS.items()]
+    lines += [f"  {name.ljust(width)}  {help_}" for name, (*_, help_) in COMMANDS.items()]
     lines += ["", "Run 'facesdk <command> --help' for a command's options."]
     return "\n".join(lines)
 
@@ -68,14 +89,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def run() -> int | None:
         try:
-            module = importlib.import_module(module_name)
+            if module_name is None:
+                command = _stage_command(name, extra)
+            else:
+                command = importlib.import_module(module_name).main
         except ImportError as exc:
             if isinstance(exc, DependencyError) or not extra:
                 raise
             raise DependencyError(
                 f"'facesdk {name}' needs the [{extra}] extra ({exc}). Install it with: pip install 'facesdk[{extra}]'"
             ) from exc
-        return module.main([*prefix, *args[1:]], prog=f"facesdk {name}")
+        return command([*prefix, *args[1:]], prog=f"facesdk {name}")
 
     return run_guarded(f"facesdk {name}", run)
 
