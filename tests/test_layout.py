@@ -244,3 +244,15 @@ def test_session_guard_sees_a_session(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import onnxruntime as ort\ndef f(p):\n    return ort.InferenceSession(p)\n")
     assert _session_makers(bad) == [3]
+
+
+def test_an_unregistered_stage_command_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A source tree used without pip install has no entry points: one error line, exit 2."""
+    import facesdk.cli as cli
+
+    monkeypatch.setattr(cli, "entry_points", lambda group: [])
+    assert cli.main(["export", "--help"]) == 2
+    err = capsys.readouterr().err
+    assert "'facesdk export' is not registered" in err and "pip install 'facesdk[export]'" in err
