@@ -79,11 +79,11 @@ MEMORY_MARGIN_PER_100_MIB = 0.20
 """What memory costs in speed: for every 100 MiB a path's peak resident memory exceeds that of the
 path it replaces, it must be this much faster on top of :data:`MARGIN`.
 
-Measured on the 2-core AMD EPYC (docs/benchmarks/memory.md): OpenVINO FP32 holds ~85 MiB more
-than ONNX Runtime FP32 in its timing processes and ran at 0.85-1.0x of its time, so it would have
-to run at 0.73x to replace it; on the AMX Xeon OpenVINO BF16 ran at 0.2-0.3x (FINDINGS), which
-pays for its memory many times over. Edge boards have 1-2 GB, and a faster path that holds
-a third more memory for a few percent of speed is not the better path there."""
+Measured on the 2-core AMD EPYC (docs/benchmarks/memory.md): OpenVINO FP32's timing process
+peaked at 313 MiB against ONNX Runtime FP32's 146 (each at the batch a stream sends it) and ran
+at 0.74-1.0x of its time, so it would have to run at 0.57x to replace it; on the AMX Xeon
+OpenVINO BF16 ran at 0.2-0.3x (FINDINGS), which pays for its memory. Edge boards have 1-2 GB,
+and a path that doubles the backbone's memory for a fifth of speed is not the better path there."""
 
 CACHE_KIND = "facesdk-auto-choice"
 CACHE_SCHEMA = 3
