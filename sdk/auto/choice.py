@@ -86,8 +86,9 @@ OpenVINO BF16 ran at 0.2-0.3x (FINDINGS), which pays for its memory. Edge boards
 and a path that doubles the backbone's memory for a fifth of speed is not the better path there."""
 
 CACHE_KIND = "facesdk-auto-choice"
-CACHE_SCHEMA = 3
-"""3: timings carry each path's peak memory, which the choice weighs."""
+CACHE_SCHEMA = 4
+"""3: timings carry each path's peak memory, which the choice weighs; 4: each peak is the timing
+process's own (schema 3 could carry the peak of the process that started it)."""
 TIMED_BATCHES = (1, 8)
 WARMUP, REPEATS, ROUNDS = 1, 3, 2
 LOCK_TIMEOUT_S = 900.0

@@ -39,11 +39,22 @@ def time_calls(fn: Callable[[], Any], warmup: int, repeats: int) -> list[float]:
 
 
 def peak_rss_mib() -> float | None:
-    """This process's peak resident memory so far (MiB), from ``getrusage``; None where unavailable.
+    """This process's own peak resident memory so far (MiB); None where unavailable.
 
     Called by a row's child process after its timed calls, it is the row's peak: each row runs in
-    a process of its own (Python, numpy, OpenCV and the runtime included).
+    a process of its own (Python, numpy, OpenCV and the runtime included). On Linux it is the
+    memory map's high-water mark (``VmHWM`` in ``/proc/self/status``): ``getrusage``'s
+    ``ru_maxrss`` survives ``exec``, so a child started by a process that once held 1.2 GB (a
+    benchmark that built a model with torch) reported 1.2 GB for every row, and ``auto`` weighed
+    no memory at all. Elsewhere ``getrusage`` (the same caveat).
     """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:  # no procfs (macOS, Windows)
+        pass
     try:
         import resource
     except ImportError:  # not on Windows

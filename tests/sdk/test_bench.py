@@ -172,6 +172,20 @@ def test_summarise_reports_the_largest_peak_rss_of_a_row() -> None:
     assert carried[0]["stream_batch"] == 4
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux's /proc")
+def test_a_row_peak_is_its_own_not_its_parents() -> None:
+    """A child inherits its parent's ru_maxrss across exec: a row started by a process holding
+    300 MiB must still report its own, smaller peak (auto compares paths by it)."""
+    import subprocess
+    import sys
+
+    held = np.ones(300 << 17)  # 300 MiB, touched
+    code = "from facesdk.bench.timing import peak_rss_mib; print(peak_rss_mib())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert held.sum() > 0
+    assert 5 < float(out.stdout) < 200, out.stdout
+
+
 def test_facesdk_bench_says_what_auto_chooses(
     tiny_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
