@@ -80,7 +80,7 @@ MEMORY_MARGIN_PER_100_MIB = 0.20
 path it replaces, it must be this much faster on top of :data:`MARGIN`.
 
 Measured on the 2-core AMD EPYC (docs/benchmarks/memory.md): OpenVINO FP32's timing process
-peaked at 313 MiB against ONNX Runtime FP32's 146 (each at the batch a stream sends it) and ran
+peaked at 313 MiB against ONNX Runtime FP32's 146-149 (each at the batch a stream sends it) and ran
 at 0.74-1.0x of its time, so it would have to run at 0.57x to replace it; on the AMX Xeon
 OpenVINO BF16 ran at 0.2-0.3x (FINDINGS), which pays for its memory. Edge boards have 1-2 GB,
 and a path that doubles the backbone's memory for a fifth of speed is not the better path there."""
