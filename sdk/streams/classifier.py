@@ -68,6 +68,7 @@ class Request:
             newest frame, so an estimate is as fresh as the call, not as old as the queue.
         result: The estimate (smoothed into the track) once answered.
         infer_ms: This request's share of its backbone call (ms), once answered.
+        quality: The quality score of the view in ``crop`` (``None`` where not measured).
     """
 
     scheduler: StreamScheduler
@@ -85,6 +86,7 @@ class Request:
     infer_ms: float = 0.0
     dropped: bool = False
     done: threading.Event = field(default_factory=threading.Event)
+    quality: float | None = None
 
     def wait(self, stop: Callable[[], bool], poll_s: float = 0.1) -> None:
         """Block until answered (or dropped), or until ``stop()`` is true; raise the request's error."""

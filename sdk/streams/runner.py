@@ -42,9 +42,9 @@ from ..errors import ConfigError
 from ..faces.align import crop_faces
 from ..faces.quality import assess_faces
 from ..frames import to_bgr_uint8
-from ..results import FrameResult
+from ..results import FrameResult, Quality
 from .classifier import Classifier, Request
-from .scheduling import FramePlan, StreamScheduler
+from .scheduling import BETTER_VIEW, FramePlan, StreamScheduler
 from .sources import FrameStream, StreamFrame
 
 __all__ = ["Clock", "MultiStream", "StreamRun", "put_until_stopped", "source_labels"]
@@ -103,6 +103,10 @@ def source_labels(sources: Sequence[Any] | Mapping[str, Any]) -> dict[str, Any]:
             )
         seen[id(source)] = label
     return named
+
+
+def _score(quality: Quality | None) -> float | None:
+    return None if quality is None else quality.score
 
 
 def _is_iterator(source: Any) -> bool:
@@ -204,9 +208,10 @@ class StreamRun:
             lane.latest = (timestamp, image, plan)
             refresh = functools.partial(self._refresh, lane)
         requests = [
-            Request(lane.scheduler, i, plan.track_ids[i], plan.detections[i], crop, timestamp, key, refresh)
+            Request(lane.scheduler, i, plan.track_ids[i], plan.detections[i], crop, timestamp, key, refresh,
+                    quality=_score(plan.quality(i)))
             for i, crop, key in zip(plan.infer, crops, plan.priorities, strict=True)
-        ]
+        ]  # fmt: skip
         timings = {
             "decode": item.decode_ms,
             "detect": (mid - start) * 1000.0,
@@ -216,7 +221,9 @@ class StreamRun:
         return _Planned(lane, item.index, timestamp, image, plan, requests, timings)
 
     def _refresh(self, lane: _Lane, request: Request) -> None:
-        """Swap a queued request's crop for its track's face in the lane's newest frame (if newer).
+        """Swap a queued request's crop for its track's face in the lane's newest frame (if newer,
+        at or above ``min_quality``, and, for a request made for a clearly better view, at least as
+        good as that view).
 
         Runs in the classifier's thread just before the backbone call: a queue of requests then
         costs no freshness (the estimate is as old as the call, not as old as the wait)."""
@@ -228,12 +235,16 @@ class StreamRun:
             i = plan.track_ids.index(request.track_id)
         except ValueError:
             return  # not in the newest frame (occluded for a moment): the queued view serves
-        quality = plan.quality(i)
-        if quality is not None and quality.score < lane.scheduler.min_quality:
+        quality = _score(plan.quality(i))
+        if quality is not None and quality < lane.scheduler.min_quality:
             return  # a view the schedule would not send (blurred, turned away): the queued one serves
+        better_view = request.priority[:1] == (BETTER_VIEW,)
+        if better_view and quality is not None and request.quality is not None and quality < request.quality:
+            return  # asked for because this view was clearly better: a newer, worse one would undo that
         detection = plan.detections[i]
         (crop,) = crop_faces(image, [detection], self.engine.manifest.preprocess)
         request.detection, request.crop, request.timestamp = detection, crop, timestamp
+        request.quality = quality
 
     def _work(self, lane: _Lane) -> None:
         error: BaseException | None = None

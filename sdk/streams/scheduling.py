@@ -43,7 +43,10 @@ from ..errors import ConfigError
 from ..results import Detection, FaceResult, Prediction, Quality
 from .tracking import IoUTracker, Track, TrackerConfig
 
-__all__ = ["FramePlan", "ScheduleConfig", "StreamScheduler"]
+__all__ = ["BETTER_VIEW", "NEW_TRACK", "STALE", "FramePlan", "ScheduleConfig", "StreamScheduler"]
+
+NEW_TRACK, STALE, BETTER_VIEW = 0.0, 1.0, 2.0
+"""The first element of a face's schedule key: why it is inferred (lower goes first)."""
 
 LEAD_FRAMES = 8
 """A refresh is due when the estimate would pass ``refresh_s`` within the longest of the last
@@ -185,20 +188,20 @@ class StreamScheduler:
         if track.track_id in self._pending:
             return ()
         if track.inferred_at is None:
-            return (0.0, float(track.first_seen), -_area(det.box))
+            return (NEW_TRACK, float(track.first_seen), -_area(det.box))
         age = now - track.inferred_at
         # stalest first, by when the estimate's crop was taken: a key that stays true while the
         # request waits (an age taken at planning would rank a later request's younger age first)
         since = track.estimate_time if track.estimate_time is not None else track.inferred_at
         if age + lead >= cfg.refresh_s:
-            return (1.0, since)
+            return (STALE, since)
         area, score, last_quality = track.inferred_view or (0.0, 0.0, None)
         better = (
             _area(det.box) >= area * cfg.better_area_ratio or det.score >= score + cfg.better_score_margin
         )
         if quality is not None and last_quality is not None:
             better = better or quality >= last_quality + cfg.better_quality_margin
-        return (2.0, since) if better else ()
+        return (BETTER_VIEW, since) if better else ()
 
     def plan(
         self,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -218,3 +219,48 @@ def test_a_queued_crop_is_not_swapped_for_a_view_below_min_quality(tiny_export: 
         results = gated_run(a, gate, 20)
     crops = [who(decode_face(face), 0) for face in results[-1].faces]
     assert [frame for frame, _ in crops] == [0, 0, 0], f"a low-quality view replaced a queued crop: {crops}"
+
+
+def test_a_queued_better_view_is_not_swapped_for_a_newer_worse_one(tiny_export: Path) -> None:
+    """Frame 12 shows faces 0 and 1 clearly better (detector score 0.99 against 0.75): both are asked
+    for again while the backbone is held. The first holds the backbone with frame 12's crop; the
+    second waits in the queue while frames 13-15 show the usual views, and must still be inferred
+    from frame 12: a refresh from the newest frame would undo what it was asked for."""
+    scores = {12: (0.99, 0.99, 0.75)}
+    detector = ScriptedDetector(
+        lambda i: [(*box, s) for box, s in zip(BOXES, scores.get(i, (0.75,) * 3), strict=True)]
+    )
+    gate = threading.Event()
+    gate.set()
+    a = Analyzer(tiny_export, backend="onnxruntime", detector=detector, tracker=TrackerConfig(smoothing=0.0))
+    backend = EncodingBackend(a.manifest.tasks, a.manifest.preprocess, a.manifest.max_batch, gate=gate)
+    a.backend = backend
+
+    def until(calls: int) -> None:
+        deadline = time.monotonic() + 10.0
+        while len(backend.levels) < calls:
+            assert time.monotonic() < deadline, (
+                f"the backbone ran {len(backend.levels)} crops, expected {calls}"
+            )
+            time.sleep(0.005)
+
+    def source() -> Iterator[np.ndarray]:
+        for i, frame in enumerate(frames(0, 24)):
+            if i == 6:
+                until(3)  # the three new tracks' first estimates have landed
+                gate.clear()  # hold the backbone from here on
+            if i == 16:
+                gate.set()
+                until(5)  # both better views inferred before the stream goes on
+            yield frame
+
+    schedule = ScheduleConfig(refresh_s=60.0, max_crops_per_frame=3)
+    with a:
+        results = guarded(
+            lambda: list(a.stream(source(), schedule=schedule, clock=clock(), wait=False, batch_size=1))
+        )
+    check_own_estimates(results)
+    assert len(backend.levels) == 5
+    crops = [who(decode_face(face), 0) for face in results[-1].faces]
+    assert crops[:2] == [(12, 0), (12, 1)], f"the better views were not the ones inferred: {crops}"
+    assert crops[2][0] < 6, "face 2 never had a better view: its first estimate stands"
