@@ -96,8 +96,6 @@ def test_stage_commands_are_registered_entry_points() -> None:
     entry points that pyproject.toml declares, and each resolves to its stage's ``main``."""
     from importlib.metadata import entry_points
 
-    import tomllib
-
     from facesdk.cli import COMMAND_GROUP, COMMANDS
 
     stage_commands = {name for name, (module, *_) in COMMANDS.items() if module is None}

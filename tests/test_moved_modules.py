@@ -15,6 +15,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import tomllib
 
 from facesdk.contract.export_manifest import ONNX_METADATA_KEYS
 from facesdk.contract.integrity import ONNX_DIGEST_KEY
@@ -31,8 +32,10 @@ MOVED = {
 }
 """Old module path (documented before the move) -> the module that holds the code now."""
 
-NOT_MODULES = {*ONNX_METADATA_KEYS.values(), ONNX_DIGEST_KEY}
-"""Dotted ``facesdk.*`` strings the docs use as ONNX ``metadata_props`` keys, not as imports."""
+ENTRY_POINT_GROUPS = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"])
+NOT_MODULES = {*ONNX_METADATA_KEYS.values(), ONNX_DIGEST_KEY, *ENTRY_POINT_GROUPS}
+"""Dotted ``facesdk.*`` strings the docs use as ONNX ``metadata_props`` keys or as entry-point
+groups (``facesdk.commands``, declared in pyproject.toml), not as imports."""
 
 DOTTED = re.compile(r"(?<![\w./-])(facesdk(?:\.[A-Za-z_]\w*)+)")
 

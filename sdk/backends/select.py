@@ -10,6 +10,7 @@ import sys
 
 from ..auto.choice import (
     MARGIN,
+    MEMORY_MARGIN_PER_100_MIB,
     THRESHOLD,
     Choice,
     CpuPath,
@@ -26,6 +27,7 @@ from ..auto.choice import (
 
 __all__ = [
     "MARGIN",
+    "MEMORY_MARGIN_PER_100_MIB",
     "THRESHOLD",
     "Choice",
     "CpuPath",
