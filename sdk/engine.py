@@ -1,4 +1,4 @@
-"""The runtime core that every entry point drives: one backend, its lock, the statistics.
+"""The runtime core that every entry point drives: one backend, its call slots, the statistics.
 
 :class:`Engine` owns the three steps of analysing faces — :meth:`~Engine.prepare` (quality and
 crops), :meth:`~Engine.infer` (one batched, locked backend call) and :meth:`~Engine.finish`
@@ -6,9 +6,11 @@ crops), :meth:`~Engine.infer` (one batched, locked backend call) and :meth:`~Eng
 ``analyze_detections``, the stream runner (``Analyzer.stream``/``streams``), and the demo all
 call these methods; none of them reaches into another object's private state.
 
-Thread safety: one Engine may be shared by several threads. Backend calls are serialised by
-one lock (batches never interleave); statistics are locked; cropping and post-processing run
-concurrently.
+Thread safety: one Engine may be shared by several threads. At most
+:attr:`Engine.parallel_calls` backend calls run at once (1 unless the backend says it runs
+concurrent calls well, like ONNX Runtime on a CPU: :func:`~facesdk.backends.base.parallel_calls`);
+closing or replacing the backend waits for the calls in progress; statistics are locked;
+cropping and post-processing run concurrently.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 
 import numpy as np
 
-from .backends.base import DEFAULT_CLASSIFIER_BATCH, Backend, stream_batch
+from .backends.base import DEFAULT_CLASSIFIER_BATCH, Backend, parallel_calls, stream_batch
 from .contract.export_manifest import ExportManifest
 from .errors import BackendError
 from .faces.analysis import (
@@ -54,7 +56,9 @@ class Engine:
         self._backend: Backend | None = backend
         self.manifest = manifest
         self.min_quality = min_quality
-        self._lock = threading.Lock()
+        self._calls = threading.Condition()
+        self._active = 0  # backend calls in progress
+        self._exclusive = False  # closing or replacing the backend: no new call starts
         self._stats = StageStats()
 
     @property
@@ -74,6 +78,36 @@ class Engine:
         """Crops per backbone call that the backend runs well (streams batch up to this)."""
         return stream_batch(self.backend)
 
+    @property
+    def parallel_calls(self) -> int:
+        """Backend calls that may run at once (a stream's classifier runs this many workers)."""
+        return parallel_calls(self.backend)
+
+    def _enter(self) -> Backend:
+        """Wait for a free call slot; the backend to call (:class:`BackendError` once closed)."""
+        with self._calls:
+            while True:
+                backend = self._backend
+                if backend is None:
+                    raise BackendError("this Analyzer was closed; create a new one")
+                if not self._exclusive and self._active < parallel_calls(backend):
+                    self._active += 1
+                    return backend
+                self._calls.wait()
+
+    def _leave(self) -> None:
+        with self._calls:
+            self._active -= 1
+            self._calls.notify_all()
+
+    def _drain(self) -> None:
+        """Under ``self._calls``: stop new calls and wait for those in progress."""
+        while self._exclusive:  # another close or replace in progress: let it finish
+            self._calls.wait()
+        self._exclusive = True
+        while self._active:
+            self._calls.wait()
+
     def prepare(
         self, image: np.ndarray, detections: Sequence[Detection], qualities: Sequence[Quality] | None = None
     ) -> PreparedFaces:
@@ -81,14 +115,47 @@ class Engine:
         return prepare_faces(image, detections, self.manifest.preprocess, self.min_quality, qualities)
 
     def infer(self, crops: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        """Logits for ``crops`` in one locked backend call (split at the backend's max batch)."""
+        """Logits for ``crops``, in order: one backend call (split at the backend's max batch), or,
+        where the backend runs calls at once (:attr:`parallel_calls`), that many calls side by side
+        on consecutive shares of the crops."""
         if not crops:
             return {}
-        backend = self.backend
-        with self._lock:
-            if self._backend is None:
-                raise BackendError("this Analyzer was closed; create a new one")
+        parts = min(self.parallel_calls, len(crops))
+        if parts <= 1:
+            return self._call(crops)
+        bounds = np.linspace(0, len(crops), parts + 1).round().astype(int)
+        shares = [crops[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        out: list[dict[str, np.ndarray] | None] = [None] * parts
+        errors: list[BaseException | None] = [None] * parts
+
+        def share(i: int) -> None:
+            try:
+                out[i] = self._call(shares[i])
+            except BaseException as exc:  # raised in the caller's thread below
+                errors[i] = exc
+
+        helpers = [
+            threading.Thread(target=share, args=(i,), name="facesdk-engine-call", daemon=True)
+            for i in range(1, parts)
+        ]
+        for helper in helpers:
+            helper.start()
+        share(0)
+        for helper in helpers:
+            helper.join()
+        for error in errors:
+            if error is not None:
+                raise error
+        done = [o for o in out if o is not None]
+        return {name: np.concatenate([o[name] for o in done], axis=0) for name in done[0]}
+
+    def _call(self, crops: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """One backend call on ``crops`` (split at the max batch) once a call slot is free."""
+        backend = self._enter()
+        try:
             return infer_crops(backend, crops, self.manifest.preprocess)
+        finally:
+            self._leave()
 
     def finish(self, prepared: PreparedFaces, logits: Mapping[str, np.ndarray]) -> tuple[FaceResult, ...]:
         """One :class:`FaceResult` per detection of ``prepared`` from the selected faces' logits."""
@@ -165,13 +232,22 @@ class Engine:
         self._stats.reset()
 
     def replace_backend(self, backend: Backend) -> None:
-        """Run on ``backend`` from now on (the previous one is left open: the new one may wrap it)."""
-        with self._lock:
+        """Run on ``backend`` from now on, after the calls in progress (the previous one is left
+        open: the new one may wrap it)."""
+        with self._calls:
+            self._drain()
             self._backend = backend
+            self._exclusive = False
+            self._calls.notify_all()
 
     def close(self) -> None:
-        """Release the backend (idempotent); waits for a backend call in progress."""
-        with self._lock:
-            if self._backend is not None:
-                self._backend.close()
+        """Release the backend (idempotent); waits for the backend calls in progress."""
+        with self._calls:
+            self._drain()
+            try:
+                if self._backend is not None:
+                    self._backend.close()
+            finally:
                 self._backend = None
+                self._exclusive = False
+                self._calls.notify_all()

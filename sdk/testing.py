@@ -124,6 +124,9 @@ class CountingBackend:
         max_batch: Largest batch accepted.
         fail_on_call: Raise :class:`BackendError` on this call (1-based), if given.
         delay_s: Sleep this long per call (to make a slow backbone).
+        parallel_calls: When given, the backend says it runs this many calls at once
+            (:func:`facesdk.backends.base.parallel_calls`); :attr:`most_at_once` records how many
+            of its calls did overlap.
     """
 
     name = "counting"
@@ -134,6 +137,7 @@ class CountingBackend:
         max_batch: int = 8,
         fail_on_call: int | None = None,
         delay_s: float = 0.0,
+        parallel_calls: int | None = None,
     ) -> None:
         self.tasks, self.max_batch, self.fail_on_call, self.delay_s = (
             tuple(tasks),
@@ -141,7 +145,12 @@ class CountingBackend:
             fail_on_call,
             delay_s,
         )
+        if parallel_calls is not None:
+            self.parallel_calls = parallel_calls
         self.calls: list[int] = []
+        self.most_at_once = 0
+        """The most calls of :meth:`run` that were in progress at the same time."""
+        self._at_once = 0
         self._lock = threading.Lock()
 
     @property
@@ -154,8 +163,14 @@ class CountingBackend:
             self.calls.append(len(batch))
             if self.fail_on_call is not None and len(self.calls) == self.fail_on_call:
                 raise BackendError(f"counting backend: failing on call {self.fail_on_call} as asked")
-        if self.delay_s:
-            time.sleep(self.delay_s)
+            self._at_once += 1
+            self.most_at_once = max(self.most_at_once, self._at_once)
+        try:
+            if self.delay_s:
+                time.sleep(self.delay_s)
+        finally:
+            with self._lock:
+                self._at_once -= 1
         return {t.name: np.zeros((len(batch), t.num_classes), np.float32) for t in self.tasks}
 
     def close(self) -> None:
@@ -228,8 +243,9 @@ class EncodingBackend(CountingBackend):
         gate: threading.Event | None = None,
         gate_timeout_s: float = 30.0,
         delay_s: float = 0.0,
+        parallel_calls: int | None = None,
     ) -> None:
-        super().__init__(tasks, max_batch, delay_s=delay_s)
+        super().__init__(tasks, max_batch, delay_s=delay_s, parallel_calls=parallel_calls)
         self.preprocess, self.gate, self.gate_timeout_s = preprocess, gate, gate_timeout_s
         self.levels: list[int] = []
         """Every crop's level, in the order the crops were run."""

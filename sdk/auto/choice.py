@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.base import create_backend
+from ..backends.threads import usable_cores
 from ..contract.export_manifest import ExportManifest
 from ..errors import BackendError, ConfigError, FaceSdkError, MissingFileError
 from .approval import (
@@ -188,7 +189,7 @@ def cpu_signature() -> dict[str, Any]:
 def thread_settings(threads: int | None = None) -> dict[str, Any]:
     """What decides how many threads the runtimes use: the cores this process may run on, the
     intra-op threads passed to the backends (None: each runtime's default) and the environment."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    usable = usable_cores()
     env = {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ}
     return {"usable_cores": usable, "intra_op_threads": threads, "env": env}
 

@@ -24,6 +24,7 @@ __all__ = [
     "Backend",
     "DEFAULT_CLASSIFIER_BATCH",
     "stream_batch",
+    "parallel_calls",
     "BACKENDS",
     "ClosingBackend",
     "check_io",
@@ -43,6 +44,11 @@ class Backend(Protocol):
         name: Short name (``"onnxruntime"``, ``"openvino"``, ``"tensorrt"``, ``"torch"``) with details
             (providers, precision) available through ``describe()`` where implemented.
         max_batch: Largest batch one :meth:`run` call accepts.
+
+    Optional attributes the runtime reads where present: ``preferred_batch`` and
+    ``batch_buckets`` (:func:`stream_batch`), ``parallel_calls`` (:func:`parallel_calls`: a
+    backend whose :meth:`run` is safe and faster from several threads at once says how many),
+    ``worker_threads`` (native threads a stream's classifier may lower in priority).
     """
 
     name: str
@@ -212,6 +218,14 @@ def run_batched(backend: Backend, batch: np.ndarray) -> dict[str, np.ndarray]:
 DEFAULT_CLASSIFIER_BATCH = 8
 """Crops per backbone call in streams when the backend names no batch it runs best
 (OpenVINO's largest compiled bucket, when it has buckets)."""
+
+
+def parallel_calls(backend: Backend) -> int:
+    """Backend calls that ``backend`` runs at once to good effect: its ``parallel_calls``
+    attribute (ONNX Runtime on a CPU: 2, see :data:`facesdk.backends.onnxruntime.PARALLEL_CALLS_CPU`),
+    else 1 (calls are serialised: a backend that does not say it is safe is not called twice)."""
+    n = getattr(backend, "parallel_calls", None)
+    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1
 
 
 def stream_batch(backend: Backend) -> int:

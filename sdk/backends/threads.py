@@ -19,12 +19,19 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 
-__all__ = ["lower_priority", "native_threads_started"]
+__all__ = ["lower_priority", "native_threads_started", "usable_cores"]
 
 logger = logging.getLogger(__name__)
 
 _TASKS = "/proc/self/task"
 _spawn_lock = threading.RLock()
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity where the OS reports it, else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def _task_ids() -> set[int]:

@@ -9,6 +9,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from ..backends.threads import usable_cores
+
 __all__ = ["CPU_FLAGS", "cpu_info", "machine_info", "library_versions", "describe_cpu"]
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16", "amx_tile")
@@ -70,7 +72,7 @@ def machine_info(threads: int | None = None) -> dict[str, Any]:
     Args:
         threads: The threads per runtime the measurement used (recorded as given).
     """
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    usable = usable_cores()
     return {
         "cpu": cpu_info(),
         "threads": {

@@ -1,19 +1,21 @@
 """The classifier worker: runs the backbone on the crops streams ask for, off the frame path.
 
 Stream workers (one per source) detect, track and schedule every frame, crop the faces the
-schedule says are due and :meth:`Classifier.submit` them, without waiting. The classifier's
-thread takes the waiting requests in schedule order (new tracks first, then the stalest, then
-better views; within a class the oldest request first; a request waiting longer than
-:data:`OVERDUE_S` before all of them), up to the backend's preferred batch,
+schedule says are due and :meth:`Classifier.submit` them, without waiting. Each of the
+classifier's threads (one per backend call the engine runs at once,
+:attr:`~facesdk.engine.Engine.parallel_calls`: two for ONNX Runtime on a CPU, whose second call
+fills the cores the first leaves idle) takes the waiting requests in schedule order (new tracks
+first, then the stalest, then better views; within a class the oldest request first; a request
+waiting longer than :data:`OVERDUE_S` before all of them), up to the backend's preferred batch,
 runs them through the engine in one call and delivers every estimate to its stream's scheduler,
-which folds it into the track. A frame that must include its estimates (video files, by default)
+which folds it into the track (a track has one request at a time, so its estimates land in order). A frame that must include its estimates (video files, by default)
 waits for its own requests (:meth:`Request.wait`); a live frame does not, and its faces carry
 their tracks' latest estimates.
 
 A request of an asynchronous stream is refreshed just before its call (:attr:`Request.refresh`):
 its crop is swapped for the same track's face in the stream's newest frame, so when crops queue up
 (many faces, a slow CPU) an estimate is still as old as one call when it lands. In asynchronous
-streams the thread and the backend's worker threads run below the frame path
+streams the threads and the backend's worker threads run below the frame path
 (:attr:`~facesdk.streams.scheduling.ScheduleConfig.backbone_nice`).
 
 Requests for tracks that ended while waiting are dropped unanswered. An error in the backend
@@ -47,6 +49,10 @@ OVERDUE_S = 1.0
 tracks appearing all the time (a crowd, several cameras) cannot starve a refresh."""
 JOIN_TIMEOUT_S = 10.0
 """How long closing waits for a backbone call in progress before giving up on the thread."""
+CALM_S = 2.0
+"""A stream's second and further backbone calls start only after this long without a dropped
+frame (:attr:`Classifier.extra_calls_allowed`): on a CPU the frame path and the backbone share,
+a second call costs the frame path cache and cores it may not have to spare."""
 HISTORY = 1024
 """Batch sizes kept in :attr:`Classifier.batches` (the most recent)."""
 
@@ -98,13 +104,18 @@ class Request:
 
 
 class Classifier:
-    """Runs requested crops through an :class:`~facesdk.engine.Engine` in a thread of its own.
+    """Runs requested crops through an :class:`~facesdk.engine.Engine` in threads of its own.
 
     Args:
         engine: The engine whose backend runs the crops.
         batch_size: Most crops per backbone call (default: ``engine.batch_size``).
         threaded: ``False`` runs nothing in the background: :meth:`run_now` answers requests in
             the caller's thread (sequential streams).
+        workers: Threads that each take a batch and call the backbone (default:
+            ``engine.parallel_calls``; more than the engine allows at once only wait).
+        extra_calls_allowed: Asked before each call of the second and further workers; while it
+            says no, they wait (the runner's: no frame dropped for :data:`CALM_S`). ``None``:
+            always allowed.
         max_delay_ms: Once a request waits, how long to wait for more before a call that is not
             full (like Triton's ``max_queue_delay``; lets several sources share a call). ``0``
             takes what is there.
@@ -119,7 +130,11 @@ class Classifier:
         threaded: bool = True,
         max_delay_ms: float = 0.0,
         nice: int = 0,
+        workers: int | None = None,
+        extra_calls_allowed: Callable[[], bool] | None = None,
     ) -> None:
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
         if batch_size is not None and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
         ):
@@ -132,7 +147,9 @@ class Classifier:
         self.batch_size = batch_size or engine.batch_size
         self.max_delay = max_delay_ms / 1000.0
         self.nice = nice
+        self.extra_calls_allowed = extra_calls_allowed
         self._lowered: set[int] = set()
+        self._lowering = threading.Lock()
         self.batches: deque[int] = deque(maxlen=HISTORY)
         """Crops per backbone call, the most recent :data:`HISTORY`."""
         self.error: BaseException | None = None
@@ -140,10 +157,20 @@ class Classifier:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._seq = itertools.count()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         if threaded:
-            self._thread = threading.Thread(target=self._loop, name="facesdk-classifier", daemon=True)
-            self._thread.start()
+            count = workers or engine.parallel_calls
+            self._threads = [
+                threading.Thread(target=self._loop, args=(i,), name=f"facesdk-classifier-{i}", daemon=True)
+                for i in range(count)
+            ]
+            for thread in self._threads:
+                thread.start()
+
+    @property
+    def workers(self) -> int:
+        """Threads calling the backbone (0: requests are answered in the submitting thread)."""
+        return len(self._threads)
 
     def submit(self, requests: Sequence[Request]) -> None:
         """Queue requests (returns at once); with ``threaded=False`` answer them now."""
@@ -152,7 +179,7 @@ class Classifier:
         now = time.perf_counter()
         for request in requests:
             request.seq, request.submitted = next(self._seq), now
-        if self._thread is None:
+        if not self._threads:
             self.run_now(requests)
             return
         with self._cond:
@@ -180,24 +207,35 @@ class Classifier:
         self._waiting = keep
         return batch
 
-    def _lower_priority(self) -> None:
-        """Lower this thread and the backend's worker threads not lowered yet (a runtime may start
-        its threads at its first inference of a batch size: checked after every call)."""
+    def _lower_priority(self, this_thread: bool) -> None:
+        """Lower the backend's worker threads not lowered yet (a runtime may start its threads at its
+        first inference of a batch size: checked after every call), and this thread if asked."""
         try:
             workers = set(getattr(self.engine.backend, "worker_threads", ()))
         except BackendError:  # closed: nothing more will run
-            return
-        fresh = workers - self._lowered
-        if fresh or not self._lowered:
-            lower_priority(self.nice, [None, *fresh])
-            self._lowered |= fresh | {threading.get_native_id()}
+            workers = set()
+        with self._lowering:
+            fresh = workers - self._lowered
+            targets: list[int | None] = [*([None] if this_thread else []), *fresh]
+            if targets:
+                lower_priority(self.nice, targets)
+                self._lowered |= fresh
 
-    def _loop(self) -> None:
+    def _held_back(self, worker: int) -> bool:
+        """Whether this worker, an extra one, must not start a call now."""
+        allowed = self.extra_calls_allowed
+        return worker > 0 and allowed is not None and not allowed()
+
+    def _loop(self, worker: int = 0) -> None:
         if self.nice > 0:
-            self._lower_priority()
+            self._lower_priority(this_thread=True)
         while not self._stop.is_set():
             with self._cond:
-                while not self._waiting and not self._stop.is_set():
+                while (
+                    (not self._waiting or self._held_back(worker))
+                    and not self._stop.is_set()
+                    and self.error is None
+                ):
                     self._cond.wait(0.1)
                 deadline = time.monotonic() + self.max_delay
                 while len(self._waiting) < self.batch_size and not self._stop.is_set():
@@ -205,7 +243,7 @@ class Classifier:
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
-                if self._stop.is_set():
+                if self._stop.is_set() or self.error is not None:
                     break
                 batch = self._take()
             if not batch:
@@ -219,11 +257,12 @@ class Classifier:
             try:
                 self.run_now(batch)
                 if self.nice > 0:
-                    self._lower_priority()
+                    self._lower_priority(this_thread=False)
             except BaseException as exc:  # handed to the streams through their requests
                 with self._cond:
-                    self.error = exc
+                    self.error = self.error or exc
                     waiting, self._waiting = self._waiting, []
+                    self._cond.notify_all()  # the other workers stop too
                 self._fail(batch + waiting, exc)
                 return
 
@@ -250,7 +289,7 @@ class Classifier:
             request.done.set()
 
     def close(self) -> None:
-        """Stop the thread (idempotent); requests still waiting are dropped unanswered."""
+        """Stop the threads (idempotent); requests still waiting are dropped unanswered."""
         self._stop.set()
         with self._cond:
             waiting, self._waiting = self._waiting, []
@@ -259,8 +298,9 @@ class Classifier:
             request.scheduler.cancel(request.track_id)
             request.dropped = True
             request.done.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(JOIN_TIMEOUT_S)
-            if thread.is_alive():
-                logger.warning("the stream's classifier did not stop within %.0f s", JOIN_TIMEOUT_S)
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() and t is not threading.current_thread() for t in self._threads):
+            logger.warning("the stream's classifier did not stop within %.0f s", JOIN_TIMEOUT_S)

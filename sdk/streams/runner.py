@@ -3,7 +3,8 @@
 Each source (a *lane*) has its capture thread (:class:`~facesdk.streams.sources.FrameStream`)
 and a worker thread that converts, detects, measures quality, tracks and schedules every frame,
 crops the faces that are due and hands them to the one :class:`~facesdk.streams.classifier.
-Classifier` of the run, which batches the crops of every source into shared backbone calls. The
+Classifier` of the run, which batches the crops of every source into shared backbone calls (as
+many at once as the engine allows; the second and further only while no source drops frames). The
 caller's thread takes the planned frames in order and labels every face with its track's latest
 estimate.
 
@@ -31,19 +32,21 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..backends.threads import usable_cores
 from ..engine import Engine
 from ..errors import ConfigError
 from ..faces.align import crop_faces
 from ..faces.quality import assess_faces
 from ..frames import to_bgr_uint8
 from ..results import FrameResult, Quality
-from .classifier import Classifier, Request
+from .classifier import CALM_S, Classifier, Request
 from .scheduling import BETTER_VIEW, FramePlan, StreamScheduler
 from .sources import FrameStream, StreamFrame
 
@@ -56,6 +59,12 @@ JOIN_TIMEOUT_S = 10.0
 """How long closing a stream waits for each worker (a detector call in progress) before giving up."""
 POLL_S = 0.1
 """How often a blocked wait looks at the stop signal."""
+
+
+FRAME_PATH_SHARE = 0.5
+"""Share of the usable cores the live sources' frame path may take while the classifier runs a
+second backbone call beside the first (four 1280 x 720 cameras at 15 frames/s take 1.4 of 2 cores
+and lost 2-3 times more frames with the second call; one camera with six faces takes 0.5)."""
 
 
 def put_until_stopped(into: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
@@ -153,10 +162,10 @@ class StreamRun:
     """Runs lanes through one engine and yields ``(frame_bgr, FrameResult)`` (see module doc).
 
     Args:
-        engine: The engine (backend, lock, statistics).
+        engine: The engine (backend, call slots, statistics).
         detector: Anything with ``detect(frame) -> [Detection]``.
         lanes: ``name -> (FrameStream, StreamScheduler, wait, label)``.
-        overlap: Detect in worker threads and classify in a classifier thread; ``False`` runs one
+        overlap: Detect in worker threads and classify in classifier threads; ``False`` runs one
             source sequentially in the caller's thread (waiting mode only).
         clock: ``clock() -> seconds`` stamps each frame instead of its capture time.
         on_error: ``"raise"`` or ``"drop"`` (see module doc).
@@ -185,13 +194,42 @@ class StreamRun:
         self.errors: dict[str, BaseException] = {}
         # the frame path goes first only where it does not wait for the backbone anyway
         nices = {lane.scheduler.schedule.backbone_nice for lane in self.lanes if not lane.wait}
+        self._drops = (0, time.monotonic() - CALM_S)  # (frames the sources dropped, when that last grew)
+        self._busy: deque[tuple[float, float]] = deque()  # (when, seconds) of each live frame's path
+        self._first_busy: float | None = None  # when the first live frame's path began
+        self._drops_lock = threading.Lock()
         self.classifier = Classifier(
-            engine, batch_size, threaded=overlap, max_delay_ms=max_delay_ms, nice=min(nices, default=0)
+            engine,
+            batch_size,
+            threaded=overlap,
+            max_delay_ms=max_delay_ms,
+            nice=min(nices, default=0),
+            extra_calls_allowed=self._frame_path_keeps_up,
         )
         self._queue: queue.Queue[_Planned | _Done] = queue.Queue(maxsize=max(1, 2 * len(self.lanes) - 1))
         self._stop = threading.Event()
         self._started = False
         self._closed = False
+
+    def _frame_path_keeps_up(self) -> bool:
+        """Whether the live sources' frame path leaves room for another backbone call: no source
+        has dropped a frame for :data:`CALM_S`, and over the last :data:`CALM_S` (or since the
+        first live frame) their frames took at most :data:`FRAME_PATH_SHARE` of the usable cores
+        (detect, quality, track, crop: wall time, so a frame path slowed by the backbone counts
+        more). The classifier's extra calls wait otherwise; a file's frames (waiting mode) never
+        hold them back."""
+        dropped = sum(getattr(lane.frames, "dropped", 0) for lane in self.lanes)
+        now = time.monotonic()
+        with self._drops_lock:
+            seen, since = self._drops
+            if dropped != seen:
+                self._drops = dropped, now
+                return False
+            while self._busy and self._busy[0][0] < now - CALM_S:
+                self._busy.popleft()
+            window = CALM_S if self._first_busy is None else min(CALM_S, now - self._first_busy)
+            load = sum(seconds for _, seconds in self._busy) / max(window, 1e-3)
+            return now - since >= CALM_S and load <= FRAME_PATH_SHARE * usable_cores()
 
     # ------------------------------------------------------------------ the frame path (workers)
     def _plan(self, lane: _Lane, item: StreamFrame) -> _Planned:
@@ -217,6 +255,12 @@ class StreamRun:
             "detect": (mid - start) * 1000.0,
             "align": (time.perf_counter() - mid) * 1000.0,
         }
+        if not lane.wait:
+            busy, now = time.perf_counter() - start, time.monotonic()
+            with self._drops_lock:
+                self._busy.append((now, busy))
+                if self._first_busy is None:
+                    self._first_busy = now - busy
         self.classifier.submit(requests)
         return _Planned(lane, item.index, timestamp, image, plan, requests, timings)
 

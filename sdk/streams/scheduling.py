@@ -24,7 +24,7 @@ frames (their faces carry no attributes until the estimate lands). No estimate e
 
 Thread safety: one :class:`StreamScheduler` belongs to one stream. Its tracks never leave its
 lock: :meth:`~StreamScheduler.plan` (detect thread), :meth:`~StreamScheduler.deliver`
-(classifier thread) and :meth:`~StreamScheduler.label` (the caller's thread) all take it, and
+(a classifier thread) and :meth:`~StreamScheduler.label` (the caller's thread) all take it, and
 plans carry track ids, not track objects.
 
 Stream time is each frame's timestamp (its capture time, or what the stream's ``clock`` gives),
