@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 
 from facesdk import Analyzer
+from facesdk.backends.base import parallel_calls
 from facesdk.faces.detector import STREAM_MAX_SIDE, DetectorConfig, FaceDetector
 from facesdk.scheduling import ScheduleConfig
 
@@ -339,39 +340,62 @@ def thread_split_rows(
     ]
 
 
+PRIORITY_VARIANTS = ((0, None), (None, 1), (None, None), (19, None))
+"""``(backbone_nice, parallel_calls)`` of the priority runs (``None``: the default): the backbone
+at the process's priority, one call at a time, the defaults, and the lowest priority."""
+
+
 def priority_rows(
     args: argparse.Namespace, export: Path, detector: Path, cases: Sequence[LiveCase]
 ) -> list[dict[str, Any]]:
     """ONNX Runtime FP32 on the six-face and many-camera live cases with the backbone's threads at
-    niceness 0 (the process's priority) and at the default ``backbone_nice``, rounds alternating.
+    niceness 0 (the process's priority), at the default ``backbone_nice`` and at 19, and with one
+    backbone call at a time against the backend's default (:data:`PRIORITY_VARIANTS`), rounds
+    alternating.
 
-    Each niceness has an Analyzer of its own: a thread's niceness cannot be lowered again, so one
-    backend cannot serve both."""
-    levels = sorted({0, ScheduleConfig().backbone_nice})
-    jobs = list(itertools.product(range(len(levels)), cases))
+    Each variant has an Analyzer of its own: a thread's niceness cannot be lowered again, so one
+    backend cannot serve two levels."""
+    default_nice = ScheduleConfig().backbone_nice
+    variants = list(
+        dict.fromkeys(
+            (nice if nice is not None else default_nice, calls) for nice, calls in PRIORITY_VARIANTS
+        )
+    )
+    jobs = list(itertools.product(range(len(variants)), cases))
     raw: list[list[dict[str, Any]]] = [[] for _ in jobs]
     with contextlib.ExitStack() as stack:
         made = [
             stack.enter_context(
                 Analyzer(
-                    export, backend="onnxruntime", detector=detector, schedule=ScheduleConfig(backbone_nice=n)
+                    export,
+                    backend="onnxruntime",
+                    detector=detector,
+                    schedule=ScheduleConfig(backbone_nice=nice),
+                    **({"parallel_calls": calls} if calls is not None else {}),
                 )
             )
-            for n in levels
+            for nice, calls in variants
         ]
+        at_once = [parallel_calls(a.backend) for a in made]
         for round_ in range(args.rounds):
             for i in alternate(range(len(jobs)), round_):
-                level, case = jobs[i]
-                raw[i].append(run_live(made[level], case, args.warmup_seconds, args.live_seconds))
+                v, case = jobs[i]
+                raw[i].append(run_live(made[v], case, args.warmup_seconds, args.live_seconds))
                 _progress(
-                    f"{case.name}, onnxruntime, backbone_nice {levels[level]}",
+                    f"{case.name}, onnxruntime, backbone_nice {variants[v][0]}, {at_once[v]} call(s) at once",
                     round_,
                     args.rounds,
                     raw[i][-1],
                 )
     return [
-        live_row(raw[i], case=case.name, backend="onnxruntime", backbone_nice=levels[level])
-        for i, (level, case) in enumerate(jobs)
+        live_row(
+            raw[i],
+            case=case.name,
+            backend="onnxruntime",
+            backbone_nice=variants[v][0],
+            parallel_calls=at_once[v],
+        )
+        for i, (v, case) in enumerate(jobs)
     ]
 
 
@@ -409,7 +433,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--cameras-fps", type=float, default=15.0, help="their rate (six faces each)")
     p.add_argument("--thread-split", action="store_true",
                    help="also run six faces live at each detector/backbone thread split, and the six-face and camera runs "
-                        "with the backbone at the process's priority (about 8 min more)")  # fmt: skip
+                        "with the backbone at other priorities and one call at a time (about 11 min more)")  # fmt: skip
     p.add_argument("--frames", type=int, default=100, help="frames per scheduled throughput run")
     p.add_argument("--frames-unscheduled", type=int, default=25, help="frames per throughput run, scheduling off")  # fmt: skip
     p.add_argument("--detector", type=Path, default=None, help="YuNet model (default: the SDK's lookup, see 'facesdk models')")  # fmt: skip

@@ -249,13 +249,23 @@ def _priority_section(report: Mapping[str, Any]) -> list[str]:
     if not rows:
         return []
     return _table(
-        "The backbone below the frame path",
+        "The backbone below the frame path, one call or two",
         "ONNX Runtime FP32 with the backbone's threads (the classifier's and ONNX Runtime's pool) at niceness 0, "
-        "the process's own priority, and at `ScheduleConfig.backbone_nice`'s default, where the frame path "
-        "(capture, detect, track, label) goes first whenever both want a core. Same runs as above, rounds "
-        "alternating, each number the worst round's.",
-        ("case", "backbone_nice", *LIVE_COLUMNS[:4], LIVE_COLUMNS[-1]),
-        ([r["case"], str(r["backbone_nice"]), *_live_cells(r)[:4], _live_cells(r)[-1]] for r in rows),
+        "the process's own priority, at `ScheduleConfig.backbone_nice`'s default and at 19, where the frame path "
+        "(capture, detect, track, label) goes first whenever both want a core; and with one backbone call at a time "
+        "(`parallel_calls=1`) against the backend's default (a second call while the live frame path drops nothing "
+        "and takes at most half the cores). Same runs as above, rounds alternating, each number the worst round's.",
+        ("case", "backbone_nice", "calls at once", *LIVE_COLUMNS[:4], LIVE_COLUMNS[-1]),
+        (
+            [
+                r["case"],
+                str(r["backbone_nice"]),
+                str(r.get("parallel_calls", 1)),
+                *_live_cells(r)[:4],
+                _live_cells(r)[-1],
+            ]
+            for r in rows
+        ),
     )
 
 

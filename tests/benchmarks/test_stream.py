@@ -21,6 +21,7 @@ from benchmarks.stream_live import (
     write_video,
 )
 from benchmarks.stream_report import best_split, checks
+from facesdk.backends.threads import usable_cores
 from facesdk.scheduling import ScheduleConfig
 
 
@@ -210,8 +211,11 @@ def test_stream_benchmark_tiny(
     split = {(r["runtime"], r["detector_threads"], r["backbone_threads"]) for r in report["thread_split"]}
     assert {("onnxruntime", d, b) for d in (1, 2) for b in (1, 2)} <= split
     assert "- Best for onnxruntime" in text
-    priority = {(r["case"], r["backbone_nice"]) for r in report["priority"]}
+    priority = {(r["case"], r["backbone_nice"], r["parallel_calls"]) for r in report["priority"]}
+    nice, calls = ScheduleConfig().backbone_nice, min(2, usable_cores())  # ONNX Runtime's default on a CPU
     assert priority == {
-        (c, n) for c in ("six faces", "2 cameras") for n in (0, ScheduleConfig().backbone_nice)
+        (c, n, k)
+        for c in ("six faces", "2 cameras")
+        for n, k in ((0, calls), (nice, 1), (nice, calls), (19, calls))
     }
-    assert "The backbone below the frame path" in text
+    assert "The backbone below the frame path" in text and "calls at once" in text
