@@ -27,9 +27,9 @@ logger = logging.getLogger(__name__)
 
 PARALLEL_CALLS_CPU = 2
 """Backbone calls a CPU-only session runs at once by default (never more than the usable cores).
-One call of the edge export's backbone keeps 2 cores only 1.74 busy (its ops' parallel sections
-leave gaps); a second call at the same time fills them: 12-13.7 crops/s against 8.3-8.5 on
-2 cores of an AMD EPYC (AVX2), ~145 ms per call against 120 (docs/benchmarks/stream.md)."""
+One call of the edge export's backbone keeps 2 cores only 1.71 busy (its ops' parallel sections
+leave gaps); a second call at the same time fills them: 1.21-1.28x the crops a second on 2 cores
+of an AMD EPYC with AVX2 (docs/benchmarks/parallel_calls.md)."""
 
 PROVIDER_NAMES = {
     "tensorrt": "TensorrtExecutionProvider",

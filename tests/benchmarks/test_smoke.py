@@ -20,7 +20,7 @@ from facesdk.faces.model_store import PACKAGED_DETECTOR
 ROOT = Path(__file__).resolve().parents[2]
 YUNET = PACKAGED_DETECTOR
 SCRIPTS = ("audience", "backbones", "backbones_report", "cnn_int8", "fast_path", "gpu_timing", "graph_variants", "int8_cpu",
-           "memory", "methods", "resolution", "scale", "sdk_pipeline", "stream", "train_methods")  # fmt: skip
+           "memory", "methods", "parallel_calls", "resolution", "scale", "sdk_pipeline", "stream", "train_methods")  # fmt: skip
 
 
 def _run(module: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
@@ -73,6 +73,32 @@ def test_sdk_pipeline_on_a_tiny_export(tmp_path: Path, yunet: Path) -> None:
     proc = _run("sdk_pipeline", "--model", str(tmp_path / "export"), "--detector", str(yunet), "--frames", "2",
                 "--soak", "0", "--doc", str(tmp_path / "sdk.md"))  # fmt: skip
     assert (tmp_path / "sdk.md").is_file(), proc.stdout[-2000:]
+
+
+def test_parallel_calls_on_a_tiny_export(tmp_path: Path) -> None:
+    from facesdk.testing import make_tiny_export
+
+    make_tiny_export(tmp_path / "export")
+    out = tmp_path / "parallel_calls.md"
+    _run(
+        "parallel_calls",
+        "--model",
+        str(tmp_path / "export"),
+        "--seconds",
+        "0.3",
+        "--rounds",
+        "2",
+        "--out",
+        str(out),
+    )
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert [len(r["runs"]) for r in report["rows"]] == [2, 2, 2, 2]
+    assert all(run["crops_per_s"] > 0 for r in report["rows"] for run in r["runs"])
+    text = out.read_text()
+    assert (
+        "| two calls at once, ONNX Runtime's threads (the default) |" in text and "--model EXPORT_DIR" in text
+    )
+    assert str(tmp_path) not in text
 
 
 def test_audience_on_a_tiny_export(tmp_path: Path, yunet: Path) -> None:

@@ -1,8 +1,8 @@
 """Backbone calls at once: the engine runs as many as the backend says it runs well, never more,
 a stream's classifier keeps that many calls going, and each face still gets its own estimate.
 
-ONNX Runtime on a CPU says 2: one call of the edge backbone keeps two cores 1.74 busy, a second
-call at the same time fills the gaps (docs/benchmarks/stream.md).
+ONNX Runtime on a CPU says 2: one call of the edge backbone keeps two cores 1.71 busy, a second
+call at the same time fills the gaps (docs/benchmarks/parallel_calls.md).
 """
 
 from __future__ import annotations
