@@ -71,6 +71,7 @@ def test_hundred_faces_one_frame_split_at_max_batch(analyzer: Analyzer, astronau
         return run(batch)
 
     analyzer.backend.run = spy  # type: ignore[method-assign]
+    analyzer.backend.parallel_calls = 1  # one call's split (sharing among calls: test_parallel_calls.py)
     rng = np.random.default_rng(0)
     detections = []
     for _ in range(100):
@@ -221,6 +222,7 @@ def test_analyze_batch_runs_all_frames_faces_together(analyzer: Analyzer, astron
         return run(batch)
 
     analyzer.backend.run = spy  # type: ignore[method-assign]
+    analyzer.backend.parallel_calls = 1  # one call for all frames (sharing: test_parallel_calls.py)
     blank = np.zeros((120, 160, 3), np.uint8)
     results = analyzer.analyze_batch([astronaut_bgr, blank, astronaut_bgr])
     assert [len(r.faces) for r in results] == [1, 0, 1] and [r.index for r in results] == [0, 1, 2]
