@@ -254,3 +254,42 @@ def test_an_unregistered_stage_command_says_how_to_install(
     assert cli.main(["export", "--help"]) == 2
     err = capsys.readouterr().err
     assert "'facesdk export' is not registered" in err and "pip install 'facesdk[export]'" in err
+
+
+def test_the_wheel_ships_the_detector_and_the_dashboard_page_without_setuptools_warnings(
+    tmp_path: Path,
+) -> None:
+    """A data-only folder inside a package must be a package of its own in pyproject.toml: setuptools
+    warns that it will stop shipping one that is not (it still does today, so the file list alone
+    would not show it)."""
+    import zipfile
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "absent from the `packages` configuration" not in done.stdout + done.stderr
+    [wheel] = tmp_path.glob("facesdk-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {
+        "facesdk/faces/models/face_detection_yunet_2026may.onnx",
+        "facesdk/faces/models/LICENSE",
+        *(
+            f"facesdk/audience/dashboard/static/{p.name}"
+            for p in (ROOT / "sdk/audience/dashboard/static").iterdir()
+        ),
+    }
+    assert shipped <= names, sorted(shipped - names)

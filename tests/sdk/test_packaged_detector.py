@@ -45,9 +45,9 @@ def test_the_package_ships_yunet_with_its_licence() -> None:
     licence = (PACKAGED_DETECTOR.parent / "LICENSE").read_text()
     assert licence.startswith("MIT License") and "Shiqi Yu" in licence
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    listed = config["tool"]["setuptools"]["package-data"]["facesdk.faces"]
-    assert sorted(listed) == sorted([f"models/{DETECTOR_FILENAME}", "models/LICENSE"])
-    assert "facesdk.faces" in config["tool"]["setuptools"]["packages"]
+    listed = config["tool"]["setuptools"]["package-data"]["facesdk.faces.models"]
+    assert sorted(listed) == sorted([DETECTOR_FILENAME, "LICENSE"])
+    assert "facesdk.faces.models" in config["tool"]["setuptools"]["packages"]
 
 
 def test_analyze_finds_a_face_with_an_empty_store_and_no_network(

@@ -174,10 +174,10 @@ def test_pyproject_ships_every_file_of_the_page() -> None:
     setup = tomllib.loads((Path(__file__).resolve().parents[3] / "pyproject.toml").read_text())["tool"][
         "setuptools"
     ]
-    assert "facesdk.audience.dashboard" in setup["packages"]
-    patterns = setup["package-data"]["facesdk.audience.dashboard"]
+    assert "facesdk.audience.dashboard.static" in setup["packages"]
+    patterns = setup["package-data"]["facesdk.audience.dashboard.static"]
     static = resources.files("facesdk.audience.dashboard").joinpath("static")
     for item in static.iterdir():
-        assert any(fnmatch.fnmatch(f"static/{item.name}", p) for p in patterns), (
+        assert any(fnmatch.fnmatch(item.name, p) for p in patterns), (
             f"{item.name} not in the wheel"
         )
