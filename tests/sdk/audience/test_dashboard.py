@@ -178,6 +178,4 @@ def test_pyproject_ships_every_file_of_the_page() -> None:
     patterns = setup["package-data"]["facesdk.audience.dashboard.static"]
     static = resources.files("facesdk.audience.dashboard").joinpath("static")
     for item in static.iterdir():
-        assert any(fnmatch.fnmatch(item.name, p) for p in patterns), (
-            f"{item.name} not in the wheel"
-        )
+        assert any(fnmatch.fnmatch(item.name, p) for p in patterns), f"{item.name} not in the wheel"
