@@ -1,7 +1,7 @@
 """The runtime core that every entry point drives: one backend, its call slots, the statistics.
 
 :class:`Engine` owns the three steps of analysing faces — :meth:`~Engine.prepare` (quality and
-crops), :meth:`~Engine.infer` (one batched, locked backend call) and :meth:`~Engine.finish`
+crops), :meth:`~Engine.infer` (batched backend calls, as many at once as the backend allows) and :meth:`~Engine.finish`
 (post-processing) — and the per-stage statistics. ``Analyzer.analyze``, ``analyze_batch``,
 ``analyze_detections``, the stream runner (``Analyzer.stream``/``streams``), and the demo all
 call these methods; none of them reaches into another object's private state.

@@ -63,8 +63,9 @@ POLL_S = 0.1
 
 FRAME_PATH_SHARE = 0.5
 """Share of the usable cores the live sources' frame path may take while the classifier runs a
-second backbone call beside the first (four 1280 x 720 cameras at 15 frames/s take 1.4 of 2 cores
-and lost 2-3 times more frames with the second call; one camera with six faces takes 0.5)."""
+second backbone call beside the first: a saturated frame path (four 1280 x 720 cameras at 15
+frames/s on 2 cores) has no cores or cache to spare for it, while one camera with six faces leaves
+most of them idle (docs/benchmarks/stream.md, "one call or two")."""
 
 
 def put_until_stopped(into: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
